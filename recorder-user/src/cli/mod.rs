@@ -1,0 +1,161 @@
+//! The `syscribe` command line. Doc comments are the help text.
+
+mod record;
+mod run;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+pub use record::RecordArgs;
+pub use run::RunArgs;
+
+/// Records what a command or container really does as a minimal seccomp profile, and runs
+/// commands under such profiles.
+#[derive(Debug, Parser)]
+#[command(name = "syscribe", version, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GlobalArgs {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// Kernel BTF, used to load the eBPF recorder.
+    #[arg(
+        long,
+        env = "SYSCRIBE_BTF",
+        default_value = "/sys/kernel/btf/vmlinux",
+        global = true
+    )]
+    pub btf: PathBuf,
+    /// mountinfo file in which to find the cgroup2 mount.
+    #[arg(
+        long,
+        env = "SYSCRIBE_MOUNTINFO",
+        default_value = "/proc/self/mountinfo",
+        global = true,
+        hide = true
+    )]
+    pub mountinfo: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a command and record every syscall it and its descendants make, from its first
+    /// instruction until it exits, as a minimal seccomp profile. Exits with the command's status.
+    Record(RecordArgs),
+    /// Run a command under a seccomp profile (OCI JSON, or a SeccompProfile in YAML or JSON).
+    Run(RunArgs),
+    /// Attach the empty eBPF program to sys_enter until stdin closes (the benchmark's floor).
+    #[command(hide = true)]
+    BenchFloor,
+}
+
+impl Cli {
+    /// Runs the command; returns the process exit code.
+    pub fn run(self) -> i32 {
+        let paths = crate::record::HostPaths {
+            btf: self.global.btf,
+            mountinfo: self.global.mountinfo,
+        };
+        let result = match self.command {
+            Command::Record(args) => record::record(&paths, args),
+            Command::Run(args) => run::run(args),
+            Command::BenchFloor => record::bench_floor(&paths),
+        };
+        match result {
+            Ok(code) => code,
+            Err(err) => {
+                eprintln!("syscribe: error: {err}");
+                err.exit_code()
+            }
+        }
+    }
+}
+
+/// Any command's failure: one line for the user, and an exit status.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Record(#[from] crate::record::RecordError),
+    #[error(transparent)]
+    Load(#[from] crate::profile::load::LoadError),
+    #[error("{path}: {source}", path = .path.display())]
+    Profile {
+        path: PathBuf,
+        #[source]
+        source: crate::profile::enforce::EnforceError,
+    },
+    #[error("{path}: the profile does not allow execve, so {command} could never start", path = .path.display())]
+    NoExec { path: PathBuf, command: String },
+    #[error("cannot load the seccomp filter: {source}")]
+    LoadFilter {
+        #[source]
+        source: libseccomp::error::SeccompError,
+    },
+    #[error("cannot exec {command}: {source}")]
+    Exec {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}", path = .path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start the async runtime: {source}")]
+    Runtime {
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl CliError {
+    /// 127 for a command that does not exist, 126 for one that cannot run (as shells do), 1 else.
+    pub fn exit_code(&self) -> i32 {
+        use crate::record::RecordError;
+        match self {
+            Self::Record(RecordError::CommandNotFound { .. }) => 127,
+            Self::Exec { .. } | Self::NoExec { .. } => 126,
+            _ => 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn record_takes_the_command_after_double_dash() {
+        let cli =
+            Cli::try_parse_from(["syscribe", "record", "-o", "p.json", "--", "ls", "-l", "/"])
+                .unwrap();
+        let Command::Record(args) = cli.command else {
+            panic!("not record")
+        };
+        assert_eq!(args.command, ["ls", "-l", "/"]);
+        assert_eq!(args.output, PathBuf::from("p.json"));
+    }
+}

@@ -1,0 +1,8 @@
+//! Profiles: recorded syscalls → seccomp documents, parsing, and loading with libseccomp.
+//! Pure decisions: no aya, no kube, no host paths.
+
+pub mod build;
+pub mod crd;
+pub mod enforce;
+pub mod load;
+pub mod seccomp;

@@ -1,0 +1,3 @@
+//! Resolution of processes to cgroups (and, later, containers and pods).
+
+pub mod cgroup;

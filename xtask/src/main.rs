@@ -1,0 +1,165 @@
+//! Project tasks: toolchain bootstrap, the privileged test runner, benchmarks.
+//!
+//! `cargo xtask setup`            install what a fresh machine lacks (idempotent)
+//! `cargo xtask test`             setup, lints, unit tests, then the root-only tests
+//! `cargo xtask syscribe ARGS…`   setup, build, run `syscribe ARGS…` (release build)
+//! `cargo xtask bench recorder`   recorder overhead, side by side
+
+mod setup;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install the Debian packages, nightly rust-src and bpf-linker the project needs.
+    Setup,
+    /// Run every check: formatting, clippy, unit tests and the privileged tests (as root).
+    Test {
+        /// Extra arguments for the privileged test binary (e.g. a test name filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Build syscribe (release) and run it with the given arguments.
+    Syscribe {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Task::Setup => setup::setup(),
+        Task::Test { args } => test(&args),
+        Task::Syscribe { args } => {
+            setup::setup()?;
+            let bin = build_syscribe(true)?;
+            let status = Command::new(&bin)
+                .args(&args)
+                .status()
+                .with_context(|| format!("running {}", bin.display()))?;
+            std::process::exit(status.code().unwrap_or(1));
+        }
+    }
+}
+
+fn test(args: &[String]) -> Result<()> {
+    setup::setup()?;
+    if !is_root() {
+        bail!(
+            "the privileged tests need root (real eBPF, cgroups): run `cargo xtask test` as root"
+        );
+    }
+    run(Command::new("cargo").args(["fmt", "--all", "--check"]))?;
+    run(Command::new("cargo").args([
+        "clippy",
+        "--package",
+        "recorder-user",
+        "--package",
+        "xtask",
+        "--package",
+        "syscribe-tests",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    run(Command::new("cargo").args([
+        "clippy",
+        "--package",
+        "recorder-ebpf",
+        "--lib",
+        "--features",
+        "user",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    run(Command::new("cargo").args([
+        "test",
+        "--package",
+        "recorder-ebpf",
+        "--lib",
+        "--features",
+        "user",
+    ]))?;
+    run(Command::new("cargo").args(["test", "--package", "recorder-user", "--package", "xtask"]))?;
+    let bin = build_syscribe(false)?;
+    run(Command::new("cargo")
+        .args([
+            "test",
+            "--package",
+            "syscribe-tests",
+            "--",
+            "--test-threads=1",
+        ])
+        .args(args)
+        .env("SYSCRIBE_BIN", &bin))
+}
+
+/// Builds the `syscribe` binary and returns its path.
+fn build_syscribe(release: bool) -> Result<PathBuf> {
+    let mut cmd = Command::new("cargo");
+    cmd.args(["build", "--package", "recorder-user", "--bin", "syscribe"]);
+    if release {
+        cmd.arg("--release");
+    }
+    run(&mut cmd)?;
+    let bin = workspace_root()
+        .join("target")
+        .join(if release { "release" } else { "debug" })
+        .join("syscribe");
+    if !bin.exists() {
+        bail!("cargo build succeeded but {} is missing", bin.display());
+    }
+    Ok(bin)
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Runs a command with inherited stdio; fails with the command line if it does not exit 0.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd
+        .current_dir(workspace_root())
+        .status()
+        .with_context(|| format!("spawning {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+/// Runs a command and returns its stdout; fails with its stderr if it does not exit 0.
+pub fn stdout_of(cmd: &mut Command) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("spawning {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    String::from_utf8(out.stdout).with_context(|| format!("{cmd:?} printed non-UTF-8"))
+}

@@ -1,0 +1,188 @@
+//! `cargo xtask setup`: everything a fresh machine needs to build and test syscribe.
+//!
+//! Idempotent and fast on a second run: each step first checks whether its result is already
+//! there (installed Debian package, nightly `rust-src`, a working `bpf-linker` built for the
+//! nightly's LLVM major) and does nothing if so.
+
+use std::{
+    env, fs,
+    os::unix::fs::symlink,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, Result};
+
+use crate::{run, stdout_of};
+
+/// Debian packages the build and the tests need.
+/// - libseccomp-dev: the userspace links libseccomp (syscall names per arch, filter loading).
+/// - busybox-static: the replay tests record and replay busybox applets.
+/// - strace: ground truth for "which syscalls did this program make".
+/// - curl, python3: real programs the replay tests record.
+/// - util-linux: `setpriv` runs syscribe unprivileged in the non-root test.
+pub const TEST_PACKAGES: &[&str] = &[
+    "libseccomp-dev",
+    "busybox-static",
+    "strace",
+    "curl",
+    "util-linux",
+];
+
+/// Packages only the benchmark needs (the peer it is compared with).
+pub const BENCH_PACKAGES: &[&str] = &["bpftrace"];
+
+/// The bpf-linker release we build; it must offer an `llvm-<major>` feature for the nightly's LLVM.
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+pub fn setup() -> Result<()> {
+    apt_install(TEST_PACKAGES)?;
+    nightly_rust_src()?;
+    bpf_linker()?;
+    Ok(())
+}
+
+/// Installs the Debian packages that are missing; runs `apt-get update` only when something is.
+pub fn apt_install(packages: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|pkg| !dpkg_installed(pkg))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing Debian packages: {}", missing.join(" "));
+    run(Command::new("apt-get").args(["update", "-qq"]))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    Ok(())
+}
+
+fn dpkg_installed(pkg: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", pkg])
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).contains("install ok installed"))
+        .unwrap_or(false)
+}
+
+fn nightly_rust_src() -> Result<()> {
+    let installed = Command::new("rustup")
+        .args(["component", "list", "--installed", "--toolchain", "nightly"])
+        .output()
+        .context("running rustup (is rustup on PATH?)")?;
+    if !installed.status.success() {
+        eprintln!("xtask: installing the nightly toolchain with rust-src");
+        return run(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+            "--component",
+            "rust-src",
+        ]));
+    }
+    if String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|line| line.starts_with("rust-src"))
+    {
+        return Ok(());
+    }
+    eprintln!("xtask: adding rust-src to the nightly toolchain");
+    run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
+}
+
+/// LLVM major version of the nightly rustc (`LLVM version: 22.1.4` → 22).
+fn nightly_llvm_major() -> Result<u32> {
+    let meta = stdout_of(Command::new("rustc").args(["+nightly", "-vV"]))?;
+    parse_llvm_major(&meta)
+        .with_context(|| format!("no `LLVM version:` line in `rustc +nightly -vV`:\n{meta}"))
+}
+
+fn parse_llvm_major(meta: &str) -> Option<u32> {
+    let version = meta
+        .lines()
+        .find_map(|l| l.strip_prefix("LLVM version: "))?;
+    version.split('.').next()?.trim().parse().ok()
+}
+
+/// Where the libLLVM symlinks live; bpf-linker keeps an rpath to it, so it must be stable.
+fn llvm_prefix(major: u32) -> Result<PathBuf> {
+    let home = env::var_os("HOME").context("HOME is not set")?;
+    Ok(PathBuf::from(home).join(format!(".local/share/syscribe/llvm-{major}")))
+}
+
+fn bpf_linker() -> Result<()> {
+    let major = nightly_llvm_major()?;
+    let prefix = llvm_prefix(major)?;
+    let marker = prefix.join("bpf-linker.installed");
+    let linker_works = Command::new("bpf-linker")
+        .arg("--version")
+        .output()
+        .map(|out| out.status.success())
+        .unwrap_or(false);
+    if linker_works && marker.exists() {
+        return Ok(());
+    }
+
+    let sysroot = stdout_of(Command::new("rustc").args(["+nightly", "--print", "sysroot"]))?;
+    let nightly_lib = Path::new(sysroot.trim()).join("lib");
+    let lib = prefix.join("lib");
+    fs::create_dir_all(&lib).with_context(|| format!("creating {}", lib.display()))?;
+    let mut main_lib = None;
+    for entry in
+        fs::read_dir(&nightly_lib).with_context(|| format!("reading {}", nightly_lib.display()))?
+    {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !name.starts_with("libLLVM") {
+            continue;
+        }
+        let link = lib.join(&*name);
+        let _ = fs::remove_file(&link);
+        symlink(entry.path(), &link).with_context(|| format!("linking {}", link.display()))?;
+        if name.starts_with("libLLVM-") && name.ends_with(".so") {
+            main_lib = Some(entry.path());
+        }
+    }
+    let main_lib = main_lib.with_context(|| {
+        format!(
+            "the nightly toolchain has no libLLVM-*.so in {}",
+            nightly_lib.display()
+        )
+    })?;
+    let generic = lib.join("libLLVM.so");
+    let _ = fs::remove_file(&generic);
+    symlink(&main_lib, &generic).with_context(|| format!("linking {}", generic.display()))?;
+
+    eprintln!("xtask: building bpf-linker {BPF_LINKER_VERSION} against the nightly's LLVM {major}");
+    run(Command::new("cargo")
+        .args(["+nightly", "install", "bpf-linker", "--locked", "--force"])
+        .args(["--version", BPF_LINKER_VERSION])
+        .args([
+            "--no-default-features",
+            "--features",
+            &format!("llvm-{major}"),
+        ])
+        .env("LLVM_PREFIX", &prefix))?;
+    fs::write(&marker, BPF_LINKER_VERSION)
+        .with_context(|| format!("writing {}", marker.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_llvm_major;
+
+    #[test]
+    fn llvm_major_from_rustc_meta() {
+        let meta = "rustc 1.97.0-nightly (e50aa6fba 2026-05-19)\nhost: x86_64-unknown-linux-gnu\nLLVM version: 22.1.4\n";
+        assert_eq!(parse_llvm_major(meta), Some(22));
+        assert_eq!(parse_llvm_major("rustc 1.0\n"), None);
+    }
+}
