@@ -19,7 +19,7 @@ use crate::{run, stdout_of};
 /// - libseccomp-dev: the userspace links libseccomp (syscall names per arch, filter loading).
 /// - busybox-static: the replay tests record and replay busybox applets.
 /// - strace: ground truth for "which syscalls did this program make".
-/// - curl, python3: real programs the replay tests record.
+/// - curl, python3: real programs the replay tests record (Debian's /usr/bin/python3).
 /// - util-linux: `setpriv` runs syscribe unprivileged in the non-root test.
 pub const TEST_PACKAGES: &[&str] = &[
     "libseccomp-dev",
@@ -27,6 +27,7 @@ pub const TEST_PACKAGES: &[&str] = &[
     "strace",
     "curl",
     "util-linux",
+    "python3",
 ];
 
 /// Packages only the benchmark needs (the peer it is compared with).

@@ -1,0 +1,97 @@
+//! A test program of ours whose syscalls are known: the recorder must see exactly these.
+//!
+//! `syscall-probe unusual`  uname, getcwd, sched_yield, getpriority
+//! `syscall-probe family`   the parent's thread calls sysinfo; a forked child calls getsid and
+//!                          its thread calls times; a grandchild calls getpgid.
+//! `syscall-probe linger`   calls sysinfo, then sleeps 30 s (a process left behind).
+//! `syscall-probe loop N`   getppid N times; prints ns per call (benchmark workload).
+
+use std::time::Instant;
+
+fn raw(nr: libc::c_long, a: libc::c_long) -> libc::c_long {
+    // SAFETY: only argument-free or pointer-free syscalls, or a valid buffer (see callers).
+    unsafe { libc::syscall(nr, a, 0, 0) }
+}
+
+fn unusual() {
+    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+    let mut cwd = [0u8; 4096];
+    assert_eq!(
+        raw(libc::SYS_uname, std::ptr::addr_of_mut!(uts) as libc::c_long),
+        0
+    );
+    // SAFETY: cwd is a valid buffer of the given length.
+    let n = unsafe { libc::syscall(libc::SYS_getcwd, cwd.as_mut_ptr(), cwd.len()) };
+    assert!(n > 0);
+    assert_eq!(raw(libc::SYS_sched_yield, 0), 0);
+    raw(libc::SYS_getpriority, libc::PRIO_PROCESS as libc::c_long);
+}
+
+fn in_thread(nr: libc::c_long, arg: libc::c_long) {
+    std::thread::spawn(move || raw(nr, arg))
+        .join()
+        .expect("thread");
+}
+
+fn fork_and_wait(child: impl FnOnce()) {
+    // SAFETY: the child only makes syscalls and spawns a thread before _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        child();
+        // SAFETY: leaving the child without running the parent's atexit handlers.
+        unsafe { libc::_exit(0) };
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "child failed"
+    );
+}
+
+fn family() {
+    let mut info: libc::sysinfo = unsafe { std::mem::zeroed() };
+    let info_ptr = std::ptr::addr_of_mut!(info) as libc::c_long;
+    in_thread(libc::SYS_sysinfo, info_ptr);
+    fork_and_wait(|| {
+        raw(libc::SYS_getsid, 0);
+        let mut tms: libc::tms = unsafe { std::mem::zeroed() };
+        in_thread(libc::SYS_times, std::ptr::addr_of_mut!(tms) as libc::c_long);
+        fork_and_wait(|| {
+            raw(libc::SYS_getpgid, 0);
+        });
+    });
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("unusual") => unusual(),
+        Some("family") => family(),
+        Some("linger") => {
+            let mut info: libc::sysinfo = unsafe { std::mem::zeroed() };
+            raw(
+                libc::SYS_sysinfo,
+                std::ptr::addr_of_mut!(info) as libc::c_long,
+            );
+            std::thread::sleep(std::time::Duration::from_secs(30));
+        }
+        Some("loop") => {
+            let n: u64 = args
+                .get(2)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(3_000_000);
+            let start = Instant::now();
+            for _ in 0..n {
+                raw(libc::SYS_getppid, 0);
+            }
+            println!("{:.2}", start.elapsed().as_nanos() as f64 / n as f64);
+        }
+        _ => {
+            eprintln!("usage: syscall-probe unusual|family|linger|loop N");
+            std::process::exit(2);
+        }
+    }
+}
