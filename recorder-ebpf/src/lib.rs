@@ -2,6 +2,16 @@
 //!
 //! Plain `#[repr(C)]` data with no padding, no bool/Option/enum fields, so the user side can read
 //! the kernel's bytes as-is (`aya::Pod`, behind the `user` feature).
+//!
+//! ## Maps and the hot path
+//! Every syscall of every task runs the recorder, so the question "is this task's cgroup being
+//! recorded?" must cost next to nothing when the answer is no. A hash lookup costs a call, a
+//! hash and a bucket walk; instead the kernel side reads one slot of a direct-mapped array
+//! (`INDEX[cgroup_id % INDEX_SLOTS]`), which the verifier inlines into a few instructions:
+//! - the slot holds the recorded cgroup's id → recorded; its `SyscallSet` is `SETS[entry.set]`;
+//! - the slot holds another id (or none) and `collisions == 0` → not recorded (the common case);
+//! - `collisions > 0` → look the id up in the `COLLIDED` hash map (rare: cgroup ids are
+//!   sequential inode numbers, so recorded cgroups collide only 4096 ids apart).
 #![no_std]
 
 /// Syscall numbers `0..MAX_SYSCALLS` are recorded; larger ones (x32 ABI numbers carry bit 30,
@@ -9,31 +19,54 @@
 /// x86_64 and aarch64 numbers stay below 470 as of Linux 6.18.
 pub const MAX_SYSCALLS: usize = 1024;
 
-/// Bound of the map of recorded cgroups. Registering one more fails with a named error in
-/// userspace; nothing is silently dropped.
+/// How many cgroups can be recorded at once (entries of `SETS` and `COLLIDED`). Registering
+/// one more fails with a named error in userspace; nothing is silently dropped.
 pub const MAX_RECORDED_CGROUPS: u32 = 1024;
 
-/// Name of the map `cgroup id → SyscallSet`.
-pub const RECORDED_MAP: &str = "RECORDED";
-/// Name of the per-CPU map `cgroup id → count of out-of-range syscall entries`.
+/// Slots of the direct-mapped `INDEX` (a power of two; 16 bytes each).
+pub const INDEX_SLOTS: u32 = 4096;
+
+/// Map names, shared with userspace.
+pub const INDEX_MAP: &str = "INDEX";
+pub const SETS_MAP: &str = "SETS";
+pub const COLLIDED_MAP: &str = "COLLIDED";
+/// Per-CPU map `cgroup id → count of out-of-range syscall entries`.
 pub const OUT_OF_RANGE_MAP: &str = "OUT_OF_RANGE";
 /// Name of the program that records syscalls (raw tracepoint `sys_enter`).
 pub const RECORDER_PROGRAM: &str = "syscribe_sys_enter";
 /// Name of the empty raw `sys_enter` program: the benchmark's floor, never used to record.
 pub const FLOOR_PROGRAM: &str = "syscribe_floor";
 
-/// What one recorded cgroup did: the value of the `RECORDED` map.
+/// The `INDEX` slot a cgroup id belongs to.
+#[inline(always)]
+pub const fn index_slot(cgroup_id: u64) -> u32 {
+    (cgroup_id & (INDEX_SLOTS as u64 - 1)) as u32
+}
+
+/// One slot of `INDEX`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IndexEntry {
+    /// The recorded cgroup that owns this slot (0: none; cgroup ids are never 0).
+    pub cgroup_id: u64,
+    /// Its entry in `SETS`.
+    pub set: u32,
+    /// How many recorded cgroups with this slot live in `COLLIDED` instead.
+    pub collisions: u32,
+}
+
+/// What one recorded cgroup did: a value of `SETS`.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct SyscallSet {
     /// `seen[nr] != 0` once syscall `nr` was entered by a task of this cgroup.
     ///
     /// One byte per syscall rather than one bit: setting a byte to 1 is idempotent, so CPUs
-    /// racing on the same set need no atomic read-modify-write, and the hot path stores only
-    /// when the byte is still 0 (no cache-line ping-pong once a syscall is known).
+    /// racing on the same set need no atomic read-modify-write (which the bpf target lacks),
+    /// and the hot path stores only when the byte is still 0 (no cache-line ping-pong once a
+    /// syscall is known).
     pub seen: [u8; MAX_SYSCALLS],
-    /// The last syscall number `>= MAX_SYSCALLS` entered (0: none); they are counted per CPU
-    /// in the `OUT_OF_RANGE` map, not recorded.
+    /// The last syscall number `>= MAX_SYSCALLS` entered (0: none).
     pub last_out_of_range: u64,
 }
 
@@ -55,6 +88,9 @@ impl SyscallSet {
 #[cfg(feature = "user")]
 // SAFETY: repr(C), only integer fields, no padding (asserted in the tests below).
 unsafe impl aya::Pod for SyscallSet {}
+#[cfg(feature = "user")]
+// SAFETY: repr(C), only integer fields, no padding (asserted in the tests below).
+unsafe impl aya::Pod for IndexEntry {}
 
 #[cfg(test)]
 mod tests {
@@ -63,10 +99,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn syscall_set_layout_has_no_padding() {
+    fn layouts_have_no_padding() {
         assert_eq!(size_of::<SyscallSet>(), MAX_SYSCALLS + 8);
         assert_eq!(align_of::<SyscallSet>(), 8);
-        assert_eq!(MAX_SYSCALLS % 8, 0, "the u64 counters must start aligned");
+        assert_eq!(MAX_SYSCALLS % 8, 0, "the u64 field must start aligned");
+        assert_eq!(size_of::<IndexEntry>(), 16);
+        assert_eq!(align_of::<IndexEntry>(), 8);
+    }
+
+    #[test]
+    fn index_slots_wrap() {
+        assert!(INDEX_SLOTS.is_power_of_two());
+        assert_eq!(index_slot(5), 5);
+        assert_eq!(index_slot(INDEX_SLOTS as u64 + 5), 5);
     }
 
     #[test]

@@ -1,28 +1,35 @@
 //! The kernel side of the syscall recorder.
 //!
 //! `syscribe_sys_enter` runs on the raw `sys_enter` tracepoint for every task on the machine.
-//! It asks one question — is the current task's cgroup (v2 id) being recorded? — with a single
-//! hash lookup, and if so marks the syscall in that cgroup's set. Nothing crosses to userspace
-//! per syscall: userspace reads the set when the recording ends.
+//! It asks one question — is the current task's cgroup (v2 id) being recorded? — by reading one
+//! inlined array slot (see the crate docs), and if so marks the syscall in that cgroup's set.
+//! Nothing crosses to userspace per syscall: userspace reads the set when the recording ends.
 #![no_std]
 #![no_main]
 
 use aya_ebpf::{
     helpers::bpf_get_current_cgroup_id,
     macros::{map, raw_tracepoint},
-    maps::{HashMap, PerCpuHashMap},
+    maps::{Array, HashMap, PerCpuHashMap},
     programs::RawTracePointContext,
 };
 use aya_log_ebpf::warn;
-use recorder_ebpf::{MAX_RECORDED_CGROUPS, MAX_SYSCALLS, SyscallSet};
+use recorder_ebpf::{INDEX_SLOTS, IndexEntry, MAX_RECORDED_CGROUPS, SyscallSet, index_slot};
 
-/// cgroup v2 id → syscalls seen in it. Userspace inserts an empty set to start recording a
-/// cgroup and removes it to stop; the kernel side never inserts.
+/// Direct-mapped `cgroup id % INDEX_SLOTS → IndexEntry`. Written by userspace only.
 #[map]
-static RECORDED: HashMap<u64, SyscallSet> = HashMap::with_max_entries(MAX_RECORDED_CGROUPS, 0);
+static INDEX: Array<IndexEntry> = Array::with_max_entries(INDEX_SLOTS, 0);
 
-/// cgroup v2 id → syscall entries with a number beyond `MAX_SYSCALLS` (counted, not recorded).
-/// Per-CPU so the count is exact without atomics (the bpf target has no atomic RMW in core).
+/// The syscall sets of recorded cgroups, by the slot userspace assigned.
+#[map]
+static SETS: Array<SyscallSet> = Array::with_max_entries(MAX_RECORDED_CGROUPS, 0);
+
+/// Recorded cgroups whose `INDEX` slot was already taken: cgroup id → `SETS` slot.
+#[map]
+static COLLIDED: HashMap<u64, u32> = HashMap::with_max_entries(MAX_RECORDED_CGROUPS, 0);
+
+/// cgroup id → syscall entries with a number beyond `MAX_SYSCALLS` (counted, not recorded).
+/// Per-CPU so the count is exact without atomics.
 #[map]
 static OUT_OF_RANGE: PerCpuHashMap<u64, u64> =
     PerCpuHashMap::with_max_entries(MAX_RECORDED_CGROUPS, 0);
@@ -31,13 +38,27 @@ static OUT_OF_RANGE: PerCpuHashMap<u64, u64> =
 pub fn syscribe_sys_enter(ctx: RawTracePointContext) -> i32 {
     // SAFETY: the helper has no preconditions; it reads the current task's default cgroup.
     let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
-    let Some(set) = RECORDED.get_ptr_mut(cgroup_id) else {
+    let Some(entry) = INDEX.get(index_slot(cgroup_id)) else {
         return 0;
     };
-    // sys_enter's TP_PROTO is (struct pt_regs *regs, long id).
-    let nr: u64 = ctx.arg(1);
+    let set_slot = if entry.cgroup_id == cgroup_id {
+        entry.set
+    } else if entry.collisions == 0 {
+        return 0;
+    } else {
+        // SAFETY: a plain u32 value, copied out immediately.
+        match unsafe { COLLIDED.get(cgroup_id) } {
+            Some(slot) => *slot,
+            None => return 0,
+        }
+    };
+    let Some(set) = SETS.get_ptr_mut(set_slot) else {
+        return 0;
+    };
     // SAFETY: `set` points into a map value that stays valid for this program run.
     let set = unsafe { &mut *set };
+    // sys_enter's TP_PROTO is (struct pt_regs *regs, long id).
+    let nr: u64 = ctx.arg(1);
     if let Some(seen) = set.seen.get_mut(nr as usize) {
         if *seen == 0 {
             *seen = 1;
@@ -70,8 +91,6 @@ pub fn syscribe_sys_enter(ctx: RawTracePointContext) -> i32 {
 pub fn syscribe_floor(_ctx: RawTracePointContext) -> i32 {
     0
 }
-
-const _: () = assert!(MAX_SYSCALLS.is_power_of_two());
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -5,6 +5,7 @@
 //! `cargo xtask syscribe ARGS…`   setup, build, run `syscribe ARGS…` (release build)
 //! `cargo xtask bench recorder`   recorder overhead, side by side
 
+mod bench;
 mod setup;
 
 use std::{
@@ -13,7 +14,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
 #[command(name = "xtask")]
@@ -37,6 +38,23 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         args: Vec<String>,
     },
+    /// Benchmarks that print side-by-side ratios (never timed assertions).
+    Bench {
+        #[arg(value_enum)]
+        what: BenchKind,
+        /// Syscalls per measured run.
+        #[arg(long, default_value_t = 3_000_000)]
+        iterations: u64,
+        /// Rounds; each runs every configuration once, interleaved; medians are reported.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BenchKind {
+    /// Per-syscall cost of the recorder against an empty program and bpftrace.
+    Recorder,
 }
 
 fn main() -> Result<()> {
@@ -51,6 +69,19 @@ fn main() -> Result<()> {
                 .status()
                 .with_context(|| format!("running {}", bin.display()))?;
             std::process::exit(status.code().unwrap_or(1));
+        }
+        Task::Bench {
+            what: BenchKind::Recorder,
+            iterations,
+            rounds,
+        } => {
+            setup::setup()?;
+            setup::apt_install(setup::BENCH_PACKAGES)?;
+            if !is_root() {
+                bail!("the recorder benchmark loads eBPF programs: run it as root");
+            }
+            let bin = build_syscribe(true)?;
+            bench::recorder(&bin, iterations, rounds.max(1))
         }
     }
 }

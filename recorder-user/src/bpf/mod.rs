@@ -1,21 +1,28 @@
 //! Everything that touches aya: loading the recorder object, attaching it to `sys_enter`, the
 //! `RECORDED` map, and forwarding the eBPF side's aya-log diagnostics into tracing.
 
-use std::{io, path::Path};
+use std::{
+    collections::{HashMap as StdHashMap, VecDeque},
+    io,
+    path::Path,
+};
 
 use aya::{
     Btf, BtfError, Ebpf, EbpfError, EbpfLoader, Endianness,
-    maps::{HashMap, MapData, MapError, PerCpuHashMap},
+    maps::{Array, HashMap, Map, MapData, MapError, PerCpuHashMap},
     programs::{ProgramError, RawTracePoint, raw_trace_point::RawTracePointLinkId},
 };
 use aya_log::EbpfLogger;
 use recorder_ebpf::{
-    FLOOR_PROGRAM, MAX_RECORDED_CGROUPS, OUT_OF_RANGE_MAP, RECORDED_MAP, RECORDER_PROGRAM,
-    SyscallSet,
+    COLLIDED_MAP, FLOOR_PROGRAM, INDEX_MAP, IndexEntry, OUT_OF_RANGE_MAP, RECORDER_PROGRAM,
+    SETS_MAP, SyscallSet, index_slot,
 };
 use thiserror::Error;
 use tokio::io::unix::AsyncFd;
 use tracing::Instrument as _;
+
+/// Bounds of the kernel maps.
+pub use recorder_ebpf::{INDEX_SLOTS, MAX_RECORDED_CGROUPS, MAX_SYSCALLS};
 
 /// The eBPF object built by build.rs (empty when built with `AYA_BUILD_SKIP=1`).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/recorder"));
@@ -52,6 +59,8 @@ pub enum BpfError {
         "the recording table is full ({MAX_RECORDED_CGROUPS} cgroups are being recorded); cgroup {cgroup_id} was not added"
     )]
     TableFull { cgroup_id: u64 },
+    #[error("cgroup {cgroup_id} is not being recorded")]
+    NotWatched { cgroup_id: u64 },
     #[error("map {map}: cannot {op} cgroup {cgroup_id}: {source}")]
     Map {
         map: &'static str,
@@ -72,6 +81,11 @@ pub enum BpfError {
 pub struct Recorder {
     ebpf: Ebpf,
     link: Option<RawTracePointLinkId>,
+    /// cgroup id → its `SETS` slot: what the kernel maps hold, mirrored.
+    watched: StdHashMap<u64, u32>,
+    /// Free `SETS` slots, reused first-in first-out: a slot just freed is reused last, so a
+    /// task of a cgroup that stopped being recorded cannot mark a newly recorded one's set.
+    free: VecDeque<u32>,
 }
 
 impl Recorder {
@@ -105,41 +119,81 @@ impl Recorder {
                 .load()
                 .map_err(|source| BpfError::Program { name, source })?;
         }
-        Ok((Self { ebpf, link: None }, logger))
+        let recorder = Self {
+            ebpf,
+            link: None,
+            watched: StdHashMap::new(),
+            free: (0..MAX_RECORDED_CGROUPS).collect(),
+        };
+        Ok((recorder, logger))
     }
 
-    /// Starts recording the cgroup with this v2 id (its set starts empty).
+    /// Starts recording the cgroup with this v2 id (its set starts empty). Call it before any
+    /// task runs in the cgroup: the index entry and the set are written one after the other.
     pub fn watch(&mut self, cgroup_id: u64) -> Result<(), BpfError> {
-        const BPF_NOEXIST: u64 = 1;
-        let mut map = self.recorded()?;
-        match map.insert(cgroup_id, SyscallSet::EMPTY, BPF_NOEXIST) {
-            Ok(()) => Ok(()),
-            Err(MapError::SyscallError(err))
-                if err.io_error.raw_os_error() == Some(libc::E2BIG) =>
-            {
-                Err(BpfError::TableFull { cgroup_id })
+        if self.watched.contains_key(&cgroup_id) {
+            return Ok(());
+        }
+        let slot = self
+            .free
+            .pop_front()
+            .ok_or(BpfError::TableFull { cgroup_id })?;
+        match self.register(cgroup_id, slot) {
+            Ok(()) => {
+                self.watched.insert(cgroup_id, slot);
+                Ok(())
             }
-            Err(source) => Err(BpfError::Map {
-                map: RECORDED_MAP,
-                op: "add",
+            Err(err) => {
+                self.free.push_front(slot);
+                Err(err)
+            }
+        }
+    }
+
+    fn register(&mut self, cgroup_id: u64, slot: u32) -> Result<(), BpfError> {
+        let err = |map, op| {
+            move |source| BpfError::Map {
+                map,
+                op,
                 cgroup_id,
                 source,
-            }),
+            }
+        };
+        array::<SyscallSet>(&mut self.ebpf, SETS_MAP)?
+            .set(slot, SyscallSet::EMPTY, 0)
+            .map_err(err(SETS_MAP, "reset"))?;
+        let pos = index_slot(cgroup_id);
+        let index = array::<IndexEntry>(&mut self.ebpf, INDEX_MAP)?;
+        let mut entry = index.get(&pos, 0).map_err(err(INDEX_MAP, "read"))?;
+        if entry.cgroup_id == 0 {
+            entry.cgroup_id = cgroup_id;
+            entry.set = slot;
+        } else {
+            collided(&mut self.ebpf)?
+                .insert(cgroup_id, slot, 0)
+                .map_err(err(COLLIDED_MAP, "add"))?;
+            entry.collisions += 1;
         }
+        array::<IndexEntry>(&mut self.ebpf, INDEX_MAP)?
+            .set(pos, entry, 0)
+            .map_err(err(INDEX_MAP, "add"))
     }
 
     /// What the cgroup did so far, and how many syscall entries were out of range.
     pub fn read(&mut self, cgroup_id: u64) -> Result<(SyscallSet, u64), BpfError> {
-        let set = self
-            .recorded()?
-            .get(&cgroup_id, 0)
+        let slot = *self
+            .watched
+            .get(&cgroup_id)
+            .ok_or(BpfError::NotWatched { cgroup_id })?;
+        let set = array::<SyscallSet>(&mut self.ebpf, SETS_MAP)?
+            .get(&slot, 0)
             .map_err(|source| BpfError::Map {
-                map: RECORDED_MAP,
+                map: SETS_MAP,
                 op: "read",
                 cgroup_id,
                 source,
             })?;
-        let out_of_range = match self.out_of_range()?.get(&cgroup_id, 0) {
+        let out_of_range = match out_of_range(&mut self.ebpf)?.get(&cgroup_id, 0) {
             Ok(per_cpu) => per_cpu.iter().sum(),
             Err(MapError::KeyNotFound) => 0,
             Err(source) => {
@@ -156,28 +210,40 @@ impl Recorder {
 
     /// Stops recording the cgroup and frees its entries.
     pub fn unwatch(&mut self, cgroup_id: u64) -> Result<(), BpfError> {
-        self.recorded()?
-            .remove(&cgroup_id)
-            .map_err(|source| BpfError::Map {
-                map: RECORDED_MAP,
-                op: "remove",
+        let Some(slot) = self.watched.remove(&cgroup_id) else {
+            return Ok(());
+        };
+        let err = |map, op| {
+            move |source| BpfError::Map {
+                map,
+                op,
                 cgroup_id,
                 source,
-            })?;
-        match self.out_of_range()?.remove(&cgroup_id) {
-            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
-            Err(MapError::SyscallError(err))
-                if err.io_error.raw_os_error() == Some(libc::ENOENT) =>
-            {
-                Ok(())
             }
-            Err(source) => Err(BpfError::Map {
-                map: OUT_OF_RANGE_MAP,
-                op: "remove",
-                cgroup_id,
-                source,
-            }),
+        };
+        let pos = index_slot(cgroup_id);
+        let mut entry = array::<IndexEntry>(&mut self.ebpf, INDEX_MAP)?
+            .get(&pos, 0)
+            .map_err(err(INDEX_MAP, "read"))?;
+        if entry.cgroup_id == cgroup_id {
+            entry.cgroup_id = 0;
+            entry.set = 0;
+        } else {
+            collided(&mut self.ebpf)?
+                .remove(&cgroup_id)
+                .map_err(err(COLLIDED_MAP, "remove"))?;
+            entry.collisions = entry.collisions.saturating_sub(1);
         }
+        array::<IndexEntry>(&mut self.ebpf, INDEX_MAP)?
+            .set(pos, entry, 0)
+            .map_err(err(INDEX_MAP, "remove"))?;
+        match out_of_range(&mut self.ebpf)?.remove(&cgroup_id) {
+            Ok(()) | Err(MapError::KeyNotFound) => {}
+            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(source) => return Err(err(OUT_OF_RANGE_MAP, "remove")(source)),
+        }
+        self.free.push_back(slot);
+        Ok(())
     }
 
     /// Attaches the recorder to `sys_enter` (idempotent).
@@ -205,32 +271,35 @@ impl Recorder {
     pub fn attach_floor(&mut self) -> Result<(), BpfError> {
         attach(&mut self.ebpf, FLOOR_PROGRAM).map(drop)
     }
+}
 
-    fn recorded(&mut self) -> Result<HashMap<&mut MapData, u64, SyscallSet>, BpfError> {
-        let map = self.map(RECORDED_MAP)?;
-        HashMap::try_from(map).map_err(|source| BpfError::Map {
-            map: RECORDED_MAP,
-            op: "open",
-            cgroup_id: 0,
-            source,
-        })
-    }
+fn map<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Map, BpfError> {
+    ebpf.map_mut(name)
+        .ok_or(BpfError::Missing { what: "map", name })
+}
 
-    fn out_of_range(&mut self) -> Result<PerCpuHashMap<&mut MapData, u64, u64>, BpfError> {
-        let map = self.map(OUT_OF_RANGE_MAP)?;
-        PerCpuHashMap::try_from(map).map_err(|source| BpfError::Map {
-            map: OUT_OF_RANGE_MAP,
-            op: "open",
-            cgroup_id: 0,
-            source,
-        })
+fn open_err(map: &'static str) -> impl FnOnce(MapError) -> BpfError {
+    move |source| BpfError::Map {
+        map,
+        op: "open",
+        cgroup_id: 0,
+        source,
     }
+}
 
-    fn map(&mut self, name: &'static str) -> Result<&mut aya::maps::Map, BpfError> {
-        self.ebpf
-            .map_mut(name)
-            .ok_or(BpfError::Missing { what: "map", name })
-    }
+fn array<'a, V: aya::Pod>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<Array<&'a mut MapData, V>, BpfError> {
+    Array::try_from(map(ebpf, name)?).map_err(open_err(name))
+}
+
+fn collided(ebpf: &mut Ebpf) -> Result<HashMap<&mut MapData, u64, u32>, BpfError> {
+    HashMap::try_from(map(ebpf, COLLIDED_MAP)?).map_err(open_err(COLLIDED_MAP))
+}
+
+fn out_of_range(ebpf: &mut Ebpf) -> Result<PerCpuHashMap<&mut MapData, u64, u64>, BpfError> {
+    PerCpuHashMap::try_from(map(ebpf, OUT_OF_RANGE_MAP)?).map_err(open_err(OUT_OF_RANGE_MAP))
 }
 
 fn program<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut RawTracePoint, BpfError> {

@@ -1,0 +1,100 @@
+//! The recorder's kernel maps, driven through the library: index collisions and bounds.
+
+use std::{path::PathBuf, process::Command};
+
+use syscribe::{
+    bpf::{BpfError, INDEX_SLOTS, MAX_RECORDED_CGROUPS, Recorder},
+    profile::build::syscall_name,
+    resolve::cgroup::cgroup_id,
+};
+use syscribe_tests::require_root;
+
+const BTF: &str = "/sys/kernel/btf/vmlinux";
+
+struct TestCgroup(PathBuf);
+
+impl TestCgroup {
+    fn new(name: &str) -> Self {
+        let dir = PathBuf::from("/sys/fs/cgroup/unified").join(name);
+        let _ = std::fs::remove_dir(&dir);
+        std::fs::create_dir(&dir).expect("create test cgroup");
+        Self(dir)
+    }
+
+    /// Runs a busybox applet inside the cgroup (the shell joins, then execs the applet).
+    fn run(&self, applet: &str) {
+        let script = format!(
+            "echo $$ > {}/cgroup.procs && exec /bin/busybox {applet}",
+            self.0.display()
+        );
+        let status = Command::new("/bin/busybox")
+            .args(["sh", "-c", &script])
+            .status()
+            .unwrap();
+        assert!(status.success(), "{applet} failed in the test cgroup");
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+fn names(recorder: &mut Recorder, id: u64) -> Vec<String> {
+    let (set, _) = recorder.read(id).expect("read set");
+    set.numbers().filter_map(syscall_name).collect()
+}
+
+/// A recorded cgroup whose index slot is taken by another recorded id lives in the collision
+/// map, and is recorded all the same — also after the slot's owner stops being recorded.
+#[test]
+fn colliding_cgroup_ids_are_recorded() {
+    require_root();
+    let cgroup = TestCgroup::new("syscribe-test-collide");
+    let id = cgroup_id(&cgroup.0).unwrap();
+    let squatter = id + u64::from(INDEX_SLOTS); // same index slot, no such cgroup yet
+    let (mut recorder, _log) = Recorder::load(BTF.as_ref()).unwrap();
+    recorder.watch(squatter).unwrap();
+    recorder.watch(id).unwrap();
+    recorder.attach().unwrap();
+
+    cgroup.run("uname");
+    let recorded = names(&mut recorder, id);
+    assert!(recorded.contains(&"uname".to_owned()), "{recorded:?}");
+    assert!(
+        names(&mut recorder, squatter).is_empty(),
+        "nothing runs in the squatter's cgroup"
+    );
+
+    recorder.unwatch(squatter).unwrap();
+    cgroup.run("sync");
+    let recorded = names(&mut recorder, id);
+    assert!(recorded.contains(&"sync".to_owned()), "{recorded:?}");
+    recorder.unwatch(id).unwrap();
+    assert!(matches!(
+        recorder.read(id),
+        Err(BpfError::NotWatched { .. })
+    ));
+}
+
+#[test]
+fn the_recording_table_is_bounded_and_says_so() {
+    require_root();
+    let (mut recorder, _log) = Recorder::load(BTF.as_ref()).unwrap();
+    // Fake ids spread over index slots and collisions alike.
+    let ids: Vec<u64> = (0..u64::from(MAX_RECORDED_CGROUPS))
+        .map(|i| 1_000_000 + i * 3)
+        .collect();
+    for id in &ids {
+        recorder.watch(*id).unwrap();
+    }
+    let err = recorder.watch(42).unwrap_err();
+    assert!(
+        matches!(err, BpfError::TableFull { cgroup_id: 42 }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("recording table is full"), "{err}");
+    recorder.unwatch(ids[0]).unwrap();
+    recorder.watch(42).expect("a freed slot is reusable");
+}
