@@ -12,6 +12,15 @@
 //! - the slot holds another id (or none) and `collisions == 0` → not recorded (the common case);
 //! - `collisions > 0` → look the id up in the `COLLIDED` hash map (rare: cgroup ids are
 //!   sequential inode numbers, so recorded cgroups collide only 4096 ids apart).
+//!
+//! Even that costs a helper call (`bpf_get_current_cgroup_id`), and on machines with return-
+//! thunk mitigations (SRSO "safe RET" here) every helper call costs ~20 ns. So each CPU keeps
+//! the decision for the task it saw last (`TASK_CACHE`), keyed by the task's `pt_regs` pointer
+//! — the raw tracepoint's first argument, the top of the task's kernel stack, unique among live
+//! tasks — and by `GENERATION`. A task that keeps making syscalls on a CPU pays no helper call.
+//! `GENERATION` changes to a never-seen value whenever a decision could change: a task is
+//! created (a new task may reuse a freed kernel stack), a task moves to another cgroup, or
+//! userspace starts or stops recording a cgroup.
 #![no_std]
 
 /// Syscall numbers `0..MAX_SYSCALLS` are recorded; larger ones (x32 ABI numbers carry bit 30,
@@ -30,10 +39,17 @@ pub const INDEX_SLOTS: u32 = 4096;
 pub const INDEX_MAP: &str = "INDEX";
 pub const SETS_MAP: &str = "SETS";
 pub const COLLIDED_MAP: &str = "COLLIDED";
+/// Per-CPU decision cache, one `TaskCache` per CPU.
+pub const TASK_CACHE_MAP: &str = "TASK_CACHE";
+/// One-entry array holding the current generation.
+pub const GENERATION_MAP: &str = "GENERATION";
 /// Per-CPU map `cgroup id → count of out-of-range syscall entries`.
 pub const OUT_OF_RANGE_MAP: &str = "OUT_OF_RANGE";
 /// Name of the program that records syscalls (raw tracepoint `sys_enter`).
 pub const RECORDER_PROGRAM: &str = "syscribe_sys_enter";
+/// Programs that change `GENERATION` (raw tracepoints `task_newtask`, `cgroup_attach_task`).
+pub const NEW_TASK_PROGRAM: &str = "syscribe_task_new";
+pub const CGROUP_ATTACH_PROGRAM: &str = "syscribe_cgroup_attach";
 /// Name of the empty raw `sys_enter` program: the benchmark's floor, never used to record.
 pub const FLOOR_PROGRAM: &str = "syscribe_floor";
 
@@ -53,6 +69,24 @@ pub struct IndexEntry {
     pub set: u32,
     /// How many recorded cgroups with this slot live in `COLLIDED` instead.
     pub collisions: u32,
+}
+
+/// Generations are unique: the kernel side writes `cpu << 48 | per-CPU event count`, userspace
+/// writes `USER_GENERATION_TAG | its own count` (no CPU number reaches 0xffff).
+pub const USER_GENERATION_TAG: u64 = 0xffff << 48;
+
+/// The last decision of one CPU (a value of the per-CPU `TASK_CACHE`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskCache {
+    /// The `pt_regs` pointer of the task the decision is for (0: none).
+    pub regs: u64,
+    /// `GENERATION` when the decision was taken.
+    pub generation: u64,
+    /// The task's `SETS` slot, if `recorded != 0`.
+    pub set: u32,
+    /// Whether the task's cgroup is recorded.
+    pub recorded: u32,
 }
 
 /// What one recorded cgroup did: a value of `SETS`.
@@ -92,6 +126,10 @@ unsafe impl aya::Pod for SyscallSet {}
 // SAFETY: repr(C), only integer fields, no padding (asserted in the tests below).
 unsafe impl aya::Pod for IndexEntry {}
 
+#[cfg(feature = "user")]
+// SAFETY: repr(C), only integer fields, no padding (asserted in the tests below).
+unsafe impl aya::Pod for TaskCache {}
+
 #[cfg(test)]
 mod tests {
     use core::mem::{align_of, size_of};
@@ -104,6 +142,7 @@ mod tests {
         assert_eq!(align_of::<SyscallSet>(), 8);
         assert_eq!(MAX_SYSCALLS % 8, 0, "the u64 field must start aligned");
         assert_eq!(size_of::<IndexEntry>(), 16);
+        assert_eq!(size_of::<TaskCache>(), 24);
         assert_eq!(align_of::<IndexEntry>(), 8);
     }
 

@@ -1,20 +1,23 @@
 //! The kernel side of the syscall recorder.
 //!
 //! `syscribe_sys_enter` runs on the raw `sys_enter` tracepoint for every task on the machine.
-//! It asks one question — is the current task's cgroup (v2 id) being recorded? — by reading one
-//! inlined array slot (see the crate docs), and if so marks the syscall in that cgroup's set.
+//! It asks one question — is the current task's cgroup (v2 id) being recorded? — answered from
+//! this CPU's cached decision for the task when it is still valid, else by reading one inlined
+//! array slot (see the crate docs); if so it marks the syscall in that cgroup's set.
 //! Nothing crosses to userspace per syscall: userspace reads the set when the recording ends.
 #![no_std]
 #![no_main]
 
 use aya_ebpf::{
-    helpers::bpf_get_current_cgroup_id,
+    helpers::{bpf_get_current_cgroup_id, bpf_get_smp_processor_id},
     macros::{map, raw_tracepoint},
-    maps::{Array, HashMap, PerCpuHashMap},
+    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap},
     programs::RawTracePointContext,
 };
 use aya_log_ebpf::warn;
-use recorder_ebpf::{INDEX_SLOTS, IndexEntry, MAX_RECORDED_CGROUPS, SyscallSet, index_slot};
+use recorder_ebpf::{
+    INDEX_SLOTS, IndexEntry, MAX_RECORDED_CGROUPS, SyscallSet, TaskCache, index_slot,
+};
 
 /// Direct-mapped `cgroup id % INDEX_SLOTS → IndexEntry`. Written by userspace only.
 #[map]
@@ -34,21 +37,61 @@ static COLLIDED: HashMap<u64, u32> = HashMap::with_max_entries(MAX_RECORDED_CGRO
 static OUT_OF_RANGE: PerCpuHashMap<u64, u64> =
     PerCpuHashMap::with_max_entries(MAX_RECORDED_CGROUPS, 0);
 
-#[raw_tracepoint(tracepoint = "sys_enter")]
-pub fn syscribe_sys_enter(ctx: RawTracePointContext) -> i32 {
+/// Per CPU: the decision for the task this CPU saw last (see the crate docs).
+#[map]
+static TASK_CACHE: PerCpuArray<TaskCache> = PerCpuArray::with_max_entries(1, 0);
+
+/// `GENERATION[0]`: changes whenever a cached decision may have become wrong.
+#[map]
+static GENERATION: Array<u64> = Array::with_max_entries(1, 0);
+
+/// Per CPU: how many generation changes this CPU made (makes its generations unique).
+#[map]
+static GENERATION_EVENTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// The `SETS` slot of the current task's cgroup, if it is recorded (the uncached path).
+#[inline(always)]
+fn lookup_slot() -> Option<u32> {
     // SAFETY: the helper has no preconditions; it reads the current task's default cgroup.
     let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
-    let Some(entry) = INDEX.get(index_slot(cgroup_id)) else {
-        return 0;
-    };
-    let set_slot = if entry.cgroup_id == cgroup_id {
-        entry.set
+    let entry = INDEX.get(index_slot(cgroup_id))?;
+    if entry.cgroup_id == cgroup_id {
+        Some(entry.set)
     } else if entry.collisions == 0 {
-        return 0;
+        None
     } else {
         // SAFETY: a plain u32 value, copied out immediately.
-        match unsafe { COLLIDED.get(cgroup_id) } {
-            Some(slot) => *slot,
+        unsafe { COLLIDED.get(cgroup_id) }.copied()
+    }
+}
+
+#[raw_tracepoint(tracepoint = "sys_enter")]
+pub fn syscribe_sys_enter(ctx: RawTracePointContext) -> i32 {
+    // sys_enter's TP_PROTO is (struct pt_regs *regs, long id).
+    let regs: u64 = ctx.arg(0);
+    // Read before deciding: a change after this read makes the cached decision stale.
+    let generation = match GENERATION.get(0) {
+        Some(generation) => *generation,
+        None => return 0,
+    };
+    let Some(cache) = TASK_CACHE.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: this CPU's value of a per-CPU map, valid for this program run.
+    let cache = unsafe { &mut *cache };
+    let set_slot = if cache.regs == regs && cache.generation == generation {
+        if cache.recorded == 0 {
+            return 0;
+        }
+        cache.set
+    } else {
+        let slot = lookup_slot();
+        cache.regs = regs;
+        cache.generation = generation;
+        cache.recorded = u32::from(slot.is_some());
+        cache.set = slot.unwrap_or(0);
+        match slot {
+            Some(slot) => slot,
             None => return 0,
         }
     };
@@ -57,7 +100,6 @@ pub fn syscribe_sys_enter(ctx: RawTracePointContext) -> i32 {
     };
     // SAFETY: `set` points into a map value that stays valid for this program run.
     let set = unsafe { &mut *set };
-    // sys_enter's TP_PROTO is (struct pt_regs *regs, long id).
     let nr: u64 = ctx.arg(1);
     if let Some(seen) = set.seen.get_mut(nr as usize) {
         if *seen == 0 {
@@ -66,6 +108,8 @@ pub fn syscribe_sys_enter(ctx: RawTracePointContext) -> i32 {
     } else {
         // Rare path: a number outside the recorded range. Counted, and logged the first time.
         set.last_out_of_range = nr;
+        // SAFETY: the helper has no preconditions.
+        let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
         match OUT_OF_RANGE.get_ptr_mut(cgroup_id) {
             // SAFETY: a per-CPU value of this map, valid for this program run on this CPU.
             Some(count) => unsafe { *count += 1 },
@@ -83,6 +127,37 @@ pub fn syscribe_sys_enter(ctx: RawTracePointContext) -> i32 {
             }
         }
     }
+    0
+}
+
+/// Gives `GENERATION` a value never used before: `cpu << 48 | this CPU's event count`.
+#[inline(always)]
+fn new_generation() {
+    // SAFETY: the helper has no preconditions.
+    let cpu = u64::from(unsafe { bpf_get_smp_processor_id() });
+    let (Some(events), Some(generation)) =
+        (GENERATION_EVENTS.get_ptr_mut(0), GENERATION.get_ptr_mut(0))
+    else {
+        return;
+    };
+    // SAFETY: this CPU's counter (no other CPU writes it) and the one-entry array's value.
+    unsafe {
+        *events += 1;
+        *generation = (cpu << 48) | (*events & 0xffff_ffff_ffff);
+    }
+}
+
+/// A new task may reuse a freed kernel stack, hence a `pt_regs` pointer some CPU cached.
+#[raw_tracepoint(tracepoint = "task_newtask")]
+pub fn syscribe_task_new(_ctx: RawTracePointContext) -> i32 {
+    new_generation();
+    0
+}
+
+/// A task moved to another cgroup: its cached decision may be wrong.
+#[raw_tracepoint(tracepoint = "cgroup_attach_task")]
+pub fn syscribe_cgroup_attach(_ctx: RawTracePointContext) -> i32 {
+    new_generation();
     0
 }
 

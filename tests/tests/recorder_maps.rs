@@ -98,3 +98,60 @@ fn the_recording_table_is_bounded_and_says_so() {
     recorder.unwatch(ids[0]).unwrap();
     recorder.watch(42).expect("a freed slot is reusable");
 }
+
+/// The per-CPU decision cache never outlives a change: a task that leaves a recorded cgroup is
+/// no longer recorded, and a cgroup that starts being recorded while its task runs is recorded
+/// from its next syscall on.
+#[test]
+fn cached_decisions_follow_cgroup_moves_and_new_recordings() {
+    use std::io::Write as _;
+
+    require_root();
+    let cgroup = TestCgroup::new("syscribe-test-cache");
+    let id = cgroup_id(&cgroup.0).unwrap();
+    let (mut recorder, _log) = Recorder::load(BTF.as_ref()).unwrap();
+    recorder.watch(id).unwrap();
+    recorder.attach().unwrap();
+
+    // Joins, calls uname, leaves for the root cgroup, then calls sync: only uname counts.
+    let root_procs = "/sys/fs/cgroup/unified/cgroup.procs";
+    let script = format!(
+        "echo $$ > {}/cgroup.procs; /bin/busybox uname >/dev/null; echo $$ > {root_procs}; exec /bin/busybox sync",
+        cgroup.0.display()
+    );
+    let status = Command::new("/bin/busybox")
+        .args(["sh", "-c", &script])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let recorded = names(&mut recorder, id);
+    assert!(recorded.contains(&"uname".to_owned()), "{recorded:?}");
+    assert!(
+        !recorded.contains(&"sync".to_owned()),
+        "recorded after leaving: {recorded:?}"
+    );
+    recorder.unwatch(id).unwrap();
+
+    // A task already running (and deciding "not recorded" on every syscall) in a cgroup that
+    // then starts being recorded.
+    let script = format!(
+        "echo $$ > {}/cgroup.procs; read line; exec /bin/busybox sync",
+        cgroup.0.display()
+    );
+    let mut child = Command::new("/bin/busybox")
+        .args(["sh", "-c", &script])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let procs = cgroup.0.join("cgroup.procs");
+    while std::fs::read_to_string(&procs).unwrap().trim().is_empty() {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    recorder.watch(id).unwrap();
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    assert!(child.wait().unwrap().success());
+    let recorded = names(&mut recorder, id);
+    assert!(recorded.contains(&"sync".to_owned()), "{recorded:?}");
+    recorder.unwatch(id).unwrap();
+}

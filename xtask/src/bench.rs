@@ -53,11 +53,11 @@ pub fn recorder(syscribe: &Path, iterations: u64, rounds: usize) -> Result<()> {
     if mounted_tracefs {
         let _ = Command::new("umount").arg(tracefs).status();
     }
-    let stats = result?;
-    print_table(&stats, iterations, rounds);
+    print_table(&result?, iterations, rounds);
     Ok(())
 }
 
+/// ns/syscall of every configuration, one row per round.
 fn measure(
     syscribe: &Path,
     probe: &Path,
@@ -65,63 +65,56 @@ fn measure(
     rounds: usize,
     cgroup2: &Path,
     scratch: &Path,
-) -> Result<Vec<Stats>> {
-    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); CONFIGS.len()];
+) -> Result<Vec<[f64; CONFIGS.len()]>> {
+    let mut samples = Vec::with_capacity(rounds);
     for round in 1..=rounds {
         eprintln!("bench: round {round}/{rounds}");
-        samples[0].push(bare(probe, iterations)?);
-        samples[1].push(floor(syscribe, probe, iterations)?);
-        samples[2].push(unrecorded(syscribe, probe, iterations, cgroup2)?);
-        samples[3].push(recorded(syscribe, probe, iterations, scratch)?);
-        samples[4].push(bpftrace(probe, iterations, cgroup2)?);
+        // Bare runs first and last; the round's baseline is their mean, so slow drift within
+        // a round cancels out of the paired differences.
+        let bare_before = bare(probe, iterations)?;
+        let floor = floor(syscribe, probe, iterations)?;
+        let unrecorded = unrecorded(syscribe, probe, iterations, cgroup2)?;
+        let recorded = recorded(syscribe, probe, iterations, scratch)?;
+        let bpftrace = bpftrace(probe, iterations, cgroup2)?;
+        let bare_after = bare(probe, iterations)?;
+        let bare = (bare_before + bare_after) / 2.0;
+        samples.push([bare, floor, unrecorded, recorded, bpftrace]);
     }
-    Ok(samples.iter_mut().map(|s| Stats::of(s)).collect())
+    Ok(samples)
 }
 
-/// Median and spread of one configuration's samples.
-struct Stats {
-    median: f64,
-    min: f64,
-    max: f64,
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
-impl Stats {
-    fn of(values: &mut [f64]) -> Self {
-        values.sort_by(f64::total_cmp);
-        Self {
-            median: values[values.len() / 2],
-            min: values[0],
-            max: values[values.len() - 1],
-        }
-    }
-}
-
-fn print_table(stats: &[Stats], iterations: u64, rounds: usize) {
-    let medians: Vec<f64> = stats.iter().map(|s| s.median).collect();
-    let bare_ns = medians[0];
-    let floor_added = medians[1] - bare_ns;
+/// Prints, per configuration, the median ns/syscall, the median added cost, and the median of
+/// the per-round ratios (added cost / the floor's added cost in the same round): pairing within
+/// a round keeps this VM's drift out of the ratio.
+fn print_table(samples: &[[f64; CONFIGS.len()]], iterations: u64, rounds: usize) {
     println!();
     println!("recorder overhead: getppid x {iterations}, {rounds} interleaved rounds, medians");
     println!(
-        "{:<40} {:>11} {:>10} {:>15}",
-        "configuration", "ns/syscall", "added ns", "added / floor"
+        "{:<40} {:>11} {:>10} {:>15} {:>17}",
+        "configuration", "ns/syscall", "added ns", "added / floor", "ratio min..max"
     );
     for (i, name) in CONFIGS.iter().enumerate() {
-        let added = medians[i] - bare_ns;
-        let ratio = if i == 0 {
-            "-".to_owned()
-        } else {
-            format!("{:.2}x", added / floor_added)
-        };
-        let added = if i == 0 {
-            "-".to_owned()
-        } else {
-            format!("{added:+.1}")
-        };
-        let spread = format!("{:.0}..{:.0}", stats[i].min, stats[i].max);
+        let ns = median(samples.iter().map(|r| r[i]).collect());
+        if i == 0 {
+            println!("{name:<40} {ns:>11.1} {:>10} {:>15} {:>17}", "-", "-", "-");
+            continue;
+        }
+        let added = median(samples.iter().map(|r| r[i] - r[0]).collect());
+        let mut ratios: Vec<f64> = samples
+            .iter()
+            .map(|r| (r[i] - r[0]) / (r[1] - r[0]))
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        let spread = format!("{:.2}..{:.2}", ratios[0], ratios[ratios.len() - 1]);
+        let ratio = median(ratios);
         println!(
-            "{name:<40} {:>11.1} {added:>10} {ratio:>15} {spread:>17}",
-            medians[i]
+            "{name:<40} {ns:>11.1} {added:>+10.1} {:>14.2}x {spread:>17}",
+            ratio
         );
     }
     println!();
@@ -206,13 +199,16 @@ fn recorded(syscribe: &Path, probe: &Path, n: u64, scratch: &Path) -> Result<f64
 /// bpftrace counting syscalls per id for one cgroup (the loop's), the classic one-liner.
 fn bpftrace(probe: &Path, n: u64, cgroup2: &Path) -> Result<f64> {
     let cgroup = cgroup2.join("syscribe-bench-bpftrace");
-    let _ = fs::create_dir(&cgroup);
+    if !cgroup.exists() {
+        fs::create_dir(&cgroup).with_context(|| format!("creating {}", cgroup.display()))?;
+    }
     let script = format!(
         "tracepoint:raw_syscalls:sys_enter /cgroup == cgroupid(\"{}\")/ {{ @[args->id] = count(); }}",
         cgroup.display()
     );
     let mut tracer = Command::new("bpftrace")
-        .args(["-e", &script])
+        // Unbuffered: with a pipe for stdout, bpftrace would hold back its "Attaching" line.
+        .args(["-B", "none", "-e", &script])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

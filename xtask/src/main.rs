@@ -43,10 +43,10 @@ enum Task {
         #[arg(value_enum)]
         what: BenchKind,
         /// Syscalls per measured run.
-        #[arg(long, default_value_t = 3_000_000)]
+        #[arg(long, default_value_t = 1_000_000)]
         iterations: u64,
         /// Rounds; each runs every configuration once, interleaved; medians are reported.
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = 21)]
         rounds: usize,
     },
 }

@@ -14,8 +14,9 @@ use aya::{
 };
 use aya_log::EbpfLogger;
 use recorder_ebpf::{
-    COLLIDED_MAP, FLOOR_PROGRAM, INDEX_MAP, IndexEntry, OUT_OF_RANGE_MAP, RECORDER_PROGRAM,
-    SETS_MAP, SyscallSet, index_slot,
+    CGROUP_ATTACH_PROGRAM, COLLIDED_MAP, FLOOR_PROGRAM, GENERATION_MAP, INDEX_MAP, IndexEntry,
+    NEW_TASK_PROGRAM, OUT_OF_RANGE_MAP, RECORDER_PROGRAM, SETS_MAP, SyscallSet,
+    USER_GENERATION_TAG, index_slot,
 };
 use thiserror::Error;
 use tokio::io::unix::AsyncFd;
@@ -80,7 +81,10 @@ pub enum BpfError {
 /// where nothing is recorded runs no syscribe program at all.
 pub struct Recorder {
     ebpf: Ebpf,
-    link: Option<RawTracePointLinkId>,
+    /// While attached: the recorder and the generation programs, with their links.
+    links: Vec<(&'static str, RawTracePointLinkId)>,
+    /// How many times userspace changed `GENERATION`.
+    generations: u64,
     /// cgroup id → its `SETS` slot: what the kernel maps hold, mirrored.
     watched: StdHashMap<u64, u32>,
     /// Free `SETS` slots, reused first-in first-out: a slot just freed is reused last, so a
@@ -114,17 +118,19 @@ impl Recorder {
                 None
             }
         };
-        for name in [RECORDER_PROGRAM, FLOOR_PROGRAM] {
+        for name in ATTACHED_PROGRAMS.into_iter().chain([FLOOR_PROGRAM]) {
             program(&mut ebpf, name)?
                 .load()
                 .map_err(|source| BpfError::Program { name, source })?;
         }
-        let recorder = Self {
+        let mut recorder = Self {
             ebpf,
-            link: None,
+            links: Vec::new(),
+            generations: 0,
             watched: StdHashMap::new(),
             free: (0..MAX_RECORDED_CGROUPS).collect(),
         };
+        recorder.new_generation(0)?;
         Ok((recorder, logger))
     }
 
@@ -141,7 +147,7 @@ impl Recorder {
         match self.register(cgroup_id, slot) {
             Ok(()) => {
                 self.watched.insert(cgroup_id, slot);
-                Ok(())
+                self.new_generation(cgroup_id)
             }
             Err(err) => {
                 self.free.push_front(slot);
@@ -243,26 +249,48 @@ impl Recorder {
             Err(source) => return Err(err(OUT_OF_RANGE_MAP, "remove")(source)),
         }
         self.free.push_back(slot);
-        Ok(())
+        self.new_generation(cgroup_id)
     }
 
-    /// Attaches the recorder to `sys_enter` (idempotent).
+    /// Invalidates every CPU's cached decision (after the recorded set changed).
+    fn new_generation(&mut self, cgroup_id: u64) -> Result<(), BpfError> {
+        self.generations += 1;
+        array::<u64>(&mut self.ebpf, GENERATION_MAP)?
+            .set(0, USER_GENERATION_TAG | self.generations, 0)
+            .map_err(|source| BpfError::Map {
+                map: GENERATION_MAP,
+                op: "update for",
+                cgroup_id,
+                source,
+            })
+    }
+
+    /// Attaches the recorder to `sys_enter`, and the programs that keep its per-CPU decision
+    /// cache honest to `task_newtask` and `cgroup_attach_task` (idempotent).
     pub fn attach(&mut self) -> Result<(), BpfError> {
-        if self.link.is_none() {
-            self.link = Some(attach(&mut self.ebpf, RECORDER_PROGRAM)?);
+        if !self.links.is_empty() {
+            return Ok(());
+        }
+        // Cache keepers first: the recorder must never run without them.
+        for name in ATTACHED_PROGRAMS.into_iter().rev() {
+            match attach(&mut self.ebpf, name) {
+                Ok(link) => self.links.push((name, link)),
+                Err(err) => {
+                    let _ = self.detach();
+                    return Err(err);
+                }
+            }
         }
         Ok(())
     }
 
-    /// Detaches the recorder: from here on syscalls cost nothing.
+    /// Detaches everything: from here on syscalls cost nothing.
     pub fn detach(&mut self) -> Result<(), BpfError> {
-        if let Some(link) = self.link.take() {
-            program(&mut self.ebpf, RECORDER_PROGRAM)?
+        // The recorder first (attached last), then the cache keepers.
+        while let Some((name, link)) = self.links.pop() {
+            program(&mut self.ebpf, name)?
                 .detach(link)
-                .map_err(|source| BpfError::Program {
-                    name: RECORDER_PROGRAM,
-                    source,
-                })?;
+                .map_err(|source| BpfError::Program { name, source })?;
         }
         Ok(())
     }
@@ -312,9 +340,21 @@ fn program<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut RawTrac
         .map_err(|source| BpfError::Program { name, source })
 }
 
+/// The programs `attach` attaches, in order of importance: the recorder, then the raw
+/// tracepoints whose programs change `GENERATION`.
+const ATTACHED_PROGRAMS: [&str; 3] = [RECORDER_PROGRAM, NEW_TASK_PROGRAM, CGROUP_ATTACH_PROGRAM];
+
+fn tracepoint_of(name: &str) -> &'static str {
+    match name {
+        NEW_TASK_PROGRAM => "task_newtask",
+        CGROUP_ATTACH_PROGRAM => "cgroup_attach_task",
+        _ => "sys_enter",
+    }
+}
+
 fn attach(ebpf: &mut Ebpf, name: &'static str) -> Result<RawTracePointLinkId, BpfError> {
     program(ebpf, name)?
-        .attach("sys_enter")
+        .attach(tracepoint_of(name))
         .map_err(|source| BpfError::Program { name, source })
 }
 

@@ -65,6 +65,17 @@ fn family() {
     });
 }
 
+/// The benchmark loop runs on one CPU so that migrations do not add noise.
+fn pin_to_last_cpu() {
+    // SAFETY: plain libc calls on a zeroed cpu_set_t of the right size.
+    unsafe {
+        let cpus = libc::sysconf(libc::_SC_NPROCESSORS_ONLN).max(1) as usize;
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpus - 1, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
@@ -79,6 +90,7 @@ fn main() {
             std::thread::sleep(std::time::Duration::from_secs(30));
         }
         Some("loop") => {
+            pin_to_last_cpu();
             let n: u64 = args
                 .get(2)
                 .and_then(|n| n.parse().ok())
