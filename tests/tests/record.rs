@@ -44,6 +44,31 @@ fn unusual_syscalls_are_recorded_and_uncalled_ones_are_not() {
     assert_no_leftovers();
 }
 
+/// A syscall number beyond the recorder's range is counted, warned about (the eBPF side's
+/// aya-log message reaches syscribe's log) and reported in the profile; never silent.
+#[test]
+fn out_of_range_syscalls_are_counted_and_reported() {
+    let dir = TempDir::new("x32");
+    let rec = record(&dir, "x32", &[PROBE, "x32"]);
+    assert!(rec.output.status.success(), "{}", stderr(&rec.output));
+    assert_eq!(
+        rec.profile["syscribe"]["dropped"]["outOfRange"], 1,
+        "{}",
+        rec.profile
+    );
+    let err = stderr(&rec.output);
+    assert!(
+        err.contains("is outside the recorded range"),
+        "no eBPF diagnostic in:\n{err}"
+    );
+    assert!(err.contains("1 dropped"), "{err}");
+    assert!(
+        !rec.names().contains("getpid"),
+        "an x32 getpid is not a native getpid"
+    );
+    assert_no_leftovers();
+}
+
 #[test]
 fn children_threads_and_grandchildren_are_recorded() {
     let dir = TempDir::new("family");

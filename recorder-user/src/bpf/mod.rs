@@ -95,7 +95,7 @@ pub struct Recorder {
 impl Recorder {
     /// Loads (verifies) the programs and creates the maps, using the kernel BTF at `btf_path`.
     /// Nothing is attached yet. Returns the eBPF diagnostics logger too, to be drained with
-    /// [`forward_logs`].
+    /// [`LogForwarder`].
     pub fn load(
         btf_path: &Path,
     ) -> Result<(Self, Option<EbpfLogger<&'static dyn log::Log>>), BpfError> {
@@ -358,28 +358,56 @@ fn attach(ebpf: &mut Ebpf, name: &'static str) -> Result<RawTracePointLinkId, Bp
         .map_err(|source| BpfError::Program { name, source })
 }
 
-/// Spawns a task that forwards the eBPF side's aya-log records into tracing (through `log`).
-pub fn forward_logs(
-    logger: EbpfLogger<&'static dyn log::Log>,
-) -> Result<tokio::task::JoinHandle<()>, BpfError> {
-    // SAFETY: the logger owns its ring buffer's fd, which stays open and unchanged until the
-    // AsyncFd (which owns the logger) drops.
-    let mut fd = unsafe { AsyncFd::register_with_interest(logger, tokio::io::Interest::READABLE) }
-        .map_err(|err| BpfError::Log { source: err.into() })?;
-    Ok(tokio::spawn(
-        async move {
-            loop {
-                let mut guard = match fd.readable_mut().await {
-                    Ok(guard) => guard,
-                    Err(err) => {
-                        tracing::warn!(error = %err, "eBPF diagnostics stopped");
-                        return;
+/// Forwards the eBPF side's aya-log records into tracing (through `log`) until stopped.
+pub struct LogForwarder {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LogForwarder {
+    /// Spawns the forwarding task (needs a tokio runtime).
+    pub fn spawn(logger: EbpfLogger<&'static dyn log::Log>) -> Result<Self, BpfError> {
+        // SAFETY: the logger owns its ring buffer's fd, which stays open and unchanged until
+        // the AsyncFd (which owns the logger) drops.
+        let mut fd =
+            unsafe { AsyncFd::register_with_interest(logger, tokio::io::Interest::READABLE) }
+                .map_err(|err| BpfError::Log { source: err.into() })?;
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(
+            async move {
+                loop {
+                    tokio::select! {
+                        ready = fd.readable_mut() => match ready {
+                            Ok(mut guard) => {
+                                guard.get_inner_mut().flush();
+                                guard.clear_ready();
+                            }
+                            Err(err) => {
+                                tracing::warn!(error = %err, "eBPF diagnostics stopped");
+                                return;
+                            }
+                        },
+                        _ = &mut stopped => {
+                            // Whatever the programs logged before they were detached.
+                            fd.get_mut().flush();
+                            return;
+                        }
                     }
-                };
-                guard.get_inner_mut().flush();
-                guard.clear_ready();
+                }
             }
+            .instrument(tracing::info_span!("ebpf_log")),
+        );
+        Ok(Self {
+            stop: Some(stop),
+            task,
+        })
+    }
+
+    /// Forwards what is left, then stops.
+    pub async fn finish(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
         }
-        .instrument(tracing::info_span!("ebpf_log")),
-    ))
+        let _ = (&mut self.task).await;
+    }
 }

@@ -20,7 +20,7 @@ use thiserror::Error;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
-    bpf::{self, BpfError, Recorder},
+    bpf::{BpfError, LogForwarder, Recorder},
     profile::build::RecordedSyscalls,
     resolve::cgroup::{CgroupError, cgroup2_mount},
 };
@@ -142,7 +142,7 @@ pub async fn record_command(
     let root = cgroup2_mount(&paths.mountinfo)?;
 
     let (mut recorder, logger) = Recorder::load(&paths.btf)?;
-    let log_task = logger.map(bpf::forward_logs).transpose()?;
+    let log_forwarder = logger.map(LogForwarder::spawn).transpose()?;
 
     let cgroup = LocalCgroup::create(&root)?;
     let cgroup_id = cgroup.id();
@@ -185,8 +185,8 @@ pub async fn record_command(
     recorder.detach()?;
     recorder.unwatch(cgroup_id)?;
     cgroup.remove()?;
-    if let Some(task) = log_task {
-        task.abort();
+    if let Some(forwarder) = log_forwarder {
+        forwarder.finish().await;
     }
     if out_of_range > 0 {
         tracing::warn!(

@@ -3,6 +3,8 @@
 //! `syscall-probe unusual`  uname, getcwd, sched_yield, getpriority
 //! `syscall-probe family`   the parent's thread calls sysinfo; a forked child calls getsid and
 //!                          its thread calls times; a grandchild calls getpgid.
+//! `syscall-probe x32`      calls getpid through the x32 ABI (number | 0x4000_0000): beyond the
+//!                          recorder's range, so it must be counted as dropped.
 //! `syscall-probe linger`   calls sysinfo, then sleeps 30 s (a process left behind).
 //! `syscall-probe loop N`   getppid N times; prints ns per call (benchmark workload).
 
@@ -81,6 +83,10 @@ fn main() {
     match args.get(1).map(String::as_str) {
         Some("unusual") => unusual(),
         Some("family") => family(),
+        Some("x32") => {
+            // ENOSYS on kernels without x32 support; the sys_enter tracepoint sees it either way.
+            raw(0x4000_0000 | libc::SYS_getpid, 0);
+        }
         Some("linger") => {
             let mut info: libc::sysinfo = unsafe { std::mem::zeroed() };
             raw(
@@ -102,7 +108,7 @@ fn main() {
             println!("{:.2}", start.elapsed().as_nanos() as f64 / n as f64);
         }
         _ => {
-            eprintln!("usage: syscall-probe unusual|family|linger|loop N");
+            eprintln!("usage: syscall-probe unusual|family|x32|linger|loop N");
             std::process::exit(2);
         }
     }
