@@ -25,6 +25,9 @@ use tracing::Instrument as _;
 /// Bounds of the kernel maps.
 pub use recorder_ebpf::{INDEX_SLOTS, MAX_RECORDED_CGROUPS, MAX_SYSCALLS};
 
+/// Reads the eBPF side's aya-log records (see [`LogForwarder`]).
+pub type EbpfLog = EbpfLogger<&'static dyn log::Log>;
+
 /// The eBPF object built by build.rs (empty when built with `AYA_BUILD_SKIP=1`).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/recorder"));
 
@@ -96,9 +99,7 @@ impl Recorder {
     /// Loads (verifies) the programs and creates the maps, using the kernel BTF at `btf_path`.
     /// Nothing is attached yet. Returns the eBPF diagnostics logger too, to be drained with
     /// [`LogForwarder`].
-    pub fn load(
-        btf_path: &Path,
-    ) -> Result<(Self, Option<EbpfLogger<&'static dyn log::Log>>), BpfError> {
+    pub fn load(btf_path: &Path) -> Result<(Self, Option<EbpfLog>), BpfError> {
         if OBJECT.is_empty() {
             return Err(BpfError::NotBuilt);
         }
@@ -366,7 +367,7 @@ pub struct LogForwarder {
 
 impl LogForwarder {
     /// Spawns the forwarding task (needs a tokio runtime).
-    pub fn spawn(logger: EbpfLogger<&'static dyn log::Log>) -> Result<Self, BpfError> {
+    pub fn spawn(logger: EbpfLog) -> Result<Self, BpfError> {
         // SAFETY: the logger owns its ring buffer's fd, which stays open and unchanged until
         // the AsyncFd (which owns the logger) drops.
         let mut fd =

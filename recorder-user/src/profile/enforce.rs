@@ -192,7 +192,14 @@ mod tests {
     fn compiles_known_names_including_other_arch_ones() {
         let ctx = compile(&profile(&["read", "write", "socketcall"])).unwrap();
         assert!(ctx.is_arch_present(ScmpArch::X86).unwrap());
-        assert!(!ctx.export_bpf_mem().unwrap().is_empty());
+        let path =
+            std::env::temp_dir().join(format!("syscribe-enforce-{}.bpf", std::process::id()));
+        let file = std::fs::File::create(&path).unwrap();
+        ctx.export_bpf(&file).unwrap();
+        let size = std::fs::metadata(&path).unwrap().len();
+        std::fs::remove_file(&path).unwrap();
+        // 8 bytes per classic BPF instruction: at least the arch checks and three rules.
+        assert!(size >= 8 * 8, "filter of {size} bytes");
     }
 
     #[test]
