@@ -96,59 +96,38 @@ fn unreadable_and_malformed_profiles() {
         "cannot read profile /nonexistent/p.json",
     );
 
-    let bad_json = dir.join("bad.json");
-    std::fs::write(
-        &bad_json,
-        "{\"defaultAction\": \"SCMP_ACT_ERRNO\",\n \"syscalls\": [{\"names\": [\"read\"] \"action\": \"SCMP_ACT_ALLOW\"}]}",
-    )
-    .unwrap();
-    fails_with(
-        syscribe()
-            .arg("run")
-            .arg("--profile")
-            .arg(&bad_json)
-            .args(["--", "/bin/true"]),
-        "bad.json:2:",
-    );
-
-    let bad_action = dir.join("action.json");
-    std::fs::write(&bad_action, r#"{"defaultAction": "SCMP_ACT_ALLOWED"}"#).unwrap();
-    fails_with(
-        syscribe()
-            .arg("run")
-            .arg("--profile")
-            .arg(&bad_action)
-            .args(["--", "/bin/true"]),
-        "SCMP_ACT_ALLOWED",
-    );
-
-    let bad_name = dir.join("name.json");
-    std::fs::write(
-        &bad_name,
-        r#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["execve", "raed"], "action": "SCMP_ACT_ALLOW"}]}"#,
-    )
-    .unwrap();
-    fails_with(
-        syscribe()
-            .arg("run")
-            .arg("--profile")
-            .arg(&bad_name)
-            .args(["--", "/bin/true"]),
-        "syscalls[0].names[1]: unknown syscall \"raed\"",
-    );
-
-    let no_exec = dir.join("noexec.json");
-    std::fs::write(
-        &no_exec,
-        r#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}"#,
-    )
-    .unwrap();
-    fails_with(
-        syscribe()
-            .arg("run")
-            .arg("--profile")
-            .arg(&no_exec)
-            .args(["--", "/bin/true"]),
-        "does not allow execve",
-    );
+    let cases = [
+        (
+            "bad.json",
+            "{\"defaultAction\": \"SCMP_ACT_ERRNO\",\n \"syscalls\": [{\"names\": [\"read\"] \"action\": \"SCMP_ACT_ALLOW\"}]}",
+            "bad.json:2:",
+        ),
+        (
+            "action.json",
+            r#"{"defaultAction": "SCMP_ACT_ALLOWED"}"#,
+            "SCMP_ACT_ALLOWED",
+        ),
+        (
+            "name.json",
+            r#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["execve", "raed"], "action": "SCMP_ACT_ALLOW"}]}"#,
+            "syscalls[0].names[1]: unknown syscall \"raed\"",
+        ),
+        (
+            "noexec.json",
+            r#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}"#,
+            "does not allow execve",
+        ),
+    ];
+    for (file, text, needle) in cases {
+        let path = dir.join(file);
+        std::fs::write(&path, text).unwrap();
+        fails_with(
+            syscribe()
+                .arg("run")
+                .arg("--profile")
+                .arg(&path)
+                .args(["--", "/bin/true"]),
+            needle,
+        );
+    }
 }
