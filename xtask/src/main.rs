@@ -175,8 +175,11 @@ fn is_root() -> bool {
 
 /// Runs a command with inherited stdio; fails with the command line if it does not exit 0.
 pub fn run(cmd: &mut Command) -> Result<()> {
+    // A closed stdin: tools that read a program from stdin (`rustc -` probes) must not see
+    // whatever the caller's stdin holds.
     let status = cmd
         .current_dir(workspace_root())
+        .stdin(std::process::Stdio::null())
         .status()
         .with_context(|| format!("spawning {cmd:?}"))?;
     if !status.success() {
