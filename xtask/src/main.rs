@@ -94,33 +94,40 @@ fn test(args: &[String]) -> Result<()> {
         );
     }
     run(Command::new("cargo").args(["fmt", "--all", "--check"]))?;
-    // Clippy runs build.rs too; nested inside clippy, the eBPF sub-build would inherit clippy's
-    // wrapper environment and fail. AYA_BUILD_SKIP=1 lints the userspace without it (the eBPF
-    // object is built and tested by the steps below).
-    run(Command::new("cargo").env("AYA_BUILD_SKIP", "1").args([
-        "clippy",
-        "--package",
-        "recorder-user",
-        "--package",
-        "xtask",
-        "--package",
-        "syscribe-tests",
-        "--all-targets",
-        "--",
-        "-D",
-        "warnings",
-    ]))?;
-    run(Command::new("cargo").args([
-        "clippy",
-        "--package",
-        "recorder-ebpf",
-        "--lib",
-        "--features",
-        "user",
-        "--",
-        "-D",
-        "warnings",
-    ]))?;
+    // Lints get their own target dir and no eBPF sub-build (AYA_BUILD_SKIP=1; the object is
+    // built and tested by the steps below): nested inside clippy the sub-build inherits its
+    // wrapper, and in a target dir a plain build already used, cargo's cached rustc probe for
+    // clippy-driver failed on a fresh machine.
+    let lint_target = workspace_root().join("target/lint");
+    run(Command::new("cargo")
+        .env("AYA_BUILD_SKIP", "1")
+        .env("CARGO_TARGET_DIR", &lint_target)
+        .args([
+            "clippy",
+            "--package",
+            "recorder-user",
+            "--package",
+            "xtask",
+            "--package",
+            "syscribe-tests",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
+    run(Command::new("cargo")
+        .env("CARGO_TARGET_DIR", &lint_target)
+        .args([
+            "clippy",
+            "--package",
+            "recorder-ebpf",
+            "--lib",
+            "--features",
+            "user",
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
     run(Command::new("cargo").args([
         "test",
         "--package",

@@ -1,3 +1,4 @@
-//! Resolution of processes to cgroups (and, later, containers and pods).
+//! Resolution of processes to cgroups, containers and pods.
 
 pub mod cgroup;
+pub mod container;
