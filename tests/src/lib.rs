@@ -150,9 +150,15 @@ pub fn without_syscall(dir: &TempDir, profile: &serde_json::Value, name: &str) -
     path
 }
 
-/// Asserts nothing syscribe creates is left: no local recording cgroup, no syscribe program
-/// loaded in the kernel.
+/// Asserts nothing syscribe creates is left (no local recording cgroup, no syscribe program
+/// loaded in the kernel) and nothing it must not touch was replaced (`/dev/null`).
 pub fn assert_no_leftovers() {
+    use std::os::unix::fs::FileTypeExt as _;
+    let null = std::fs::metadata("/dev/null").expect("/dev/null exists");
+    assert!(
+        null.file_type().is_char_device(),
+        "/dev/null is no longer a device"
+    );
     let cgroups: Vec<_> = std::fs::read_dir(LOCAL_CGROUP_PARENT)
         .map(|entries| {
             entries

@@ -105,7 +105,9 @@ pub fn record(paths: &HostPaths, args: RecordArgs) -> Result<i32, CliError> {
     Ok(recording.exit_code())
 }
 
-/// Writes the whole text to stdout, or atomically to a file (temporary file + rename).
+/// Writes the whole text to stdout, or to a file: atomically (temporary file + rename) for a
+/// regular file or a new path; directly for anything else (`/dev/null`, a FIFO), which a rename
+/// would replace.
 fn write_output(path: &Path, text: &str) -> Result<(), CliError> {
     let write_err = |source| CliError::Write {
         path: path.to_owned(),
@@ -117,6 +119,10 @@ fn write_output(path: &Path, text: &str) -> Result<(), CliError> {
             .write_all(text.as_bytes())
             .and_then(|()| out.flush())
             .map_err(write_err);
+    }
+    match std::fs::metadata(path) {
+        Ok(meta) if !meta.is_file() => return std::fs::write(path, text).map_err(write_err),
+        _ => {}
     }
     let file_name = path
         .file_name()
@@ -146,4 +152,27 @@ pub fn bench_floor(paths: &HostPaths) -> Result<i32, CliError> {
     let mut sink = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut sink);
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::FileTypeExt as _;
+
+    use super::write_output;
+
+    #[test]
+    fn devices_are_written_not_replaced() {
+        write_output("/dev/null".as_ref(), "{}\n").unwrap();
+        let meta = std::fs::metadata("/dev/null").unwrap();
+        assert!(meta.file_type().is_char_device(), "/dev/null was replaced");
+    }
+
+    #[test]
+    fn files_are_replaced_atomically() {
+        let path = std::env::temp_dir().join(format!("syscribe-write-{}.json", std::process::id()));
+        std::fs::write(&path, "old").unwrap();
+        write_output(&path, "new").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
+        std::fs::remove_file(&path).unwrap();
+    }
 }
