@@ -94,10 +94,9 @@ fn test(args: &[String]) -> Result<()> {
         );
     }
     run(Command::new("cargo").args(["fmt", "--all", "--check"]))?;
-    // Lints get their own target dir and no eBPF sub-build (AYA_BUILD_SKIP=1; the object is
-    // built and tested by the steps below): nested inside clippy the sub-build inherits its
-    // wrapper, and in a target dir a plain build already used, cargo's cached rustc probe for
-    // clippy-driver failed on a fresh machine.
+    // Lints skip the eBPF sub-build (AYA_BUILD_SKIP=1; the object is built and tested by the
+    // steps below) and use their own target dir, so that switching AYA_BUILD_SKIP does not
+    // make the real build redo its build script and eBPF object.
     let lint_target = workspace_root().join("target/lint");
     run(Command::new("cargo")
         .env("AYA_BUILD_SKIP", "1")
@@ -182,8 +181,7 @@ fn is_root() -> bool {
 
 /// Runs a command with inherited stdio; fails with the command line if it does not exit 0.
 pub fn run(cmd: &mut Command) -> Result<()> {
-    // A closed stdin: tools that read a program from stdin (`rustc -` probes) must not see
-    // whatever the caller's stdin holds.
+    // Tasks never read the caller's stdin.
     let status = cmd
         .current_dir(workspace_root())
         .stdin(std::process::Stdio::null())
