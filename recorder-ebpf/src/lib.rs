@@ -32,6 +32,19 @@ pub const MAX_SYSCALLS: usize = 1024;
 /// one more fails with a named error in userspace; nothing is silently dropped.
 pub const MAX_RECORDED_CGROUPS: u32 = 1024;
 
+/// How many cgroup subtrees (e.g. pods) can be recorded at once: every container cgroup that
+/// appears directly below one gets its own set, claimed by the kernel side at the container's
+/// first syscall.
+pub const MAX_SUBTREES: u32 = 8;
+
+/// `SETS` slots userspace hands to the kernel side (`FREE_SLOTS`) for subtree discovery; the
+/// rest stay for cgroups userspace records itself.
+pub const DISCOVERY_SLOTS: u32 = MAX_RECORDED_CGROUPS / 2;
+
+/// Indexes of the per-CPU `COUNTERS`.
+pub const COUNTER_CLAIM_FAILED: u32 = 0;
+pub const COUNTER_SLOTS: u32 = 1;
+
 /// Slots of the direct-mapped `INDEX` (a power of two; 16 bytes each).
 pub const INDEX_SLOTS: u32 = 4096;
 
@@ -39,6 +52,14 @@ pub const INDEX_SLOTS: u32 = 4096;
 pub const INDEX_MAP: &str = "INDEX";
 pub const SETS_MAP: &str = "SETS";
 pub const COLLIDED_MAP: &str = "COLLIDED";
+/// Recorded subtrees (`SubtreeEntry`, packed from index 0).
+pub const SUBTREES_MAP: &str = "SUBTREES";
+/// Queue of free `SETS` slots the kernel side may claim for discovered containers.
+pub const FREE_SLOTS_MAP: &str = "FREE_SLOTS";
+/// Discovered container cgroup id → its `SETS` slot.
+pub const DISCOVERED_MAP: &str = "DISCOVERED";
+/// Per-CPU counters (`COUNTER_*`).
+pub const COUNTERS_MAP: &str = "COUNTERS";
 /// Per-CPU decision cache, one `TaskCache` per CPU.
 pub const TASK_CACHE_MAP: &str = "TASK_CACHE";
 /// One-entry array holding the current generation.
@@ -74,6 +95,18 @@ pub struct IndexEntry {
 /// Generations are unique: the kernel side writes `cpu << 48 | per-CPU event count`, userspace
 /// writes `USER_GENERATION_TAG | its own count` (no CPU number reaches 0xffff).
 pub const USER_GENERATION_TAG: u64 = 0xffff << 48;
+
+/// One recorded subtree: the cgroup (a pod's, say) and its depth below the cgroup2 root.
+/// Tasks whose ancestor at `level` is `cgroup_id` belong to the container whose cgroup is
+/// their ancestor at `level + 1`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SubtreeEntry {
+    /// 0: unused (entries are packed: the first unused one ends the list).
+    pub cgroup_id: u64,
+    pub level: u32,
+    pub reserved: u32,
+}
 
 /// The last decision of one CPU (a value of the per-CPU `TASK_CACHE`).
 #[repr(C)]
@@ -129,6 +162,9 @@ unsafe impl aya::Pod for IndexEntry {}
 #[cfg(feature = "user")]
 // SAFETY: repr(C), only integer fields, no padding (asserted in the tests below).
 unsafe impl aya::Pod for TaskCache {}
+#[cfg(feature = "user")]
+// SAFETY: repr(C), only integer fields, no padding (asserted in the tests below).
+unsafe impl aya::Pod for SubtreeEntry {}
 
 #[cfg(test)]
 mod tests {
@@ -143,6 +179,7 @@ mod tests {
         assert_eq!(MAX_SYSCALLS % 8, 0, "the u64 field must start aligned");
         assert_eq!(size_of::<IndexEntry>(), 16);
         assert_eq!(size_of::<TaskCache>(), 24);
+        assert_eq!(size_of::<SubtreeEntry>(), 16);
         assert_eq!(align_of::<IndexEntry>(), 8);
     }
 

@@ -9,14 +9,17 @@
 #![no_main]
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_cgroup_id, bpf_get_smp_processor_id},
+    helpers::{
+        bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_smp_processor_id,
+    },
     macros::{map, raw_tracepoint},
-    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap},
+    maps::{Array, HashMap, PerCpuArray, Queue},
     programs::RawTracePointContext,
 };
 use aya_log_ebpf::warn;
 use recorder_ebpf::{
-    INDEX_SLOTS, IndexEntry, MAX_RECORDED_CGROUPS, SyscallSet, TaskCache, index_slot,
+    COUNTER_CLAIM_FAILED, COUNTER_SLOTS, INDEX_SLOTS, IndexEntry, MAX_RECORDED_CGROUPS,
+    MAX_SUBTREES, SubtreeEntry, SyscallSet, TaskCache, index_slot,
 };
 
 /// Direct-mapped `cgroup id % INDEX_SLOTS → IndexEntry`. Written by userspace only.
@@ -31,11 +34,28 @@ static SETS: Array<SyscallSet> = Array::with_max_entries(MAX_RECORDED_CGROUPS, 0
 #[map]
 static COLLIDED: HashMap<u64, u32> = HashMap::with_max_entries(MAX_RECORDED_CGROUPS, 0);
 
-/// cgroup id → syscall entries with a number beyond `MAX_SYSCALLS` (counted, not recorded).
-/// Per-CPU so the count is exact without atomics.
+/// `SETS` slot → syscall entries with a number beyond `MAX_SYSCALLS` (counted, not recorded).
+/// Per-CPU so the count is exact without atomics; userspace zeroes a slot's counts with its set.
 #[map]
-static OUT_OF_RANGE: PerCpuHashMap<u64, u64> =
-    PerCpuHashMap::with_max_entries(MAX_RECORDED_CGROUPS, 0);
+static OUT_OF_RANGE: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_RECORDED_CGROUPS, 0);
+
+/// Recorded subtrees, packed from index 0. Written by userspace only.
+#[map]
+static SUBTREES: Array<SubtreeEntry> = Array::with_max_entries(MAX_SUBTREES, 0);
+
+/// Free `SETS` slots (zeroed by userspace) for containers discovered in a subtree.
+#[map]
+static FREE_SLOTS: Queue<u32> = Queue::with_max_entries(MAX_RECORDED_CGROUPS, 0);
+
+/// Container cgroup id → `SETS` slot, for containers discovered in a subtree. Inserted by the
+/// kernel side (the insert decides between CPUs racing for the same container), removed by
+/// userspace when the container's cgroup is gone.
+#[map]
+static DISCOVERED: HashMap<u64, u32> = HashMap::with_max_entries(MAX_RECORDED_CGROUPS, 0);
+
+/// Per-CPU counters of things that went wrong (see `COUNTER_*`); userspace reports them.
+#[map]
+static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
 
 /// Per CPU: the decision for the task this CPU saw last (see the crate docs).
 #[map]
@@ -56,13 +76,64 @@ fn lookup_slot() -> Option<u32> {
     let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     let entry = INDEX.get(index_slot(cgroup_id))?;
     if entry.cgroup_id == cgroup_id {
-        Some(entry.set)
-    } else if entry.collisions == 0 {
-        None
-    } else {
-        // SAFETY: a plain u32 value, copied out immediately.
-        unsafe { COLLIDED.get(cgroup_id) }.copied()
+        return Some(entry.set);
     }
+    if entry.collisions != 0 {
+        // SAFETY: a plain u32 value, copied out immediately.
+        if let Some(slot) = unsafe { COLLIDED.get(cgroup_id) } {
+            return Some(*slot);
+        }
+    }
+    subtree_slot()
+}
+
+/// The `SETS` slot of the container the current task belongs to, if it lives in a recorded
+/// subtree: the container is the task's ancestor one level below the subtree's root.
+#[inline(always)]
+fn subtree_slot() -> Option<u32> {
+    for i in 0..MAX_SUBTREES {
+        let subtree = SUBTREES.get(i)?;
+        if subtree.cgroup_id == 0 {
+            return None;
+        }
+        let level = subtree.level as i32;
+        // SAFETY: the helper has no preconditions (0 when the task is not that deep).
+        if unsafe { bpf_get_current_ancestor_cgroup_id(level) } != subtree.cgroup_id {
+            continue;
+        }
+        // SAFETY: as above.
+        let container = unsafe { bpf_get_current_ancestor_cgroup_id(level + 1) };
+        if container == 0 {
+            // In the subtree's root itself (not in a container).
+            return None;
+        }
+        // SAFETY: a plain u32 value, copied out immediately.
+        if let Some(slot) = unsafe { DISCOVERED.get(container) } {
+            return Some(*slot);
+        }
+        return claim(container);
+    }
+    None
+}
+
+/// Gives a newly seen container a free `SETS` slot.
+#[inline(always)]
+fn claim(container: u64) -> Option<u32> {
+    const BPF_NOEXIST: u64 = 1;
+    let Ok(Some(slot)) = FREE_SLOTS.pop() else {
+        if let Some(count) = COUNTERS.get_ptr_mut(COUNTER_CLAIM_FAILED) {
+            // SAFETY: this CPU's counter.
+            unsafe { *count += 1 };
+        }
+        return None;
+    };
+    if DISCOVERED.insert(container, slot, BPF_NOEXIST).is_ok() {
+        return Some(slot);
+    }
+    // Another CPU claimed this container first: give the slot back, use its slot.
+    let _ = FREE_SLOTS.push(slot, 0);
+    // SAFETY: a plain u32 value, copied out immediately.
+    unsafe { DISCOVERED.get(container) }.copied()
 }
 
 #[raw_tracepoint(tracepoint = "sys_enter")]
@@ -108,23 +179,16 @@ pub fn syscribe_sys_enter(ctx: RawTracePointContext) -> i32 {
     } else {
         // Rare path: a number outside the recorded range. Counted, and logged the first time.
         set.last_out_of_range = nr;
-        // SAFETY: the helper has no preconditions.
-        let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
-        match OUT_OF_RANGE.get_ptr_mut(cgroup_id) {
-            // SAFETY: a per-CPU value of this map, valid for this program run on this CPU.
-            Some(count) => unsafe { *count += 1 },
-            None => {
+        if let Some(count) = OUT_OF_RANGE.get_ptr_mut(set_slot) {
+            // SAFETY: this CPU's counter for the slot.
+            let count = unsafe { &mut *count };
+            if *count == 0 {
                 warn!(
                     &ctx,
-                    "cgroup {}: syscall number {} is outside the recorded range", cgroup_id, nr
+                    "set {}: syscall number {} is outside the recorded range", set_slot, nr
                 );
-                if OUT_OF_RANGE.insert(cgroup_id, 1, 0).is_err() {
-                    warn!(
-                        &ctx,
-                        "cgroup {}: out-of-range counter table full", cgroup_id
-                    );
-                }
             }
+            *count += 1;
         }
     }
     0

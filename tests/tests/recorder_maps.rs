@@ -155,3 +155,57 @@ fn cached_decisions_follow_cgroup_moves_and_new_recordings() {
     assert!(recorded.contains(&"sync".to_owned()), "{recorded:?}");
     recorder.unwatch(id).unwrap();
 }
+
+/// A recorded subtree: containers (cgroups directly below it) created after recording started
+/// each get their own set from their first syscall, nested cgroups count for their container,
+/// and two containers do not mix.
+#[test]
+fn subtree_containers_are_discovered_from_their_first_syscall() {
+    require_root();
+    let pod = TestCgroup::new("syscribe-test-pod");
+    let pod_id = cgroup_id(&pod.0).unwrap();
+    let (mut recorder, _log) = Recorder::load(BTF.as_ref()).unwrap();
+    recorder.watch_subtree(pod_id, 1).unwrap();
+    recorder.attach().unwrap();
+
+    // Created after the recording started, like a container of a pod.
+    let first = TestCgroup::new("syscribe-test-pod/first");
+    let second = TestCgroup::new("syscribe-test-pod/second");
+    let nested = TestCgroup::new("syscribe-test-pod/second/nested");
+    first.run("uname");
+    nested.run("sync");
+    pod.run("true"); // the pod's own cgroup is not a container
+
+    let mut discovered = recorder.discovered().unwrap();
+    discovered.sort();
+    let first_id = cgroup_id(&first.0).unwrap();
+    let second_id = cgroup_id(&second.0).unwrap();
+    let ids: Vec<u64> = discovered.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, [first_id, second_id], "discovered {discovered:?}");
+    let names_in = |recorder: &mut Recorder, slot: u32| -> Vec<String> {
+        let (set, _) = recorder.read_slot(slot).unwrap();
+        set.numbers().filter_map(syscall_name).collect()
+    };
+    let first_names = names_in(&mut recorder, discovered[0].1);
+    let second_names = names_in(&mut recorder, discovered[1].1);
+    assert!(first_names.contains(&"uname".to_owned()), "{first_names:?}");
+    assert!(
+        !first_names.contains(&"sync".to_owned()),
+        "crosstalk: {first_names:?}"
+    );
+    assert!(
+        second_names.contains(&"sync".to_owned()),
+        "{second_names:?}"
+    );
+    assert!(
+        !second_names.contains(&"uname".to_owned()),
+        "crosstalk: {second_names:?}"
+    );
+    assert_eq!(recorder.claim_failures().unwrap(), 0);
+
+    for (id, slot) in discovered {
+        recorder.release(id, slot).unwrap();
+    }
+    assert!(recorder.discovered().unwrap().is_empty());
+    drop(nested);
+}

@@ -9,14 +9,15 @@ use std::{
 
 use aya::{
     Btf, BtfError, Ebpf, EbpfError, EbpfLoader, Endianness,
-    maps::{Array, HashMap, Map, MapData, MapError, PerCpuHashMap},
+    maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues, Queue},
     programs::{ProgramError, RawTracePoint, raw_trace_point::RawTracePointLinkId},
 };
 use aya_log::EbpfLogger;
 use recorder_ebpf::{
-    CGROUP_ATTACH_PROGRAM, COLLIDED_MAP, FLOOR_PROGRAM, GENERATION_MAP, INDEX_MAP, IndexEntry,
-    NEW_TASK_PROGRAM, OUT_OF_RANGE_MAP, RECORDER_PROGRAM, SETS_MAP, SyscallSet,
-    USER_GENERATION_TAG, index_slot,
+    CGROUP_ATTACH_PROGRAM, COLLIDED_MAP, COUNTER_CLAIM_FAILED, COUNTERS_MAP, DISCOVERED_MAP,
+    DISCOVERY_SLOTS, FLOOR_PROGRAM, FREE_SLOTS_MAP, GENERATION_MAP, INDEX_MAP, IndexEntry,
+    MAX_SUBTREES, NEW_TASK_PROGRAM, OUT_OF_RANGE_MAP, RECORDER_PROGRAM, SETS_MAP, SUBTREES_MAP,
+    SubtreeEntry, SyscallSet, USER_GENERATION_TAG, index_slot,
 };
 use thiserror::Error;
 use tokio::io::unix::AsyncFd;
@@ -63,6 +64,16 @@ pub enum BpfError {
         "the recording table is full ({MAX_RECORDED_CGROUPS} cgroups are being recorded); cgroup {cgroup_id} was not added"
     )]
     TableFull { cgroup_id: u64 },
+    #[error("{MAX_SUBTREES} subtrees are already being recorded; cgroup {cgroup_id} was not added")]
+    SubtreesFull { cgroup_id: u64 },
+    #[error("map {map}: cannot {op} slot {slot}: {source}")]
+    Slot {
+        map: &'static str,
+        op: &'static str,
+        slot: u32,
+        #[source]
+        source: MapError,
+    },
     #[error("cgroup {cgroup_id} is not being recorded")]
     NotWatched { cgroup_id: u64 },
     #[error("map {map}: cannot {op} cgroup {cgroup_id}: {source}")]
@@ -72,6 +83,11 @@ pub enum BpfError {
         cgroup_id: u64,
         #[source]
         source: MapError,
+    },
+    #[error("cannot count the possible CPUs: {source}")]
+    Cpus {
+        #[source]
+        source: io::Error,
     },
     #[error("eBPF diagnostics: {source}")]
     Log {
@@ -90,6 +106,12 @@ pub struct Recorder {
     generations: u64,
     /// cgroup id → its `SETS` slot: what the kernel maps hold, mirrored.
     watched: StdHashMap<u64, u32>,
+    /// Recorded subtrees: (cgroup id, level).
+    subtrees: Vec<(u64, u32)>,
+    /// Whether the kernel side got its `DISCOVERY_SLOTS` sets.
+    discovery_reserved: bool,
+    /// Possible CPUs (per-CPU map values).
+    cpus: usize,
     /// Free `SETS` slots, reused first-in first-out: a slot just freed is reused last, so a
     /// task of a cgroup that stopped being recorded cannot mark a newly recorded one's set.
     free: VecDeque<u32>,
@@ -129,6 +151,9 @@ impl Recorder {
             links: Vec::new(),
             generations: 0,
             watched: StdHashMap::new(),
+            subtrees: Vec::new(),
+            discovery_reserved: false,
+            cpus: aya::util::nr_cpus().map_err(|(_, source)| BpfError::Cpus { source })?,
             free: (0..MAX_RECORDED_CGROUPS).collect(),
         };
         recorder.new_generation(0)?;
@@ -166,9 +191,7 @@ impl Recorder {
                 source,
             }
         };
-        array::<SyscallSet>(&mut self.ebpf, SETS_MAP)?
-            .set(slot, SyscallSet::EMPTY, 0)
-            .map_err(err(SETS_MAP, "reset"))?;
+        self.reset_slot(slot)?;
         let pos = index_slot(cgroup_id);
         let index = array::<IndexEntry>(&mut self.ebpf, INDEX_MAP)?;
         let mut entry = index.get(&pos, 0).map_err(err(INDEX_MAP, "read"))?;
@@ -192,27 +215,161 @@ impl Recorder {
             .watched
             .get(&cgroup_id)
             .ok_or(BpfError::NotWatched { cgroup_id })?;
+        self.read_slot(slot)
+    }
+
+    /// What the set in `slot` holds, and how many syscall entries were out of range.
+    pub fn read_slot(&mut self, slot: u32) -> Result<(SyscallSet, u64), BpfError> {
+        let err = |map, op| {
+            move |source| BpfError::Slot {
+                map,
+                op,
+                slot,
+                source,
+            }
+        };
         let set = array::<SyscallSet>(&mut self.ebpf, SETS_MAP)?
             .get(&slot, 0)
-            .map_err(|source| BpfError::Map {
-                map: SETS_MAP,
-                op: "read",
+            .map_err(err(SETS_MAP, "read"))?;
+        let out_of_range = per_cpu_array(&mut self.ebpf, OUT_OF_RANGE_MAP)?
+            .get(&slot, 0)
+            .map_err(err(OUT_OF_RANGE_MAP, "read"))?
+            .iter()
+            .sum();
+        Ok((set, out_of_range))
+    }
+
+    /// Empties the set in `slot` and its out-of-range counts.
+    fn reset_slot(&mut self, slot: u32) -> Result<(), BpfError> {
+        let err = |map, op| {
+            move |source| BpfError::Slot {
+                map,
+                op,
+                slot,
+                source,
+            }
+        };
+        array::<SyscallSet>(&mut self.ebpf, SETS_MAP)?
+            .set(slot, SyscallSet::EMPTY, 0)
+            .map_err(err(SETS_MAP, "reset"))?;
+        let zeros = PerCpuValues::try_from(vec![0u64; self.cpus])
+            .map_err(|source| BpfError::Cpus { source })?;
+        per_cpu_array(&mut self.ebpf, OUT_OF_RANGE_MAP)?
+            .set(slot, zeros, 0)
+            .map_err(err(OUT_OF_RANGE_MAP, "reset"))
+    }
+
+    /// Starts recording every container cgroup directly below the cgroup `cgroup_id` (at
+    /// depth `level` below the cgroup2 root), each in its own set, from its first syscall: the
+    /// kernel side claims a set when a container's first task makes its first syscall, so a
+    /// container created after this call misses nothing. See [`Recorder::discovered`].
+    pub fn watch_subtree(&mut self, cgroup_id: u64, level: u32) -> Result<(), BpfError> {
+        if self.subtrees.contains(&(cgroup_id, level)) {
+            return Ok(());
+        }
+        if self.subtrees.len() >= MAX_SUBTREES as usize {
+            return Err(BpfError::SubtreesFull { cgroup_id });
+        }
+        if !self.discovery_reserved {
+            // Hand the kernel side its share of the sets, emptied.
+            for _ in 0..DISCOVERY_SLOTS {
+                let Some(slot) = self.free.pop_back() else {
+                    break;
+                };
+                self.give_to_kernel(slot)?;
+            }
+            self.discovery_reserved = true;
+        }
+        self.subtrees.push((cgroup_id, level));
+        self.write_subtrees(cgroup_id)?;
+        self.new_generation(cgroup_id)
+    }
+
+    /// Stops discovering containers below `cgroup_id` (those discovered stay recorded until
+    /// [`Recorder::release`]d).
+    pub fn unwatch_subtree(&mut self, cgroup_id: u64) -> Result<(), BpfError> {
+        self.subtrees.retain(|(id, _)| *id != cgroup_id);
+        self.write_subtrees(cgroup_id)?;
+        self.new_generation(cgroup_id)
+    }
+
+    fn write_subtrees(&mut self, cgroup_id: u64) -> Result<(), BpfError> {
+        let mut map = array::<SubtreeEntry>(&mut self.ebpf, SUBTREES_MAP)?;
+        for i in 0..MAX_SUBTREES {
+            let entry = self
+                .subtrees
+                .get(i as usize)
+                .map(|&(cgroup_id, level)| SubtreeEntry {
+                    cgroup_id,
+                    level,
+                    reserved: 0,
+                })
+                .unwrap_or_default();
+            map.set(i, entry, 0).map_err(|source| BpfError::Map {
+                map: SUBTREES_MAP,
+                op: "update for",
                 cgroup_id,
                 source,
             })?;
-        let out_of_range = match out_of_range(&mut self.ebpf)?.get(&cgroup_id, 0) {
-            Ok(per_cpu) => per_cpu.iter().sum(),
-            Err(MapError::KeyNotFound) => 0,
-            Err(source) => {
-                return Err(BpfError::Map {
-                    map: OUT_OF_RANGE_MAP,
-                    op: "read",
-                    cgroup_id,
-                    source,
-                });
-            }
-        };
-        Ok((set, out_of_range))
+        }
+        Ok(())
+    }
+
+    fn give_to_kernel(&mut self, slot: u32) -> Result<(), BpfError> {
+        self.reset_slot(slot)?;
+        Queue::<_, u32>::try_from(map(&mut self.ebpf, FREE_SLOTS_MAP)?)
+            .map_err(open_err(FREE_SLOTS_MAP))?
+            .push(slot, 0)
+            .map_err(|source| BpfError::Slot {
+                map: FREE_SLOTS_MAP,
+                op: "free",
+                slot,
+                source,
+            })
+    }
+
+    /// Containers the kernel side discovered in watched subtrees: (container cgroup id, slot).
+    pub fn discovered(&mut self) -> Result<Vec<(u64, u32)>, BpfError> {
+        let map = HashMap::<_, u64, u32>::try_from(map(&mut self.ebpf, DISCOVERED_MAP)?)
+            .map_err(open_err(DISCOVERED_MAP))?;
+        map.iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| BpfError::Map {
+                map: DISCOVERED_MAP,
+                op: "list",
+                cgroup_id: 0,
+                source,
+            })
+    }
+
+    /// Frees a discovered container's set (after reading it): its slot goes back to the kernel.
+    pub fn release(&mut self, container_id: u64, slot: u32) -> Result<(), BpfError> {
+        HashMap::<_, u64, u32>::try_from(map(&mut self.ebpf, DISCOVERED_MAP)?)
+            .map_err(open_err(DISCOVERED_MAP))?
+            .remove(&container_id)
+            .map_err(|source| BpfError::Map {
+                map: DISCOVERED_MAP,
+                op: "remove",
+                cgroup_id: container_id,
+                source,
+            })?;
+        self.new_generation(container_id)?;
+        self.give_to_kernel(slot)
+    }
+
+    /// How many times a container could not get a set because all discovery sets were taken.
+    pub fn claim_failures(&mut self) -> Result<u64, BpfError> {
+        let slot = COUNTER_CLAIM_FAILED;
+        Ok(per_cpu_array(&mut self.ebpf, COUNTERS_MAP)?
+            .get(&slot, 0)
+            .map_err(|source| BpfError::Slot {
+                map: COUNTERS_MAP,
+                op: "read",
+                slot,
+                source,
+            })?
+            .iter()
+            .sum())
     }
 
     /// Stops recording the cgroup and frees its entries.
@@ -244,11 +401,6 @@ impl Recorder {
         array::<IndexEntry>(&mut self.ebpf, INDEX_MAP)?
             .set(pos, entry, 0)
             .map_err(err(INDEX_MAP, "remove"))?;
-        match out_of_range(&mut self.ebpf)?.remove(&cgroup_id) {
-            Ok(()) | Err(MapError::KeyNotFound) => {}
-            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
-            Err(source) => return Err(err(OUT_OF_RANGE_MAP, "remove")(source)),
-        }
         self.free.push_back(slot);
         self.new_generation(cgroup_id)
     }
@@ -327,8 +479,11 @@ fn collided(ebpf: &mut Ebpf) -> Result<HashMap<&mut MapData, u64, u32>, BpfError
     HashMap::try_from(map(ebpf, COLLIDED_MAP)?).map_err(open_err(COLLIDED_MAP))
 }
 
-fn out_of_range(ebpf: &mut Ebpf) -> Result<PerCpuHashMap<&mut MapData, u64, u64>, BpfError> {
-    PerCpuHashMap::try_from(map(ebpf, OUT_OF_RANGE_MAP)?).map_err(open_err(OUT_OF_RANGE_MAP))
+fn per_cpu_array<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<PerCpuArray<&'a mut MapData, u64>, BpfError> {
+    PerCpuArray::try_from(map(ebpf, name)?).map_err(open_err(name))
 }
 
 fn program<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut RawTracePoint, BpfError> {
