@@ -21,6 +21,7 @@ use crate::{run, stdout_of};
 /// - strace: ground truth for "which syscalls did this program make".
 /// - curl, python3: real programs the replay tests record (Debian's /usr/bin/python3).
 /// - util-linux: `setpriv` runs syscribe unprivileged in the non-root test.
+/// - runc, crun: real container runtimes for the container recording tests.
 pub const TEST_PACKAGES: &[&str] = &[
     "libseccomp-dev",
     "busybox-static",
@@ -28,6 +29,8 @@ pub const TEST_PACKAGES: &[&str] = &[
     "curl",
     "util-linux",
     "python3",
+    "runc",
+    "crun",
 ];
 
 /// Packages only the benchmark needs (the peer it is compared with).

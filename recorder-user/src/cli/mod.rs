@@ -117,6 +117,8 @@ pub enum CliError {
         #[source]
         source: std::io::Error,
     },
+    #[error("--cgroup writes one profile per container: -o must name a directory, not {path}", path = .path.display())]
+    OutputNotADirectory { path: PathBuf },
     #[error("cannot start the async runtime: {source}")]
     Runtime {
         #[source]
@@ -156,6 +158,25 @@ mod tests {
             panic!("not record")
         };
         assert_eq!(args.command, ["ls", "-l", "/"]);
-        assert_eq!(args.output, PathBuf::from("p.json"));
+        assert_eq!(args.output, Some(PathBuf::from("p.json")));
+    }
+
+    #[test]
+    fn record_takes_a_cgroup_or_a_command_not_both() {
+        let cli = Cli::try_parse_from([
+            "syscribe",
+            "record",
+            "--cgroup",
+            "/kubepods/pod1",
+            "-o",
+            "out",
+        ])
+        .unwrap();
+        let Command::Record(args) = cli.command else {
+            panic!("not record")
+        };
+        assert_eq!(args.cgroup, Some(PathBuf::from("/kubepods/pod1")));
+        assert!(Cli::try_parse_from(["syscribe", "record", "--cgroup", "/x", "--", "ls"]).is_err());
+        assert!(Cli::try_parse_from(["syscribe", "record"]).is_err());
     }
 }

@@ -11,17 +11,19 @@ use super::CliError;
 use crate::{
     bpf::Recorder,
     profile::{
-        build::build_profile,
+        build::{BuiltProfile, build_profile},
         crd::{SeccompProfileDoc, name_for_command},
+        seccomp::Dropped,
     },
-    record::{HostPaths, RecordError, record_command, require_root},
+    record::{HostPaths, RecordError, record_command, require_root, subtree::record_subtree},
 };
 
 #[derive(Debug, clap::Args)]
 pub struct RecordArgs {
-    /// Where to write the profile; `-` is stdout (written after the command exits).
-    #[arg(short, long, default_value = "-")]
-    pub output: PathBuf,
+    /// Where to write the profile; `-` is stdout (written after the command exits). With
+    /// `--cgroup`: the directory for the containers' profiles (default: the current one).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
     /// Profile format: OCI seccomp JSON (runc, crun, podman, `syscribe run`) or an upstream
     /// SeccompProfile resource (YAML) for the Security Profiles Operator.
     #[arg(long, value_enum, default_value_t = Format::Oci)]
@@ -29,8 +31,15 @@ pub struct RecordArgs {
     /// Resource name for `--format crd` (default: derived from the command's name).
     #[arg(long)]
     pub name: Option<String>,
+    /// Record every container that appears directly below this cgroup (a pod's, say:
+    /// `/kubepods/besteffort/pod<uid>`, relative to the cgroup2 mount or under it), each from its
+    /// first syscall, one profile per container, written when the container's cgroup goes away.
+    /// Runs until SIGINT/SIGTERM or until the cgroup is removed; SIGUSR1 writes the profiles of
+    /// the running containers as they are so far.
+    #[arg(long, value_name = "PATH", conflicts_with = "command")]
+    pub cgroup: Option<PathBuf>,
     /// The command to record, and its arguments.
-    #[arg(last = true, required = true, value_name = "CMD")]
+    #[arg(last = true, required_unless_present = "cgroup", value_name = "CMD")]
     pub command: Vec<String>,
 }
 
@@ -47,54 +56,98 @@ pub fn record(paths: &HostPaths, args: RecordArgs) -> Result<i32, CliError> {
         .enable_all()
         .build()
         .map_err(|source| CliError::Runtime { source })?;
+    if let Some(cgroup) = &args.cgroup {
+        return record_cgroup(&runtime, paths, cgroup, &args);
+    }
     let recording = runtime.block_on(record_command(paths, &args.command))?;
-
+    let output = args.output.clone().unwrap_or_else(|| PathBuf::from("-"));
     let built = build_profile(&recording.syscalls, args.command.clone());
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| name_for_command(&args.command[0]));
+    write_output(&output, &render(&built, args.format, name))?;
+    let target = if output == Path::new("-") {
+        "stdout".to_owned()
+    } else {
+        output.display().to_string()
+    };
+    eprintln!(
+        "syscribe: recorded {} syscalls from {:?} (exit status {}, {} dropped) -> {target}",
+        allowed(&built),
+        args.command.join(" "),
+        recording.exit_code(),
+        dropped(&built).total(),
+    );
+    Ok(recording.exit_code())
+}
+
+/// `record --cgroup`: one profile per container, in the output directory.
+fn record_cgroup(
+    runtime: &tokio::runtime::Runtime,
+    paths: &HostPaths,
+    cgroup: &Path,
+    args: &RecordArgs,
+) -> Result<i32, CliError> {
+    let dir = args.output.clone().unwrap_or_else(|| PathBuf::from("."));
+    if dir == Path::new("-") {
+        return Err(CliError::OutputNotADirectory { path: dir });
+    }
+    std::fs::create_dir_all(&dir).map_err(|source| CliError::Write {
+        path: dir.clone(),
+        source,
+    })?;
+    let mut failed = None;
+    let ended = runtime.block_on(record_subtree(paths, cgroup, |recording| {
+        let label = recording
+            .container_id
+            .as_deref()
+            .map_or(recording.name.as_str(), |id| &id[..12]);
+        let built = build_profile(&recording.syscalls, Vec::new());
+        let extension = match args.format {
+            Format::Oci => "json",
+            Format::Crd => "yaml",
+        };
+        let file_stem = recording
+            .container_id
+            .clone()
+            .unwrap_or_else(|| recording.name.clone());
+        let path = dir.join(format!("{file_stem}.{extension}"));
+        let text = render(&built, args.format, name_for_command(label));
+        if let Err(err) = write_output(&path, &text) {
+            tracing::error!(error = %err, "writing a container's profile");
+            failed.get_or_insert(err);
+            return;
+        }
+        eprintln!(
+            "syscribe: container {} ({}): {} syscalls, {} dropped -> {}",
+            recording.name,
+            if recording.running {
+                "running, snapshot"
+            } else {
+                "finished"
+            },
+            allowed(&built),
+            dropped(&built).total(),
+            path.display(),
+        );
+    }))?;
+    if let Some(err) = failed {
+        return Err(err);
+    }
+    tracing::info!(?ended, "recording ended");
+    Ok(0)
+}
+
+/// The profile as text in the requested format; warns about what could not go into it.
+fn render(built: &BuiltProfile, format: Format, name: String) -> String {
     for nr in &built.unnamed {
         tracing::warn!(
             syscall = nr,
             "libseccomp has no name for this syscall number; it is not in the profile"
         );
     }
-    let dropped = built
-        .seccomp
-        .syscribe
-        .as_ref()
-        .map(|m| m.dropped)
-        .unwrap_or_default();
-    let text = match args.format {
-        Format::Oci => {
-            let mut json =
-                serde_json::to_string_pretty(&built.seccomp).expect("profile serializes");
-            json.push('\n');
-            json
-        }
-        Format::Crd => {
-            let name = args
-                .name
-                .clone()
-                .unwrap_or_else(|| name_for_command(&args.command[0]));
-            let doc = SeccompProfileDoc::from_recorded(name, &built.seccomp);
-            serde_yaml::to_string(&doc).expect("profile serializes")
-        }
-    };
-    write_output(&args.output, &text)?;
-    let allowed = built
-        .seccomp
-        .syscalls
-        .first()
-        .map_or(0, |rule| rule.names.len());
-    let target = if args.output == Path::new("-") {
-        "stdout".to_owned()
-    } else {
-        args.output.display().to_string()
-    };
-    eprintln!(
-        "syscribe: recorded {allowed} syscalls from {:?} (exit status {}, {} dropped) -> {target}",
-        args.command.join(" "),
-        recording.exit_code(),
-        dropped.total(),
-    );
+    let dropped = dropped(built);
     if dropped.total() > 0 {
         tracing::warn!(
             out_of_range = dropped.out_of_range,
@@ -102,7 +155,35 @@ pub fn record(paths: &HostPaths, args: RecordArgs) -> Result<i32, CliError> {
             "some recorded syscalls are not in the profile (see `syscribe.dropped` in it)"
         );
     }
-    Ok(recording.exit_code())
+    match format {
+        Format::Oci => {
+            let mut json =
+                serde_json::to_string_pretty(&built.seccomp).expect("profile serializes");
+            json.push('\n');
+            json
+        }
+        Format::Crd => {
+            let doc = SeccompProfileDoc::from_recorded(name, &built.seccomp);
+            serde_yaml::to_string(&doc).expect("profile serializes")
+        }
+    }
+}
+
+fn allowed(built: &BuiltProfile) -> usize {
+    built
+        .seccomp
+        .syscalls
+        .first()
+        .map_or(0, |rule| rule.names.len())
+}
+
+fn dropped(built: &BuiltProfile) -> Dropped {
+    built
+        .seccomp
+        .syscribe
+        .as_ref()
+        .map(|m| m.dropped)
+        .unwrap_or_default()
 }
 
 /// Writes the whole text to stdout, or to a file: atomically (temporary file + rename) for a

@@ -7,6 +7,7 @@
 //! leaves behind are killed so the cgroup can be removed.
 
 pub mod cgroup;
+pub mod subtree;
 
 use std::{
     ffi::OsString,
@@ -44,6 +45,8 @@ pub enum RecordError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{path} is the root of the cgroup hierarchy; record a pod's or a container's cgroup below it", path = .path.display())]
+    SubtreeIsRoot { path: PathBuf },
     #[error("processes {pids:?} are still in {path} after being killed", path = .path.display())]
     Leftovers { path: PathBuf, pids: Vec<i32> },
     #[error(transparent)]

@@ -1,0 +1,205 @@
+//! Recording every container that appears under a cgroup: `syscribe record --cgroup PATH`.
+//!
+//! The kernel side discovers containers (cgroups directly below PATH) at their first syscall
+//! and records each in its own set; this side names them (from the cgroup directory, parsed
+//! for a container id when it follows a kubelet/podman layout), and hands each container's
+//! recording over when its cgroup goes away, when asked for a snapshot, or at the end.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    fs,
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use tokio::signal::unix::{SignalKind, signal};
+
+use super::{HostPaths, RecordError, require_root};
+use crate::{
+    bpf::{LogForwarder, Recorder},
+    profile::build::RecordedSyscalls,
+    resolve::{
+        cgroup::{cgroup_id, cgroup2_mount},
+        container::container_of_path,
+    },
+};
+
+/// How often the discovered containers and the subtree's directory are looked at.
+const POLL: Duration = Duration::from_millis(50);
+
+/// One container's recording, handed to the caller.
+#[derive(Debug)]
+pub struct ContainerRecording {
+    /// The container's cgroup directory name, or `cgroup-<id>` when it was gone before syscribe
+    /// saw its directory.
+    pub name: String,
+    /// The container id, when the cgroup path follows a known layout.
+    pub container_id: Option<String>,
+    pub pod_uid: Option<String>,
+    pub cgroup_id: u64,
+    pub syscalls: RecordedSyscalls,
+    /// Whether the container is still running (a snapshot), or finished.
+    pub running: bool,
+}
+
+/// Why a subtree recording ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    Interrupted,
+    SubtreeRemoved,
+}
+
+/// Resolves `--cgroup PATH`: a path under the cgroup2 mount, or a cgroup path relative to it
+/// (`/kubepods/besteffort/pod<uid>`). Returns the directory and its depth below the root.
+pub fn subtree_dir(root: &Path, path: &Path) -> (PathBuf, u32) {
+    let relative = path.strip_prefix(root).unwrap_or(path);
+    let relative: PathBuf = relative
+        .components()
+        .filter(|c| matches!(c, std::path::Component::Normal(_)))
+        .collect();
+    let level = relative.components().count() as u32;
+    (root.join(relative), level)
+}
+
+/// Records the containers under `path` until SIGINT/SIGTERM or until `path` is removed.
+/// `deliver` gets each container's recording (SIGUSR1 asks for snapshots of running ones).
+pub async fn record_subtree(
+    paths: &HostPaths,
+    path: &Path,
+    mut deliver: impl FnMut(ContainerRecording),
+) -> Result<Ended, RecordError> {
+    require_root()?;
+    let root = cgroup2_mount(&paths.mountinfo)?;
+    let (dir, level) = subtree_dir(&root, path);
+    let subtree_id = cgroup_id(&dir)?;
+    if level == 0 {
+        return Err(RecordError::SubtreeIsRoot { path: dir });
+    }
+
+    let (mut recorder, logger) = Recorder::load(&paths.btf)?;
+    let log_forwarder = logger.map(LogForwarder::spawn).transpose()?;
+    recorder.watch_subtree(subtree_id, level)?;
+    recorder.attach()?;
+    tracing::info!(path = %dir.display(), cgroup_id = subtree_id, level, "recording the containers of this cgroup");
+
+    let wait_err = |source| RecordError::Wait { source };
+    let mut int = signal(SignalKind::interrupt()).map_err(wait_err)?;
+    let mut term = signal(SignalKind::terminate()).map_err(wait_err)?;
+    let mut usr1 = signal(SignalKind::user_defined1()).map_err(wait_err)?;
+    let mut tick = tokio::time::interval(POLL);
+    // cgroup id → directory name, for every child seen so far.
+    let mut names: HashMap<u64, String> = HashMap::new();
+    let ended = loop {
+        let snapshot = tokio::select! {
+            _ = int.recv() => break Ended::Interrupted,
+            _ = term.recv() => break Ended::Interrupted,
+            _ = usr1.recv() => true,
+            _ = tick.tick() => false,
+        };
+        if !dir.exists() {
+            break Ended::SubtreeRemoved;
+        }
+        // Discovered first, listed second: a container the kernel side saw has its directory
+        // already, so one missing from the listing is really gone.
+        let discovered = recorder.discovered()?;
+        let children = child_cgroups(&dir);
+        for (id, name) in &children {
+            names.entry(*id).or_insert_with(|| name.clone());
+        }
+        for (container, slot) in discovered {
+            let gone = !children.contains_key(&container);
+            if gone || snapshot {
+                let recording = read(&mut recorder, &names, container, slot, !gone)?;
+                deliver(recording);
+            }
+            if gone {
+                recorder.release(container, slot)?;
+                names.remove(&container);
+            }
+        }
+    };
+
+    // The end: what is still running is handed over as it is.
+    for (container, slot) in recorder.discovered()? {
+        let running = dir
+            .join(names.get(&container).map_or("", String::as_str))
+            .exists();
+        let recording = read(&mut recorder, &names, container, slot, running)?;
+        deliver(recording);
+        recorder.release(container, slot)?;
+    }
+    let claim_failures = recorder.claim_failures()?;
+    if claim_failures > 0 {
+        tracing::warn!(
+            count = claim_failures,
+            "containers could not be recorded: all discovery sets were in use"
+        );
+    }
+    recorder.detach()?;
+    if let Some(forwarder) = log_forwarder {
+        forwarder.finish().await;
+    }
+    Ok(ended)
+}
+
+fn read(
+    recorder: &mut Recorder,
+    names: &HashMap<u64, String>,
+    cgroup_id: u64,
+    slot: u32,
+    running: bool,
+) -> Result<ContainerRecording, RecordError> {
+    let (set, out_of_range) = recorder.read_slot(slot)?;
+    let name = names
+        .get(&cgroup_id)
+        .cloned()
+        .unwrap_or_else(|| format!("cgroup-{cgroup_id}"));
+    let identity = container_of_path(&name);
+    Ok(ContainerRecording {
+        container_id: identity.as_ref().map(|c| c.container_id.clone()),
+        pod_uid: identity.and_then(|c| c.pod_uid),
+        name,
+        cgroup_id,
+        syscalls: RecordedSyscalls {
+            numbers: set.numbers().collect(),
+            out_of_range,
+        },
+        running,
+    })
+}
+
+/// The cgroups directly below `dir`: id → directory name.
+fn child_cgroups(dir: &Path) -> BTreeMap<u64, String> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return BTreeMap::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let meta = entry.metadata().ok()?;
+            meta.is_dir()
+                .then(|| (meta.ino(), entry.file_name().to_string_lossy().into_owned()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subtree_paths_are_relative_to_the_cgroup2_root() {
+        let root = Path::new("/sys/fs/cgroup/unified");
+        let (dir, level) = subtree_dir(root, Path::new("/kubepods/besteffort/pod1"));
+        assert_eq!(
+            dir,
+            Path::new("/sys/fs/cgroup/unified/kubepods/besteffort/pod1")
+        );
+        assert_eq!(level, 3);
+        let (dir, level) = subtree_dir(root, Path::new("/sys/fs/cgroup/unified/kubepods/pod2/"));
+        assert_eq!(dir, Path::new("/sys/fs/cgroup/unified/kubepods/pod2"));
+        assert_eq!(level, 2);
+        assert_eq!(subtree_dir(root, Path::new("/")).1, 0);
+    }
+}
