@@ -4,6 +4,8 @@
 //! `SYSCRIBE_BIN`. Without root they fail loudly: a recorder test that cannot record proves
 //! nothing.
 
+pub mod containers;
+
 use std::{
     collections::BTreeSet,
     path::{Path, PathBuf},

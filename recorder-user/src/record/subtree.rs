@@ -88,6 +88,9 @@ pub async fn record_subtree(
     let mut term = signal(SignalKind::terminate()).map_err(wait_err)?;
     let mut usr1 = signal(SignalKind::user_defined1()).map_err(wait_err)?;
     let mut tick = tokio::time::interval(POLL);
+    // Container cgroups can live for milliseconds (`runc run` of a short command): learn each
+    // new directory's name and id the moment it is created, not at the next poll.
+    let mut created = CreatedDirs::watch(&dir)?;
     // cgroup id → directory name, for every child seen so far.
     let mut names: HashMap<u64, String> = HashMap::new();
     let ended = loop {
@@ -96,6 +99,10 @@ pub async fn record_subtree(
             _ = term.recv() => break Ended::Interrupted,
             _ = usr1.recv() => true,
             _ = tick.tick() => false,
+            new = created.next() => {
+                names.extend(new?);
+                continue;
+            }
         };
         if !dir.exists() {
             break Ended::SubtreeRemoved;
@@ -169,6 +176,104 @@ fn read(
     })
 }
 
+/// inotify on the subtree's directory: the cgroups created directly below it, as (id, name).
+struct CreatedDirs {
+    dir: PathBuf,
+    fd: tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>,
+}
+
+impl CreatedDirs {
+    fn watch(dir: &Path) -> Result<Self, RecordError> {
+        use std::os::{fd::FromRawFd as _, unix::ffi::OsStrExt as _};
+        let io_err = |source| RecordError::CgroupIo {
+            op: "watch",
+            path: dir.to_owned(),
+            source,
+        };
+        // SAFETY: plain syscalls; the fd is owned right after it is created.
+        let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+        if fd < 0 {
+            return Err(io_err(std::io::Error::last_os_error()));
+        }
+        // SAFETY: fd is a new, valid descriptor nobody else owns.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        let c_dir = std::ffi::CString::new(dir.as_os_str().as_bytes())
+            .map_err(|_| io_err(std::io::ErrorKind::InvalidInput.into()))?;
+        // SAFETY: valid fd and NUL-terminated path.
+        let wd = unsafe {
+            libc::inotify_add_watch(
+                std::os::fd::AsRawFd::as_raw_fd(&fd),
+                c_dir.as_ptr(),
+                libc::IN_CREATE,
+            )
+        };
+        if wd < 0 {
+            return Err(io_err(std::io::Error::last_os_error()));
+        }
+        // SAFETY: the OwnedFd stays open and unchanged for the AsyncFd's whole life (it owns it).
+        let fd = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+        }
+        .map_err(|err| io_err(err.into()))?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            fd,
+        })
+    }
+
+    /// Waits for creations; returns the new directories that still exist.
+    async fn next(&mut self) -> Result<Vec<(u64, String)>, RecordError> {
+        let io_err = |source| RecordError::CgroupIo {
+            op: "watch",
+            path: self.dir.clone(),
+            source,
+        };
+        let mut guard = self.fd.readable().await.map_err(io_err)?;
+        let mut buf = [0u8; 4096];
+        // SAFETY: reading into a buffer we own, of the given length.
+        let n = unsafe {
+            libc::read(
+                std::os::fd::AsRawFd::as_raw_fd(guard.get_inner()),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        if n < 0 {
+            let err = std::io::Error::last_os_error();
+            if err.kind() == std::io::ErrorKind::WouldBlock {
+                guard.clear_ready();
+                return Ok(Vec::new());
+            }
+            return Err(io_err(err));
+        }
+        Ok(parse_inotify_names(&buf[..n as usize])
+            .into_iter()
+            .filter_map(|name| {
+                let meta = fs::metadata(self.dir.join(&name)).ok()?;
+                meta.is_dir().then(|| (meta.ino(), name))
+            })
+            .collect())
+    }
+}
+
+/// The names in a buffer of `struct inotify_event` records.
+fn parse_inotify_names(mut buf: &[u8]) -> Vec<String> {
+    const HEADER: usize = 16; // wd: i32, mask: u32, cookie: u32, len: u32
+    let mut names = Vec::new();
+    while buf.len() >= HEADER {
+        let len = u32::from_ne_bytes([buf[12], buf[13], buf[14], buf[15]]) as usize;
+        let Some(name) = buf.get(HEADER..HEADER + len) else {
+            break;
+        };
+        let name = name.split(|b| *b == 0).next().unwrap_or_default();
+        if !name.is_empty() {
+            names.push(String::from_utf8_lossy(name).into_owned());
+        }
+        buf = &buf[HEADER + len..];
+    }
+    names
+}
+
 /// The cgroups directly below `dir`: id → directory name.
 fn child_cgroups(dir: &Path) -> BTreeMap<u64, String> {
     let Ok(entries) = fs::read_dir(dir) else {
@@ -187,6 +292,28 @@ fn child_cgroups(dir: &Path) -> BTreeMap<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inotify_records_are_split_into_names() {
+        let mut buf = Vec::new();
+        for name in ["abc", "container-with-a-longer-name"] {
+            let padded = (name.len() + 1).div_ceil(16) * 16;
+            buf.extend_from_slice(&1i32.to_ne_bytes());
+            buf.extend_from_slice(&(libc::IN_CREATE | libc::IN_ISDIR).to_ne_bytes());
+            buf.extend_from_slice(&0u32.to_ne_bytes());
+            buf.extend_from_slice(&(padded as u32).to_ne_bytes());
+            buf.extend_from_slice(name.as_bytes());
+            buf.resize(buf.len() + padded - name.len(), 0);
+        }
+        assert_eq!(
+            parse_inotify_names(&buf),
+            ["abc", "container-with-a-longer-name"]
+        );
+        assert!(
+            parse_inotify_names(&buf[..20]).is_empty(),
+            "a truncated record is dropped"
+        );
+    }
 
     #[test]
     fn subtree_paths_are_relative_to_the_cgroup2_root() {
