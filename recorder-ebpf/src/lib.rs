@@ -122,6 +122,13 @@ pub struct TaskCache {
     pub recorded: u32,
 }
 
+/// `SyscallSet::flags`: a container's set, which forgets what was recorded before the container
+/// runtime installed the container's seccomp filter (the runtime's own setup) and records from
+/// there on. Set by the kernel side when it claims a set for a discovered container.
+pub const SET_AWAIT_FILTER: u64 = 1;
+/// `SyscallSet::flags`: the container's seccomp filter was installed; recorded from then on.
+pub const SET_FILTER_SEEN: u64 = 2;
+
 /// What one recorded cgroup did: a value of `SETS`.
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -135,12 +142,15 @@ pub struct SyscallSet {
     pub seen: [u8; MAX_SYSCALLS],
     /// The last syscall number `>= MAX_SYSCALLS` entered (0: none).
     pub last_out_of_range: u64,
+    /// `SET_*` flags.
+    pub flags: u64,
 }
 
 impl SyscallSet {
     pub const EMPTY: Self = Self {
         seen: [0; MAX_SYSCALLS],
         last_out_of_range: 0,
+        flags: 0,
     };
 
     /// The syscall numbers marked as seen, ascending.
@@ -174,7 +184,7 @@ mod tests {
 
     #[test]
     fn layouts_have_no_padding() {
-        assert_eq!(size_of::<SyscallSet>(), MAX_SYSCALLS + 8);
+        assert_eq!(size_of::<SyscallSet>(), MAX_SYSCALLS + 16);
         assert_eq!(align_of::<SyscallSet>(), 8);
         assert_eq!(MAX_SYSCALLS % 8, 0, "the u64 field must start aligned");
         assert_eq!(size_of::<IndexEntry>(), 16);

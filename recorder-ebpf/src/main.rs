@@ -11,6 +11,7 @@
 use aya_ebpf::{
     helpers::{
         bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_smp_processor_id,
+        bpf_probe_read_kernel,
     },
     macros::{map, raw_tracepoint},
     maps::{Array, HashMap, PerCpuArray, Queue},
@@ -19,7 +20,8 @@ use aya_ebpf::{
 use aya_log_ebpf::warn;
 use recorder_ebpf::{
     COUNTER_CLAIM_FAILED, COUNTER_SLOTS, INDEX_SLOTS, IndexEntry, MAX_RECORDED_CGROUPS,
-    MAX_SUBTREES, SubtreeEntry, SyscallSet, TaskCache, index_slot,
+    MAX_SUBTREES, SET_AWAIT_FILTER, SET_FILTER_SEEN, SubtreeEntry, SyscallSet, TaskCache,
+    index_slot,
 };
 
 /// Direct-mapped `cgroup id % INDEX_SLOTS → IndexEntry`. Written by userspace only.
@@ -128,6 +130,10 @@ fn claim(container: u64) -> Option<u32> {
         return None;
     };
     if DISCOVERED.insert(container, slot, BPF_NOEXIST).is_ok() {
+        if let Some(set) = SETS.get_ptr_mut(slot) {
+            // SAFETY: the set userspace emptied before handing the slot over.
+            unsafe { (*set).flags = SET_AWAIT_FILTER };
+        }
         return Some(slot);
     }
     // Another CPU claimed this container first: give the slot back, use its slot.
@@ -172,6 +178,15 @@ pub fn syscribe_sys_enter(ctx: RawTracePointContext) -> i32 {
     // SAFETY: `set` points into a map value that stays valid for this program run.
     let set = unsafe { &mut *set };
     let nr: u64 = ctx.arg(1);
+    if set.flags & SET_AWAIT_FILTER != 0 && installs_seccomp_filter(regs, nr) {
+        // The runtime boundary: everything so far was the runtime setting the container up;
+        // from the next syscall on, the container runs under its filter.
+        for byte in set.seen.iter_mut() {
+            *byte = 0;
+        }
+        set.flags = SET_FILTER_SEEN;
+        return 0;
+    }
     if let Some(seen) = set.seen.get_mut(nr as usize) {
         if *seen == 0 {
             *seen = 1;
@@ -192,6 +207,45 @@ pub fn syscribe_sys_enter(ctx: RawTracePointContext) -> i32 {
         }
     }
     0
+}
+
+#[cfg(bpf_target_arch = "x86_64")]
+mod abi {
+    pub const NR_SECCOMP: u64 = 317;
+    pub const NR_PRCTL: u64 = 157;
+    /// Offsets of the first three syscall arguments (`di`, `si`, `dx`) in `struct pt_regs`.
+    pub const ARG_OFFSETS: [u64; 3] = [14 * 8, 13 * 8, 12 * 8];
+}
+
+#[cfg(bpf_target_arch = "aarch64")]
+mod abi {
+    pub const NR_SECCOMP: u64 = 277;
+    pub const NR_PRCTL: u64 = 167;
+    /// Offsets of the first three syscall arguments (`regs[0..3]`) in `struct pt_regs`.
+    pub const ARG_OFFSETS: [u64; 3] = [0, 8, 16];
+}
+
+/// Whether this syscall installs a seccomp filter: `seccomp(SECCOMP_SET_MODE_FILTER, flags,
+/// prog)` or `prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, prog)` with a program. libseccomp
+/// probes which flags the kernel supports with a NULL program (EFAULT means "supported"): those
+/// install nothing. Reads arguments only for these two syscall numbers.
+#[inline(always)]
+fn installs_seccomp_filter(regs: u64, nr: u64) -> bool {
+    const SECCOMP_SET_MODE_FILTER: u64 = 1;
+    const PR_SET_SECCOMP: u64 = 22;
+    const SECCOMP_MODE_FILTER: u64 = 2;
+    let arg = |i: usize| -> u64 {
+        let ptr = (regs + abi::ARG_OFFSETS[i]) as *const u64;
+        // SAFETY: a kernel pointer read through the helper, which fails instead of faulting.
+        unsafe { bpf_probe_read_kernel(ptr) }.unwrap_or(u64::MAX)
+    };
+    if nr == abi::NR_SECCOMP {
+        arg(0) == SECCOMP_SET_MODE_FILTER && arg(2) != 0
+    } else if nr == abi::NR_PRCTL {
+        arg(0) == PR_SET_SECCOMP && arg(1) == SECCOMP_MODE_FILTER && arg(2) != 0
+    } else {
+        false
+    }
 }
 
 /// Gives `GENERATION` a value never used before: `cpu << 48 | this CPU's event count`.

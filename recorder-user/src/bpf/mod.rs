@@ -24,7 +24,7 @@ use tokio::io::unix::AsyncFd;
 use tracing::Instrument as _;
 
 /// Bounds of the kernel maps.
-pub use recorder_ebpf::{INDEX_SLOTS, MAX_RECORDED_CGROUPS, MAX_SYSCALLS};
+pub use recorder_ebpf::{INDEX_SLOTS, MAX_RECORDED_CGROUPS, MAX_SYSCALLS, SET_FILTER_SEEN};
 
 /// Reads the eBPF side's aya-log records (see [`LogForwarder`]).
 pub type EbpfLog = EbpfLogger<&'static dyn log::Log>;

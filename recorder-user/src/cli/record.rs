@@ -114,6 +114,14 @@ fn record_cgroup(
             .unwrap_or_else(|| recording.name.clone());
         let path = dir.join(format!("{file_stem}.{extension}"));
         let text = render(&built, args.format, name_for_command(label));
+        if !recording.filter_seen {
+            tracing::warn!(
+                container = %recording.name,
+                "no seccomp filter was installed in this container while it was recorded, so its \
+                 profile also holds the runtime's own setup; record containers under a seccomp \
+                 profile (even defaultAction SCMP_ACT_ALLOW) to leave that out"
+            );
+        }
         if let Err(err) = write_output(&path, &text) {
             tracing::error!(error = %err, "writing a container's profile");
             failed.get_or_insert(err);

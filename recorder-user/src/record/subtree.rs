@@ -17,7 +17,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::{HostPaths, RecordError, require_root};
 use crate::{
-    bpf::{LogForwarder, Recorder},
+    bpf::{LogForwarder, Recorder, SET_FILTER_SEEN},
     profile::build::RecordedSyscalls,
     resolve::{
         cgroup::{cgroup_id, cgroup2_mount},
@@ -41,6 +41,10 @@ pub struct ContainerRecording {
     pub syscalls: RecordedSyscalls,
     /// Whether the container is still running (a snapshot), or finished.
     pub running: bool,
+    /// Whether the runtime installed a seccomp filter in the container: what was recorded
+    /// before it (the runtime's setup) was left out. Without one, the profile holds the
+    /// runtime's setup syscalls too.
+    pub filter_seen: bool,
 }
 
 /// Why a subtree recording ended.
@@ -93,6 +97,7 @@ pub async fn record_subtree(
     let mut created = CreatedDirs::watch(&dir)?;
     // cgroup id → directory name, for every child seen so far.
     let mut names: HashMap<u64, String> = HashMap::new();
+    let mut delivered_finished = 0usize;
     let ended = loop {
         let snapshot = tokio::select! {
             _ = int.recv() => break Ended::Interrupted,
@@ -123,12 +128,19 @@ pub async fn record_subtree(
             if gone {
                 recorder.release(container, slot)?;
                 names.remove(&container);
+                delivered_finished += 1;
             }
         }
     };
 
     // The end: what is still running is handed over as it is.
-    for (container, slot) in recorder.discovered()? {
+    let live = recorder.discovered()?;
+    tracing::info!(
+        containers = delivered_finished,
+        still_running = live.len(),
+        "containers recorded; sets of finished containers were returned to the kernel side"
+    );
+    for (container, slot) in live {
         let running = dir
             .join(names.get(&container).map_or("", String::as_str))
             .exists();
@@ -173,6 +185,7 @@ fn read(
             out_of_range,
         },
         running,
+        filter_seen: set.flags & SET_FILTER_SEEN != 0,
     })
 }
 
