@@ -50,7 +50,7 @@ pub enum RecordError {
     #[error("processes {pids:?} are still in {path} after being killed", path = .path.display())]
     Leftovers { path: PathBuf, pids: Vec<i32> },
     #[error(transparent)]
-    Bpf(#[from] BpfError),
+    Bpf(Box<BpfError>),
     #[error("cannot start {command}: {source}")]
     Spawn {
         command: String,
@@ -62,6 +62,13 @@ pub enum RecordError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl From<BpfError> for RecordError {
+    fn from(err: BpfError) -> Self {
+        // Boxed: aya's errors are large, and every Result of this module carries the variant.
+        Self::Bpf(Box::new(err))
+    }
 }
 
 /// Host paths, parameters so tests can point them elsewhere.
