@@ -69,6 +69,33 @@ impl PodRecording {
         );
     }
 
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Waits (up to 10 s) for syscribe to end by itself; returns the whole log.
+    fn finished(mut self) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "syscribe did not end: {}",
+                self.log.join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        self.log.extend(self.lines.try_iter());
+        assert!(
+            status.success(),
+            "syscribe record --cgroup failed: {}",
+            self.log.join("\n")
+        );
+        self.log
+    }
+
     /// SIGTERM, then the whole log.
     fn stop(mut self) -> Vec<String> {
         // SAFETY: kill has no memory-safety preconditions.
@@ -222,6 +249,10 @@ fn a_containers_first_syscall_is_recorded() {
 fn assert_no_container_leftovers(pod: PodCgroup) {
     let relative = pod.path();
     drop(pod);
+    assert_pod_gone(&relative);
+}
+
+fn assert_pod_gone(relative: &str) {
     for runtime in ["runc", "crun"] {
         let list = std::process::Command::new(runtime)
             .args(["list", "-q"])
@@ -398,4 +429,53 @@ fn churn_of_300_containers() {
     }
     eprintln!("churn: {summary}");
     assert_no_container_leftovers(pod);
+}
+
+/// SIGUSR1 writes the profile of a running container as it is so far (with its container id
+/// and pod UID); the final one follows when it ends; removing the pod's cgroup ends the
+/// recording.
+#[test]
+fn snapshots_while_running_and_the_end_when_the_pod_cgroup_goes() {
+    require_root();
+    let pod = PodCgroup::new();
+    let out = TempDir::new("snapshot");
+    let mut recording = PodRecording::start(&pod, out.path());
+    let container = bundle(&pod, &["/bin/sh", "-c", "sync; sleep 1.5; nproc"]);
+    std::thread::scope(|scope| {
+        let runner = scope.spawn(|| container.run("runc"));
+        std::thread::sleep(Duration::from_millis(700));
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(recording.pid(), libc::SIGUSR1) };
+        recording.wait_for_line("running, snapshot");
+        let snapshot = profile_of(out.path(), &container);
+        let names = allowed_names(&snapshot);
+        assert!(names.contains("sync"), "{names:?}");
+        assert!(
+            !names.contains("sched_getaffinity"),
+            "nproc has not run yet: {names:?}"
+        );
+        let meta = &snapshot["syscribe"]["container"];
+        assert_eq!(meta["id"], container.id.as_str());
+        assert_eq!(meta["podUid"], pod.uid.as_str());
+        assert_eq!(meta["filterSeen"], true);
+        let ran = runner.join().unwrap();
+        assert!(ran.status.success(), "{}", stderr(&ran));
+    });
+    recording.wait_for_line("(finished)");
+    let names = allowed_names(&profile_of(out.path(), &container));
+    assert!(
+        names.contains("sched_getaffinity"),
+        "the final profile has what came later: {names:?}"
+    );
+
+    let relative = pod.path();
+    drop(container);
+    drop(pod);
+    let log = recording.finished();
+    assert!(
+        log.iter().any(|l| l.contains("SubtreeRemoved")),
+        "{}",
+        log.join("\n")
+    );
+    assert_pod_gone(&relative);
 }

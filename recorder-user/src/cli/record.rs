@@ -13,7 +13,7 @@ use crate::{
     profile::{
         build::{BuiltProfile, build_profile},
         crd::{SeccompProfileDoc, name_for_command},
-        seccomp::Dropped,
+        seccomp::{ContainerMetadata, Dropped},
     },
     record::{HostPaths, RecordError, record_command, require_root, subtree::record_subtree},
 };
@@ -103,7 +103,15 @@ fn record_cgroup(
             .container_id
             .as_deref()
             .map_or(recording.name.as_str(), |id| &id[..12]);
-        let built = build_profile(&recording.syscalls, Vec::new());
+        let mut built = build_profile(&recording.syscalls, Vec::new());
+        if let Some(meta) = built.seccomp.syscribe.as_mut() {
+            meta.container = Some(ContainerMetadata {
+                cgroup: recording.name.clone(),
+                id: recording.container_id.clone(),
+                pod_uid: recording.pod_uid.clone(),
+                filter_seen: recording.filter_seen,
+            });
+        }
         let extension = match args.format {
             Format::Oci => "json",
             Format::Crd => "yaml",

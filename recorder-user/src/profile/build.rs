@@ -80,6 +80,7 @@ pub fn build_profile(recorded: &RecordedSyscalls, command: Vec<String>) -> Built
         syscalls,
         syscribe: Some(RecordingMetadata {
             command,
+            container: None,
             dropped: Dropped {
                 out_of_range: recorded.out_of_range,
                 unnamed: unnamed.len() as u64,

@@ -14,6 +14,8 @@ pub const KIND: &str = "SeccompProfile";
 /// Annotation keys syscribe puts on profiles it recorded.
 pub const ANNOTATION_COMMAND: &str = "syscribe.dev/command";
 pub const ANNOTATION_DROPPED: &str = "syscribe.dev/dropped-syscalls";
+pub const ANNOTATION_CONTAINER_ID: &str = "syscribe.dev/container-id";
+pub const ANNOTATION_POD_UID: &str = "syscribe.dev/pod-uid";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

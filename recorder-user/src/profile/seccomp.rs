@@ -96,7 +96,25 @@ pub struct RecordingMetadata {
     /// The recorded command line.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub command: Vec<String>,
+    /// The recorded container, for `record --cgroup`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<ContainerMetadata>,
     pub dropped: Dropped,
+}
+
+/// Which container a profile was recorded from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ContainerMetadata {
+    /// The container's cgroup directory name.
+    pub cgroup: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_uid: Option<String>,
+    /// Whether the runtime installed a seccomp filter while recording (the boundary between
+    /// the runtime's setup, left out, and the container's own syscalls).
+    pub filter_seen: bool,
 }
 
 /// Syscalls seen but not in the profile, by reason.

@@ -122,7 +122,7 @@ pub async fn record_subtree(
         for (container, slot) in discovered {
             let gone = !children.contains_key(&container);
             if gone || snapshot {
-                let recording = read(&mut recorder, &names, container, slot, !gone)?;
+                let recording = read(&mut recorder, &dir, &names, container, slot, !gone)?;
                 deliver(recording);
             }
             if gone {
@@ -144,7 +144,7 @@ pub async fn record_subtree(
         let running = dir
             .join(names.get(&container).map_or("", String::as_str))
             .exists();
-        let recording = read(&mut recorder, &names, container, slot, running)?;
+        let recording = read(&mut recorder, &dir, &names, container, slot, running)?;
         deliver(recording);
         recorder.release(container, slot)?;
     }
@@ -164,6 +164,7 @@ pub async fn record_subtree(
 
 fn read(
     recorder: &mut Recorder,
+    dir: &Path,
     names: &HashMap<u64, String>,
     cgroup_id: u64,
     slot: u32,
@@ -174,7 +175,8 @@ fn read(
         .get(&cgroup_id)
         .cloned()
         .unwrap_or_else(|| format!("cgroup-{cgroup_id}"));
-    let identity = container_of_path(&name);
+    // The whole path: the pod's UID is in the subtree's part of it.
+    let identity = container_of_path(&dir.join(&name).to_string_lossy());
     Ok(ContainerRecording {
         container_id: identity.as_ref().map(|c| c.container_id.clone()),
         pod_uid: identity.and_then(|c| c.pod_uid),
