@@ -84,6 +84,29 @@ pub fn recorder(syscribe: &Path, iterations: u64, rounds: usize) -> Result<()> {
     }
     let (e2e, bodies) = result?;
     print_report(&e2e, &bodies, iterations, rounds);
+
+    // Container start, with and without a recording of its pod.
+    run(Command::new("cargo").args([
+        "build",
+        "--release",
+        "--package",
+        "syscribe-tests",
+        "--bin",
+        "container-start",
+    ]))?;
+    let helper = workspace_root().join("target/release/container-start");
+    eprintln!("bench: container start");
+    let out = Command::new(&helper)
+        .arg(syscribe)
+        .args(["10", "5"])
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {}", helper.display()))?;
+    if !out.status.success() {
+        bail!("{} failed: {}", helper.display(), out.status);
+    }
+    println!();
+    print!("{}", String::from_utf8_lossy(&out.stdout));
     Ok(())
 }
 
