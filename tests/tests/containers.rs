@@ -97,17 +97,10 @@ impl PodRecording {
     }
 
     /// SIGTERM, then the whole log.
-    fn stop(mut self) -> Vec<String> {
+    fn stop(self) -> Vec<String> {
         // SAFETY: kill has no memory-safety preconditions.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let status = self.child.wait().unwrap();
-        self.log.extend(self.lines.try_iter());
-        assert!(
-            status.success(),
-            "syscribe record --cgroup failed: {}",
-            self.log.join("\n")
-        );
-        self.log
+        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+        self.finished()
     }
 }
 

@@ -50,6 +50,7 @@ struct Sample {
 }
 
 pub fn recorder(syscribe: &Path, iterations: u64, rounds: usize) -> Result<()> {
+    // The loop, and the container-start helper (run at the end).
     run(Command::new("cargo").args([
         "build",
         "--release",
@@ -57,6 +58,8 @@ pub fn recorder(syscribe: &Path, iterations: u64, rounds: usize) -> Result<()> {
         "syscribe-tests",
         "--bin",
         "syscall-probe",
+        "--bin",
+        "container-start",
     ]))?;
     let bench = Bench {
         syscribe,
@@ -86,14 +89,6 @@ pub fn recorder(syscribe: &Path, iterations: u64, rounds: usize) -> Result<()> {
     print_report(&e2e, &bodies, iterations, rounds);
 
     // Container start, with and without a recording of its pod.
-    run(Command::new("cargo").args([
-        "build",
-        "--release",
-        "--package",
-        "syscribe-tests",
-        "--bin",
-        "container-start",
-    ]))?;
     let helper = workspace_root().join("target/release/container-start");
     eprintln!("bench: container start");
     let out = Command::new(&helper)
