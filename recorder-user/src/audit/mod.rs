@@ -1,0 +1,4 @@
+//! Kernel audit records of denials (seccomp, SELinux, AppArmor): parsing now; sources and
+//! enrichment with pod metadata next (the log enricher).
+
+pub mod parse;

@@ -1,0 +1,568 @@
+//! Parsing kernel audit records of denials, in every framing they arrive in:
+//! - auditd's audit.log: `type=SECCOMP msg=audit(1795703105.844:2): auid=… syscall=110 …`
+//! - the kernel log (/dev/kmsg, syslog, dmesg): `audit: type=1326 audit(1795703105.844:2): …`,
+//!   possibly behind a kmsg prefix (`6,1234,5678,-;`) or a dmesg timestamp (`[  12.3] `).
+//!
+//! Seccomp (1326), SELinux AVCs (1400 with `avc:`) and AppArmor (1400 with `apparmor=`) are
+//! parsed; other record types are `Ignored`. Bad input is an error naming the field and why,
+//! never a panic. Pure: no I/O, no libseccomp (names are resolved by the caller).
+
+use std::borrow::Cow;
+
+use thiserror::Error;
+
+/// `audit(SECONDS.MILLIS:SERIAL)`: records of one event share it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EventId {
+    pub seconds: u64,
+    pub millis: u32,
+    pub serial: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub event: EventId,
+    pub denial: Denial,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denial {
+    Seccomp(SeccompRecord),
+    Selinux(AvcRecord),
+    AppArmor(AppArmorRecord),
+}
+
+/// A seccomp record (type 1326). `code` is the filter's return value (action | data).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeccompRecord {
+    pub pid: u32,
+    pub uid: Option<u32>,
+    pub comm: Option<String>,
+    pub exe: Option<String>,
+    /// `AUDIT_ARCH_*` of the syscall (`c000003e` = x86_64).
+    pub arch: u32,
+    pub syscall: i64,
+    pub code: u32,
+}
+
+/// The seccomp action in a record's `code=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeccompAction {
+    KillProcess,
+    KillThread,
+    Trap,
+    Errno,
+    UserNotif,
+    Trace,
+    Log,
+    Allow,
+    Unknown,
+}
+
+impl SeccompAction {
+    pub fn from_code(code: u32) -> Self {
+        match code & 0xffff_0000 {
+            0x8000_0000 => Self::KillProcess,
+            0x0000_0000 => Self::KillThread,
+            0x0003_0000 => Self::Trap,
+            0x0005_0000 => Self::Errno,
+            0x7fc0_0000 => Self::UserNotif,
+            0x7ff0_0000 => Self::Trace,
+            0x7ffc_0000 => Self::Log,
+            0x7fff_0000 => Self::Allow,
+            _ => Self::Unknown,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::KillProcess => "kill_process",
+            Self::KillThread => "kill_thread",
+            Self::Trap => "trap",
+            Self::Errno => "errno",
+            Self::UserNotif => "user_notif",
+            Self::Trace => "trace",
+            Self::Log => "log",
+            Self::Allow => "allow",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// An SELinux AVC (type 1400, `avc:  denied  { perms } for …`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AvcRecord {
+    /// `denied` or `granted`.
+    pub decision: String,
+    pub perms: Vec<String>,
+    pub pid: Option<u32>,
+    pub comm: Option<String>,
+    pub name: Option<String>,
+    pub scontext: String,
+    pub tcontext: String,
+    pub tclass: String,
+    pub permissive: Option<bool>,
+}
+
+/// An AppArmor record (type 1400, `apparmor="DENIED" operation=…`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppArmorRecord {
+    /// `DENIED`, `ALLOWED`, `AUDIT`…
+    pub apparmor: String,
+    pub operation: Option<String>,
+    pub profile: Option<String>,
+    pub name: Option<String>,
+    pub pid: Option<u32>,
+    pub comm: Option<String>,
+    pub requested_mask: Option<String>,
+    pub denied_mask: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed {
+    Record(AuditRecord),
+    /// An audit record of another type, or a line that is not an audit record at all.
+    Ignored,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum AuditParseError {
+    #[error("no audit(SECONDS.MILLIS:SERIAL) header after type={record_type}")]
+    NoHeader { record_type: String },
+    #[error("bad audit header {header:?}: {reason}")]
+    BadHeader {
+        header: String,
+        reason: &'static str,
+    },
+    #[error("type={record_type}: missing field {field}")]
+    MissingField {
+        record_type: &'static str,
+        field: &'static str,
+    },
+    #[error("type={record_type}: field {field}={value:?}: {reason}")]
+    BadField {
+        record_type: &'static str,
+        field: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+    #[error("AVC: {reason}")]
+    BadAvc { reason: &'static str },
+}
+
+const SECCOMP: &str = "SECCOMP";
+const AVC: &str = "AVC";
+
+/// Parses one line in any of the framings above.
+pub fn parse_line(line: &str) -> Result<Parsed, AuditParseError> {
+    // auditd's interpreted (`ausearch -i`-style) suffix starts at GS (0x1d).
+    let line = line.split('\u{1d}').next().unwrap_or(line).trim_end();
+    let Some(type_at) = find_type(line) else {
+        return Ok(Parsed::Ignored);
+    };
+    let rest = &line[type_at + "type=".len()..];
+    let (record_type, rest) = rest.split_once(' ').unwrap_or((rest, ""));
+    let kind = match record_type {
+        "1326" | "SECCOMP" => SECCOMP,
+        "1400" | "AVC" => AVC,
+        _ => return Ok(Parsed::Ignored),
+    };
+    let header_at = rest
+        .find("audit(")
+        .ok_or_else(|| AuditParseError::NoHeader {
+            record_type: record_type.to_owned(),
+        })?;
+    let rest = &rest[header_at + "audit(".len()..];
+    let (header, body) = rest
+        .split_once("):")
+        .ok_or_else(|| AuditParseError::BadHeader {
+            header: rest.chars().take(40).collect(),
+            reason: "no closing \"):\"",
+        })?;
+    let event = parse_event_id(header)?;
+    let body = body.trim_start();
+    let denial = if kind == SECCOMP {
+        Denial::Seccomp(parse_seccomp(body)?)
+    } else if let Some(avc) = body.strip_prefix("avc:") {
+        Denial::Selinux(parse_avc(avc)?)
+    } else if field(body, "apparmor").is_some() {
+        Denial::AppArmor(parse_apparmor(body))
+    } else {
+        return Ok(Parsed::Ignored);
+    };
+    Ok(Parsed::Record(AuditRecord { event, denial }))
+}
+
+/// The `type=` that starts the record: at the beginning, or after `audit: ` (kernel log).
+fn find_type(line: &str) -> Option<usize> {
+    if line.starts_with("type=") {
+        return Some(0);
+    }
+    line.find("audit: type=").map(|i| i + "audit: ".len())
+}
+
+fn parse_event_id(header: &str) -> Result<EventId, AuditParseError> {
+    let bad = |reason| AuditParseError::BadHeader {
+        header: header.to_owned(),
+        reason,
+    };
+    let (time, serial) = header
+        .split_once(':')
+        .ok_or_else(|| bad("no ':' before the serial"))?;
+    let (seconds, millis) = time
+        .split_once('.')
+        .ok_or_else(|| bad("no '.' in the timestamp"))?;
+    Ok(EventId {
+        seconds: seconds
+            .parse()
+            .map_err(|_| bad("seconds are not a number"))?,
+        millis: millis
+            .parse()
+            .map_err(|_| bad("milliseconds are not a number"))?,
+        serial: serial
+            .parse()
+            .map_err(|_| bad("the serial is not a number"))?,
+    })
+}
+
+/// The raw value of `key=` in a record body (quotes kept), if present.
+fn field<'a>(body: &'a str, key: &str) -> Option<&'a str> {
+    let mut rest = body;
+    loop {
+        let at = rest.find(key)?;
+        let before_ok = at == 0 || rest.as_bytes()[at - 1] == b' ';
+        let after = &rest[at + key.len()..];
+        if before_ok && after.starts_with('=') {
+            let value = &after[1..];
+            let end = if value.starts_with('"') {
+                value[1..].find('"').map_or(value.len(), |i| i + 2)
+            } else {
+                value.find(' ').unwrap_or(value.len())
+            };
+            return Some(&value[..end]);
+        }
+        rest = &rest[at + key.len()..];
+    }
+}
+
+/// An untrusted string: `"quoted"`, or hex-encoded when it holds spaces or quotes; `(null)`
+/// and `?` mean absent.
+fn untrusted(value: &str) -> Option<String> {
+    if let Some(quoted) = value.strip_prefix('"') {
+        return Some(quoted.strip_suffix('"').unwrap_or(quoted).to_owned());
+    }
+    if value == "(null)" || value == "?" || value.is_empty() {
+        return None;
+    }
+    match decode_hex(value) {
+        Some(decoded) => Some(decoded),
+        None => Some(value.to_owned()),
+    }
+}
+
+fn decode_hex(value: &str) -> Option<String> {
+    if value.len() % 2 != 0 || !value.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..value.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&value[i..i + 2], 16).ok())
+        .collect();
+    Some(String::from_utf8_lossy(&bytes?).into_owned())
+}
+
+fn number<T: std::str::FromStr>(
+    body: &str,
+    record_type: &'static str,
+    key: &'static str,
+) -> Result<Option<T>, AuditParseError> {
+    match field(body, key) {
+        None => Ok(None),
+        Some(value) => value
+            .parse()
+            .map(Some)
+            .map_err(|_| AuditParseError::BadField {
+                record_type,
+                field: key,
+                value: value.to_owned(),
+                reason: "not a number",
+            }),
+    }
+}
+
+fn hex_u32(
+    body: &str,
+    record_type: &'static str,
+    key: &'static str,
+) -> Result<u32, AuditParseError> {
+    let value = field(body, key).ok_or(AuditParseError::MissingField {
+        record_type,
+        field: key,
+    })?;
+    let digits = value.strip_prefix("0x").unwrap_or(value);
+    u32::from_str_radix(digits, 16).map_err(|_| AuditParseError::BadField {
+        record_type,
+        field: key,
+        value: value.to_owned(),
+        reason: "not a hexadecimal number",
+    })
+}
+
+fn parse_seccomp(body: &str) -> Result<SeccompRecord, AuditParseError> {
+    let required = |key| AuditParseError::MissingField {
+        record_type: SECCOMP,
+        field: key,
+    };
+    Ok(SeccompRecord {
+        pid: number(body, SECCOMP, "pid")?.ok_or(required("pid"))?,
+        uid: number(body, SECCOMP, "uid")?,
+        comm: field(body, "comm").and_then(untrusted),
+        exe: field(body, "exe").and_then(untrusted),
+        arch: hex_u32(body, SECCOMP, "arch")?,
+        syscall: number(body, SECCOMP, "syscall")?.ok_or(required("syscall"))?,
+        code: hex_u32(body, SECCOMP, "code")?,
+    })
+}
+
+fn parse_avc(body: &str) -> Result<AvcRecord, AuditParseError> {
+    let body = body.trim_start();
+    let (decision, rest) = body.split_once(' ').ok_or(AuditParseError::BadAvc {
+        reason: "no decision",
+    })?;
+    let rest = rest.trim_start();
+    let rest = rest.strip_prefix('{').ok_or(AuditParseError::BadAvc {
+        reason: "no '{' before the permissions",
+    })?;
+    let (perms, fields) = rest.split_once('}').ok_or(AuditParseError::BadAvc {
+        reason: "no '}' after the permissions",
+    })?;
+    let perms: Vec<String> = perms.split_whitespace().map(str::to_owned).collect();
+    if perms.is_empty() {
+        return Err(AuditParseError::BadAvc {
+            reason: "no permissions between the braces",
+        });
+    }
+    let fields = fields
+        .trim_start()
+        .strip_prefix("for")
+        .unwrap_or(fields)
+        .trim_start();
+    let required = |key| AuditParseError::MissingField {
+        record_type: AVC,
+        field: key,
+    };
+    let text = |key| field(fields, key).map(|v| Cow::Borrowed(v.trim_matches('"')));
+    Ok(AvcRecord {
+        decision: decision.to_owned(),
+        perms,
+        pid: number(fields, AVC, "pid")?,
+        comm: field(fields, "comm").and_then(untrusted),
+        name: field(fields, "name").and_then(untrusted),
+        scontext: text("scontext").ok_or(required("scontext"))?.into_owned(),
+        tcontext: text("tcontext").ok_or(required("tcontext"))?.into_owned(),
+        tclass: text("tclass").ok_or(required("tclass"))?.into_owned(),
+        permissive: number::<u8>(fields, AVC, "permissive")?.map(|p| p != 0),
+    })
+}
+
+fn parse_apparmor(body: &str) -> AppArmorRecord {
+    let text = |key| field(body, key).and_then(untrusted);
+    AppArmorRecord {
+        apparmor: text("apparmor").unwrap_or_default(),
+        operation: text("operation"),
+        profile: text("profile"),
+        name: text("name"),
+        pid: field(body, "pid").and_then(|v| v.parse().ok()),
+        comm: text("comm"),
+        requested_mask: text("requested_mask"),
+        denied_mask: text("denied_mask"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECCOMP_KMSG: &str = r#"audit: type=1326 audit(1795703105.844:2): auid=4294967295 uid=0 gid=0 ses=4294967295 pid=7607 comm="sc" exe="/tmp/sc" sig=0 arch=c000003e syscall=110 compat=0 ip=0x7f5c6cd5a4f7 code=0x7ffc0000"#;
+
+    fn record(line: &str) -> AuditRecord {
+        match parse_line(line).unwrap_or_else(|e| panic!("{line}: {e}")) {
+            Parsed::Record(record) => record,
+            Parsed::Ignored => panic!("ignored: {line}"),
+        }
+    }
+
+    fn seccomp(line: &str) -> SeccompRecord {
+        match record(line).denial {
+            Denial::Seccomp(s) => s,
+            other => panic!("not seccomp: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn seccomp_in_every_framing() {
+        let body = SECCOMP_KMSG.strip_prefix("audit: type=1326 ").unwrap();
+        for line in [
+            SECCOMP_KMSG.to_owned(),
+            format!("6,1234,5678901,-;{SECCOMP_KMSG}"),
+            format!("[  123.456789] {SECCOMP_KMSG}"),
+            format!("Nov 26 14:44:56 vm kernel: {SECCOMP_KMSG}"),
+            format!("type=SECCOMP msg={body}"),
+            format!(
+                "type=SECCOMP msg={body}\u{1d}AUID=\"unset\" UID=\"root\" ARCH=x86_64 SYSCALL=getppid"
+            ),
+        ] {
+            let rec = record(&line);
+            assert_eq!(
+                rec.event,
+                EventId {
+                    seconds: 1_795_703_105,
+                    millis: 844,
+                    serial: 2
+                },
+                "{line}"
+            );
+            let Denial::Seccomp(s) = rec.denial else {
+                panic!("{line}")
+            };
+            assert_eq!(s.pid, 7607);
+            assert_eq!(s.uid, Some(0));
+            assert_eq!(s.comm.as_deref(), Some("sc"));
+            assert_eq!(s.exe.as_deref(), Some("/tmp/sc"));
+            assert_eq!(s.arch, 0xc000_003e);
+            assert_eq!(s.syscall, 110);
+            assert_eq!(SeccompAction::from_code(s.code), SeccompAction::Log);
+        }
+    }
+
+    #[test]
+    fn seccomp_actions_and_hex_encoded_strings() {
+        let kill = SECCOMP_KMSG
+            .replace("code=0x7ffc0000", "code=0x80000000")
+            .replace(
+                "comm=\"sc\" exe=\"/tmp/sc\"",
+                "comm=6D7920636D64 exe=\"/usr/bin/my cmd\"",
+            );
+        let s = seccomp(&kill);
+        assert_eq!(SeccompAction::from_code(s.code), SeccompAction::KillProcess);
+        assert_eq!(s.comm.as_deref(), Some("my cmd"));
+        for (code, action) in [
+            (0x0000_0000, SeccompAction::KillThread),
+            (0x0003_0001, SeccompAction::Trap),
+            (0x0005_0001, SeccompAction::Errno),
+            (0x7fc0_0000, SeccompAction::UserNotif),
+            (0x7ff0_0000, SeccompAction::Trace),
+            (0x7fff_0000, SeccompAction::Allow),
+            (0x1234_0000, SeccompAction::Unknown),
+        ] {
+            assert_eq!(SeccompAction::from_code(code), action, "{code:#x}");
+        }
+    }
+
+    #[test]
+    fn avcs_with_several_permissions() {
+        let line = r#"type=AVC msg=audit(1795703200.123:77): avc:  denied  { read write } for  pid=4242 comm="cat" name="secret" dev="vda" ino=1234 scontext=system_u:system_r:container_t:s0:c1,c2 tcontext=system_u:object_r:etc_t:s0 tclass=file permissive=0"#;
+        let Denial::Selinux(avc) = record(line).denial else {
+            panic!()
+        };
+        assert_eq!(avc.decision, "denied");
+        assert_eq!(avc.perms, ["read", "write"]);
+        assert_eq!(avc.pid, Some(4242));
+        assert_eq!(avc.comm.as_deref(), Some("cat"));
+        assert_eq!(avc.name.as_deref(), Some("secret"));
+        assert_eq!(avc.scontext, "system_u:system_r:container_t:s0:c1,c2");
+        assert_eq!(avc.tcontext, "system_u:object_r:etc_t:s0");
+        assert_eq!(avc.tclass, "file");
+        assert_eq!(avc.permissive, Some(false));
+        let kmsg = "audit: type=1400 audit(1795703200.123:78): avc:  denied  { execute } for  pid=1 comm=\"x\" scontext=a:b:c:s0 tcontext=a:b:d:s0 tclass=file permissive=1";
+        let Denial::Selinux(avc) = record(kmsg).denial else {
+            panic!()
+        };
+        assert_eq!(avc.perms, ["execute"]);
+        assert_eq!(avc.permissive, Some(true));
+    }
+
+    #[test]
+    fn apparmor_with_and_without_extras() {
+        let line = r#"audit: type=1400 audit(1795703300.001:9): apparmor="DENIED" operation="open" profile="cri-containerd.apparmor.d" name="/etc/shadow" pid=5151 comm="cat" requested_mask="r" denied_mask="r" fsuid=0 ouid=0"#;
+        let Denial::AppArmor(aa) = record(line).denial else {
+            panic!()
+        };
+        assert_eq!(aa.apparmor, "DENIED");
+        assert_eq!(aa.operation.as_deref(), Some("open"));
+        assert_eq!(aa.profile.as_deref(), Some("cri-containerd.apparmor.d"));
+        assert_eq!(aa.name.as_deref(), Some("/etc/shadow"));
+        assert_eq!(aa.pid, Some(5151));
+        assert_eq!(aa.requested_mask.as_deref(), Some("r"));
+        let minimal = r#"type=AVC msg=audit(1795703300.002:10): apparmor="DENIED" operation="capable" profile="p" pid=1 comm="x" capability=21 capname="sys_admin""#;
+        let Denial::AppArmor(aa) = record(minimal).denial else {
+            panic!()
+        };
+        assert_eq!(aa.operation.as_deref(), Some("capable"));
+        assert_eq!(aa.name, None);
+        assert_eq!(aa.denied_mask, None);
+    }
+
+    #[test]
+    fn other_types_and_other_lines_are_ignored() {
+        for line in [
+            "type=SYSCALL msg=audit(1795703105.844:2): arch=c000003e syscall=59 success=yes",
+            "audit: type=1300 audit(1795703105.844:2): arch=c000003e syscall=59",
+            "type=PROCTITLE msg=audit(1795703105.844:2): proctitle=2F62696E2F7368",
+            "[    0.000000] Linux version 6.18.44",
+            "",
+            "type=AVC msg=audit(1795703105.844:3): something else entirely",
+        ] {
+            assert_eq!(parse_line(line), Ok(Parsed::Ignored), "{line}");
+        }
+    }
+
+    #[test]
+    fn truncated_and_garbage_records_are_named_errors() {
+        let cases = [
+            (
+                "audit: type=1326 ",
+                "no audit(SECONDS.MILLIS:SERIAL) header",
+            ),
+            ("audit: type=1326 audit(1795703105.844:2", "no closing"),
+            (
+                "audit: type=1326 audit(abc.844:2): pid=1",
+                "seconds are not a number",
+            ),
+            (
+                "audit: type=1326 audit(1795703105.844:2): pid=1 arch=c000003e",
+                "missing field syscall",
+            ),
+            (
+                "audit: type=1326 audit(1795703105.844:2): pid=x syscall=1",
+                "field pid=\"x\": not a number",
+            ),
+            (
+                "audit: type=1326 audit(1795703105.844:2): pid=1 syscall=1 arch=zz code=0x0",
+                "field arch=\"zz\"",
+            ),
+            (
+                "type=AVC msg=audit(1.2:3): avc:  denied  { } for pid=1",
+                "no permissions",
+            ),
+            ("type=AVC msg=audit(1.2:3): avc:  denied  { read ", "no '}'"),
+            (
+                "type=AVC msg=audit(1.2:3): avc:  denied  { read } for pid=1 tclass=file",
+                "missing field scontext",
+            ),
+        ];
+        for (line, needle) in cases {
+            let err = parse_line(line).expect_err(line).to_string();
+            assert!(err.contains(needle), "{line}: {err}");
+        }
+    }
+
+    #[test]
+    fn fields_match_whole_keys_only() {
+        let body = "auid=1 uid=2 suid=3 euid=4";
+        assert_eq!(field(body, "uid"), Some("2"));
+        assert_eq!(field(body, "id"), None);
+        assert_eq!(field("a=\"x y\" b=1", "a"), Some("\"x y\""));
+        assert_eq!(field("a=\"unterminated", "a"), Some("\"unterminated"));
+    }
+}
