@@ -1,4 +1,6 @@
 //! Kernel audit records of denials (seccomp, SELinux, AppArmor): parsing now; sources and
 //! enrichment with pod metadata next (the log enricher).
 
+pub mod enrich;
 pub mod parse;
+pub mod source;

@@ -1,5 +1,6 @@
 //! The `syscribe` command line. Doc comments are the help text.
 
+mod enrich;
 mod record;
 mod run;
 
@@ -7,6 +8,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+pub use enrich::EnrichArgs;
 pub use record::RecordArgs;
 pub use run::RunArgs;
 
@@ -58,6 +60,9 @@ pub enum Command {
     Record(RecordArgs),
     /// Run a command under a seccomp profile (OCI JSON, or a SeccompProfile in YAML or JSON).
     Run(RunArgs),
+    /// Print one line per seccomp, SELinux or AppArmor denial in the audit records, with the
+    /// syscall's name, the action, the executable, and the container and pod of the process.
+    Enrich(EnrichArgs),
     /// Attach the empty eBPF program to sys_enter until stdin closes (the benchmark's floor).
     #[command(hide = true)]
     BenchFloor,
@@ -73,6 +78,7 @@ impl Cli {
         let result = match self.command {
             Command::Record(args) => record::record(&paths, args),
             Command::Run(args) => run::run(args),
+            Command::Enrich(args) => enrich::run(args),
             Command::BenchFloor => record::bench_floor(&paths),
         };
         match result {
@@ -108,6 +114,12 @@ pub enum CliError {
     #[error("cannot exec {command}: {source}")]
     Exec {
         command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read {path}: {source}", path = .path.display())]
+    Read {
+        path: PathBuf,
         #[source]
         source: std::io::Error,
     },

@@ -1,0 +1,226 @@
+//! A parsed denial + what the node knows about its process → one output line, with the field
+//! names of the upstream log enricher (`node`, `pid`, `syscallID`, `syscallName`, `executable`,
+//! `timestamp`, `type`, …). Fields that cannot be known are absent, never empty strings.
+
+use libseccomp::{ScmpArch, ScmpSyscall};
+use serde::Serialize;
+
+use super::parse::{AuditRecord, Denial, SeccompAction};
+use crate::resolve::container::ContainerRef;
+
+/// One enriched denial, as printed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Enriched {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// `SECONDS.MILLIS:SERIAL` of the audit event.
+    pub timestamp: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    #[serde(rename = "containerID", skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
+    #[serde(rename = "podUID", skip_serializing_if = "Option::is_none")]
+    pub pod_uid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub executable: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comm: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    // seccomp
+    #[serde(rename = "syscallID", skip_serializing_if = "Option::is_none")]
+    pub syscall_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub syscall_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<&'static str>,
+    // SELinux
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub perm: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scontext: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcontext: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tclass: Option<String>,
+    // AppArmor
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub apparmor: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// The libseccomp architecture of an `AUDIT_ARCH_*` value (and x32's syscall bit on x86_64).
+pub fn scmp_arch(audit_arch: u32, syscall: i64) -> Option<ScmpArch> {
+    const X32_SYSCALL_BIT: i64 = 0x4000_0000;
+    Some(match audit_arch {
+        0xc000_003e if syscall & X32_SYSCALL_BIT != 0 => ScmpArch::X32,
+        0xc000_003e => ScmpArch::X8664,
+        0x4000_0003 => ScmpArch::X86,
+        0xc000_00b7 => ScmpArch::Aarch64,
+        0x4000_0028 => ScmpArch::Arm,
+        0xc000_00f3 => ScmpArch::Riscv64,
+        0xc000_0015 => ScmpArch::Ppc64Le,
+        0x8000_0016 => ScmpArch::S390X,
+        _ => return None,
+    })
+}
+
+/// The syscall's name for the record's architecture, from libseccomp.
+pub fn syscall_name(audit_arch: u32, syscall: i64) -> Option<String> {
+    let arch = scmp_arch(audit_arch, syscall)?;
+    let nr = i32::try_from(syscall).ok()?;
+    ScmpSyscall::from(nr).get_name_by_arch(arch).ok()
+}
+
+/// Builds the output line; `container` is what the resolver found for the record's pid.
+pub fn enrich(
+    record: &AuditRecord,
+    node: Option<&str>,
+    container: Option<&ContainerRef>,
+) -> Enriched {
+    let mut out = Enriched {
+        kind: "",
+        timestamp: format!(
+            "{}.{:03}:{}",
+            record.event.seconds, record.event.millis, record.event.serial
+        ),
+        node: node.map(str::to_owned),
+        container_id: container.map(|c| c.container_id.clone()),
+        pod_uid: container.and_then(|c| c.pod_uid.clone()),
+        executable: None,
+        comm: None,
+        pid: None,
+        syscall_id: None,
+        syscall_name: None,
+        action: None,
+        perm: None,
+        scontext: None,
+        tcontext: None,
+        tclass: None,
+        apparmor: None,
+        operation: None,
+        profile: None,
+        name: None,
+    };
+    match &record.denial {
+        Denial::Seccomp(s) => {
+            out.kind = "seccomp";
+            out.pid = Some(s.pid);
+            out.executable = s.exe.clone();
+            out.comm = s.comm.clone();
+            out.syscall_id = Some(s.syscall);
+            out.syscall_name = syscall_name(s.arch, s.syscall);
+            out.action = Some(SeccompAction::from_code(s.code).as_str());
+        }
+        Denial::Selinux(avc) => {
+            out.kind = "selinux";
+            out.pid = avc.pid;
+            out.comm = avc.comm.clone();
+            out.perm = Some(avc.perms.join(" "));
+            out.scontext = Some(avc.scontext.clone());
+            out.tcontext = Some(avc.tcontext.clone());
+            out.tclass = Some(avc.tclass.clone());
+            out.name = avc.name.clone();
+        }
+        Denial::AppArmor(aa) => {
+            out.kind = "apparmor";
+            out.pid = aa.pid;
+            out.comm = aa.comm.clone();
+            out.apparmor = Some(aa.apparmor.clone());
+            out.operation = aa.operation.clone();
+            out.profile = aa.profile.clone();
+            out.name = aa.name.clone();
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        audit::parse::{Parsed, parse_line},
+        resolve::container::Runtime,
+    };
+
+    fn parsed(line: &str) -> AuditRecord {
+        match parse_line(line).unwrap() {
+            Parsed::Record(r) => r,
+            Parsed::Ignored => panic!("ignored"),
+        }
+    }
+
+    #[test]
+    fn seccomp_lines_get_names_actions_and_the_container() {
+        let rec = parsed(
+            r#"audit: type=1326 audit(1795703105.844:2): auid=4294967295 uid=0 gid=0 ses=4294967295 pid=7607 comm="sc" exe="/tmp/sc" sig=0 arch=c000003e syscall=110 compat=0 ip=0x7f5c6cd5a4f7 code=0x7ffc0000"#,
+        );
+        let container = ContainerRef {
+            container_id: "ab".repeat(32),
+            pod_uid: Some("0f6e5a2b-8b1c-4b7e-9d3a-1c2b3d4e5f60".into()),
+            runtime: Runtime::Unknown,
+        };
+        let out = enrich(&rec, Some("node-1"), Some(&container));
+        let json = serde_json::to_value(&out).unwrap();
+        assert_eq!(json["type"], "seccomp");
+        assert_eq!(json["syscallName"], "getppid");
+        assert_eq!(json["syscallID"], 110);
+        assert_eq!(json["action"], "log");
+        assert_eq!(json["executable"], "/tmp/sc");
+        assert_eq!(json["timestamp"], "1795703105.844:2");
+        assert_eq!(json["node"], "node-1");
+        assert_eq!(json["containerID"], "ab".repeat(32));
+        assert_eq!(json["podUID"], "0f6e5a2b-8b1c-4b7e-9d3a-1c2b3d4e5f60");
+        assert!(
+            json.get("perm").is_none(),
+            "unknown fields are absent: {json}"
+        );
+    }
+
+    #[test]
+    fn syscall_names_follow_the_records_architecture() {
+        assert_eq!(syscall_name(0xc000_003e, 110).as_deref(), Some("getppid"));
+        assert_eq!(
+            syscall_name(0x4000_0003, 64).as_deref(),
+            Some("getppid"),
+            "i386 numbering"
+        );
+        assert_eq!(
+            syscall_name(0xc000_00b7, 173).as_deref(),
+            Some("getppid"),
+            "aarch64 numbering"
+        );
+        assert_eq!(
+            syscall_name(0xc000_003e, 0x4000_0000 | 110).as_deref(),
+            Some("getppid"),
+            "x32"
+        );
+        assert_eq!(syscall_name(0x1234, 1), None);
+    }
+
+    #[test]
+    fn selinux_and_apparmor_fields() {
+        let avc = parsed(
+            r#"type=AVC msg=audit(1795703200.123:77): avc:  denied  { read write } for  pid=4242 comm="cat" name="secret" scontext=system_u:system_r:container_t:s0:c1,c2 tcontext=system_u:object_r:etc_t:s0 tclass=file permissive=0"#,
+        );
+        let json = serde_json::to_value(enrich(&avc, None, None)).unwrap();
+        assert_eq!(json["type"], "selinux");
+        assert_eq!(json["perm"], "read write");
+        assert_eq!(json["tclass"], "file");
+        assert!(json.get("node").is_none() && json.get("containerID").is_none());
+        let aa = parsed(
+            r#"audit: type=1400 audit(1795703300.001:9): apparmor="DENIED" operation="open" profile="p" name="/etc/shadow" pid=5151 comm="cat" requested_mask="r" denied_mask="r" fsuid=0 ouid=0"#,
+        );
+        let json = serde_json::to_value(enrich(&aa, None, None)).unwrap();
+        assert_eq!(json["type"], "apparmor");
+        assert_eq!(json["apparmor"], "DENIED");
+        assert_eq!(json["operation"], "open");
+        assert_eq!(json["name"], "/etc/shadow");
+    }
+}

@@ -1,0 +1,192 @@
+//! `syscribe enrich`.
+
+use std::{
+    io::{BufRead as _, Write as _},
+    path::{Path, PathBuf},
+};
+
+use clap::ValueEnum;
+
+use super::CliError;
+use crate::{
+    audit::{
+        enrich::{Enriched, enrich},
+        parse::{Parsed, parse_line},
+        source::Kmsg,
+    },
+    resolve::container::{ContainerRef, container_of_proc_cgroup},
+};
+
+#[derive(Debug, clap::Args)]
+pub struct EnrichArgs {
+    /// Where the audit records come from: `kmsg` (the kernel log, without auditd),
+    /// `file=PATH` (e.g. auditd's audit.log, read once), or `-` (stdin).
+    #[arg(long, default_value = "kmsg", value_parser = parse_source)]
+    pub source: Source,
+    /// Keep reading new records (kmsg, stdin) instead of stopping at the end.
+    #[arg(long)]
+    pub follow: bool,
+    /// Output: one JSON object per line, or `key=value` text.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Json)]
+    pub format: OutputFormat,
+    /// The node name to put on each line.
+    #[arg(long, env = "NODE_NAME")]
+    pub node: Option<String>,
+    /// The proc filesystem processes are resolved in.
+    #[arg(long, default_value = "/proc", hide = true)]
+    pub proc: PathBuf,
+    /// The kernel log device.
+    #[arg(long, default_value = "/dev/kmsg", hide = true)]
+    pub kmsg: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Kmsg,
+    File(PathBuf),
+    Stdin,
+}
+
+fn parse_source(value: &str) -> Result<Source, String> {
+    match value {
+        "kmsg" => Ok(Source::Kmsg),
+        "-" => Ok(Source::Stdin),
+        _ => match value.strip_prefix("file=") {
+            Some(path) if !path.is_empty() => Ok(Source::File(path.into())),
+            _ => Err(format!(
+                "unknown source {value:?}: expected kmsg, file=PATH or -"
+            )),
+        },
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Json,
+    Text,
+}
+
+/// What one run saw.
+#[derive(Debug, Default)]
+struct Counts {
+    lines: u64,
+    denials: u64,
+    unparsable: u64,
+}
+
+pub fn run(args: EnrichArgs) -> Result<i32, CliError> {
+    let mut out = std::io::stdout().lock();
+    let mut counts = Counts::default();
+    let write_err = |source| CliError::Write {
+        path: "-".into(),
+        source,
+    };
+    let mut handle = |line: &str, counts: &mut Counts| -> Result<(), CliError> {
+        counts.lines += 1;
+        match parse_line(line) {
+            Ok(Parsed::Record(record)) => {
+                counts.denials += 1;
+                let pid = match &record.denial {
+                    crate::audit::parse::Denial::Seccomp(s) => Some(s.pid),
+                    crate::audit::parse::Denial::Selinux(a) => a.pid,
+                    crate::audit::parse::Denial::AppArmor(a) => a.pid,
+                };
+                let container = pid.and_then(|pid| resolve(&args.proc, pid));
+                let enriched = enrich(&record, args.node.as_deref(), container.as_ref());
+                writeln!(out, "{}", render(&enriched, args.format)).map_err(write_err)
+            }
+            Ok(Parsed::Ignored) => Ok(()),
+            Err(err) => {
+                counts.unparsable += 1;
+                tracing::trace!(error = %err, "unparsable audit record");
+                Ok(())
+            }
+        }
+    };
+    let read_err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| CliError::Read { path, source }
+    };
+    let mut lost = 0;
+    match &args.source {
+        Source::Kmsg => {
+            let mut kmsg = Kmsg::open(&args.kmsg, args.follow).map_err(read_err(&args.kmsg))?;
+            while let Some(message) = kmsg.next_message().map_err(read_err(&args.kmsg))? {
+                handle(&message, &mut counts)?;
+            }
+            lost = kmsg.lost;
+        }
+        Source::File(path) => {
+            let file = std::fs::File::open(path).map_err(read_err(path))?;
+            for line in std::io::BufReader::new(file).lines() {
+                handle(&line.map_err(read_err(path))?, &mut counts)?;
+            }
+        }
+        Source::Stdin => {
+            for line in std::io::stdin().lock().lines() {
+                handle(&line.map_err(read_err(Path::new("-")))?, &mut counts)?;
+            }
+        }
+    }
+    eprintln!(
+        "syscribe: {} lines, {} denials, {} unparsable, {} lost",
+        counts.lines, counts.denials, counts.unparsable, lost
+    );
+    Ok(0)
+}
+
+/// The container of a live process, from `/proc/<pid>/cgroup` (none once it is gone).
+fn resolve(proc: &Path, pid: u32) -> Option<ContainerRef> {
+    let file = std::fs::File::open(proc.join(pid.to_string()).join("cgroup")).ok()?;
+    container_of_proc_cgroup(std::io::BufReader::new(file))
+        .ok()
+        .flatten()
+}
+
+fn render(enriched: &Enriched, format: OutputFormat) -> String {
+    match format {
+        OutputFormat::Json => serde_json::to_string(enriched).expect("serializes"),
+        OutputFormat::Text => {
+            let value = serde_json::to_value(enriched).expect("serializes");
+            value
+                .as_object()
+                .map(|fields| {
+                    fields
+                        .iter()
+                        .map(|(k, v)| match v.as_str() {
+                            Some(s) if s.contains(' ') => format!("{k}={s:?}"),
+                            Some(s) => format!("{k}={s}"),
+                            None => format!("{k}={v}"),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_parse_with_named_errors() {
+        assert_eq!(parse_source("kmsg"), Ok(Source::Kmsg));
+        assert_eq!(parse_source("-"), Ok(Source::Stdin));
+        assert_eq!(
+            parse_source("file=/var/log/audit/audit.log"),
+            Ok(Source::File("/var/log/audit/audit.log".into()))
+        );
+        assert!(
+            parse_source("file=")
+                .unwrap_err()
+                .contains("unknown source")
+        );
+        assert!(
+            parse_source("netlink")
+                .unwrap_err()
+                .contains("expected kmsg, file=PATH or -")
+        );
+    }
+}
