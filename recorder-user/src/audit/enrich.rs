@@ -78,11 +78,36 @@ pub fn syscall_name(audit_arch: u32, syscall: i64) -> Option<String> {
     ScmpSyscall::from(nr).get_name_by_arch(arch).ok()
 }
 
+/// Syscall names by (arch, number), from libseccomp once each. Bounded: when full it starts
+/// over (and counts it), so a flood of bogus numbers cannot grow it.
+#[derive(Debug, Default)]
+pub struct SyscallNames {
+    names: std::collections::HashMap<(u32, i64), Option<String>>,
+    /// How many times the cache was full and started over.
+    pub resets: u64,
+}
+
+impl SyscallNames {
+    const MAX: usize = 8192;
+
+    pub fn get(&mut self, audit_arch: u32, syscall: i64) -> Option<String> {
+        if self.names.len() >= Self::MAX && !self.names.contains_key(&(audit_arch, syscall)) {
+            self.names.clear();
+            self.resets += 1;
+        }
+        self.names
+            .entry((audit_arch, syscall))
+            .or_insert_with(|| syscall_name(audit_arch, syscall))
+            .clone()
+    }
+}
+
 /// Builds the output line; `container` is what the resolver found for the record's pid.
 pub fn enrich(
     record: &AuditRecord,
     node: Option<&str>,
     container: Option<&ContainerRef>,
+    names: &mut SyscallNames,
 ) -> Enriched {
     let mut out = Enriched {
         kind: "",
@@ -115,7 +140,7 @@ pub fn enrich(
             out.executable = s.exe.clone();
             out.comm = s.comm.clone();
             out.syscall_id = Some(s.syscall);
-            out.syscall_name = syscall_name(s.arch, s.syscall);
+            out.syscall_name = names.get(s.arch, s.syscall);
             out.action = Some(SeccompAction::from_code(s.code).as_str());
         }
         Denial::Selinux(avc) => {
@@ -166,7 +191,12 @@ mod tests {
             pod_uid: Some("0f6e5a2b-8b1c-4b7e-9d3a-1c2b3d4e5f60".into()),
             runtime: Runtime::Unknown,
         };
-        let out = enrich(&rec, Some("node-1"), Some(&container));
+        let out = enrich(
+            &rec,
+            Some("node-1"),
+            Some(&container),
+            &mut SyscallNames::default(),
+        );
         let json = serde_json::to_value(&out).unwrap();
         assert_eq!(json["type"], "seccomp");
         assert_eq!(json["syscallName"], "getppid");
@@ -181,6 +211,17 @@ mod tests {
             json.get("perm").is_none(),
             "unknown fields are absent: {json}"
         );
+    }
+
+    #[test]
+    fn the_name_cache_is_bounded() {
+        let mut names = SyscallNames::default();
+        for nr in 0..(SyscallNames::MAX as i64 + 10) {
+            names.get(0xc000_003e, nr);
+        }
+        assert_eq!(names.resets, 1);
+        assert!(names.names.len() <= SyscallNames::MAX);
+        assert_eq!(names.get(0xc000_003e, 110).as_deref(), Some("getppid"));
     }
 
     #[test]
@@ -209,7 +250,8 @@ mod tests {
         let avc = parsed(
             r#"type=AVC msg=audit(1795703200.123:77): avc:  denied  { read write } for  pid=4242 comm="cat" name="secret" scontext=system_u:system_r:container_t:s0:c1,c2 tcontext=system_u:object_r:etc_t:s0 tclass=file permissive=0"#,
         );
-        let json = serde_json::to_value(enrich(&avc, None, None)).unwrap();
+        let json =
+            serde_json::to_value(enrich(&avc, None, None, &mut SyscallNames::default())).unwrap();
         assert_eq!(json["type"], "selinux");
         assert_eq!(json["perm"], "read write");
         assert_eq!(json["tclass"], "file");
@@ -217,7 +259,8 @@ mod tests {
         let aa = parsed(
             r#"audit: type=1400 audit(1795703300.001:9): apparmor="DENIED" operation="open" profile="p" name="/etc/shadow" pid=5151 comm="cat" requested_mask="r" denied_mask="r" fsuid=0 ouid=0"#,
         );
-        let json = serde_json::to_value(enrich(&aa, None, None)).unwrap();
+        let json =
+            serde_json::to_value(enrich(&aa, None, None, &mut SyscallNames::default())).unwrap();
         assert_eq!(json["type"], "apparmor");
         assert_eq!(json["apparmor"], "DENIED");
         assert_eq!(json["operation"], "open");

@@ -10,11 +10,11 @@ use clap::ValueEnum;
 use super::CliError;
 use crate::{
     audit::{
-        enrich::{Enriched, enrich},
+        enrich::{Enriched, SyscallNames, enrich},
         parse::{Parsed, parse_line},
         source::Kmsg,
     },
-    resolve::container::{ContainerRef, container_of_proc_cgroup},
+    resolve::process::ProcResolver,
 };
 
 #[derive(Debug, clap::Args)]
@@ -75,7 +75,10 @@ struct Counts {
 }
 
 pub fn run(args: EnrichArgs) -> Result<i32, CliError> {
-    let mut out = std::io::stdout().lock();
+    // Buffered; flushed after each line when following, so lines stream.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut resolver = ProcResolver::new(args.proc.clone());
+    let mut names = SyscallNames::default();
     let mut counts = Counts::default();
     let write_err = |source| CliError::Write {
         path: "-".into(),
@@ -91,9 +94,18 @@ pub fn run(args: EnrichArgs) -> Result<i32, CliError> {
                     crate::audit::parse::Denial::Selinux(a) => a.pid,
                     crate::audit::parse::Denial::AppArmor(a) => a.pid,
                 };
-                let container = pid.and_then(|pid| resolve(&args.proc, pid));
-                let enriched = enrich(&record, args.node.as_deref(), container.as_ref());
-                writeln!(out, "{}", render(&enriched, args.format)).map_err(write_err)
+                let container = pid.and_then(|pid| resolver.container_of(pid));
+                let enriched = enrich(
+                    &record,
+                    args.node.as_deref(),
+                    container.as_ref(),
+                    &mut names,
+                );
+                writeln!(out, "{}", render(&enriched, args.format)).map_err(write_err)?;
+                if args.follow {
+                    out.flush().map_err(write_err)?;
+                }
+                Ok(())
             }
             Ok(Parsed::Ignored) => Ok(()),
             Err(err) => {
@@ -128,19 +140,13 @@ pub fn run(args: EnrichArgs) -> Result<i32, CliError> {
             }
         }
     }
+    drop(handle);
+    out.flush().map_err(write_err)?;
     eprintln!(
         "syscribe: {} lines, {} denials, {} unparsable, {} lost",
         counts.lines, counts.denials, counts.unparsable, lost
     );
     Ok(0)
-}
-
-/// The container of a live process, from `/proc/<pid>/cgroup` (none once it is gone).
-fn resolve(proc: &Path, pid: u32) -> Option<ContainerRef> {
-    let file = std::fs::File::open(proc.join(pid.to_string()).join("cgroup")).ok()?;
-    container_of_proc_cgroup(std::io::BufReader::new(file))
-        .ok()
-        .flatten()
 }
 
 fn render(enriched: &Enriched, format: OutputFormat) -> String {
