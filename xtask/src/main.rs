@@ -6,6 +6,7 @@
 //! `cargo xtask bench recorder`   recorder overhead, side by side
 
 mod bench;
+mod bench_enricher;
 mod setup;
 
 use std::{
@@ -48,6 +49,9 @@ enum Task {
         /// Rounds; each runs every configuration once, interleaved; medians are reported.
         #[arg(long, default_value_t = 21)]
         rounds: usize,
+        /// Records in the generated audit log (`enricher`).
+        #[arg(long, default_value_t = 1_000_000)]
+        records: u64,
     },
 }
 
@@ -55,6 +59,8 @@ enum Task {
 enum BenchKind {
     /// Per-syscall cost of the recorder against an empty program and bpftrace.
     Recorder,
+    /// Audit records parsed, enriched and printed per second, against ausearch.
+    Enricher,
 }
 
 fn main() -> Result<()> {
@@ -71,17 +77,23 @@ fn main() -> Result<()> {
             std::process::exit(status.code().unwrap_or(1));
         }
         Task::Bench {
-            what: BenchKind::Recorder,
+            what,
             iterations,
             rounds,
+            records,
         } => {
             setup::setup()?;
             setup::apt_install(setup::BENCH_PACKAGES)?;
-            if !is_root() {
-                bail!("the recorder benchmark loads eBPF programs: run it as root");
-            }
             let bin = build_syscribe(true)?;
-            bench::recorder(&bin, iterations, rounds.max(1))
+            match what {
+                BenchKind::Recorder => {
+                    if !is_root() {
+                        bail!("the recorder benchmark loads eBPF programs: run it as root");
+                    }
+                    bench::recorder(&bin, iterations, rounds.max(1))
+                }
+                BenchKind::Enricher => bench_enricher::enricher(&bin, records.max(1)),
+            }
         }
     }
 }
