@@ -176,7 +176,7 @@ mod tests {
 
     fn parsed(line: &str) -> AuditRecord {
         match parse_line(line).unwrap() {
-            Parsed::Record(r) => r,
+            Parsed::Record(r) => *r,
             Parsed::Ignored => panic!("ignored"),
         }
     }

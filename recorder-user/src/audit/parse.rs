@@ -120,7 +120,7 @@ pub struct AppArmorRecord {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Parsed {
-    Record(AuditRecord),
+    Record(Box<AuditRecord>),
     /// An audit record of another type, or a line that is not an audit record at all.
     Ignored,
 }
@@ -190,7 +190,7 @@ pub fn parse_line(line: &str) -> Result<Parsed, AuditParseError> {
     } else {
         return Ok(Parsed::Ignored);
     };
-    Ok(Parsed::Record(AuditRecord { event, denial }))
+    Ok(Parsed::Record(Box::new(AuditRecord { event, denial })))
 }
 
 /// The `type=` that starts the record: at the beginning, or after `audit: ` (kernel log).
@@ -234,8 +234,8 @@ fn field<'a>(body: &'a str, key: &str) -> Option<&'a str> {
         let after = &rest[at + key.len()..];
         if before_ok && after.starts_with('=') {
             let value = &after[1..];
-            let end = if value.starts_with('"') {
-                value[1..].find('"').map_or(value.len(), |i| i + 2)
+            let end = if let Some(quoted) = value.strip_prefix('"') {
+                quoted.find('"').map_or(value.len(), |i| i + 2)
             } else {
                 value.find(' ').unwrap_or(value.len())
             };
@@ -261,7 +261,7 @@ fn untrusted(value: &str) -> Option<String> {
 }
 
 fn decode_hex(value: &str) -> Option<String> {
-    if value.len() % 2 != 0 || !value.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !value.len().is_multiple_of(2) || !value.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..value.len())
@@ -387,7 +387,7 @@ mod tests {
 
     fn record(line: &str) -> AuditRecord {
         match parse_line(line).unwrap_or_else(|e| panic!("{line}: {e}")) {
-            Parsed::Record(record) => record,
+            Parsed::Record(record) => *record,
             Parsed::Ignored => panic!("ignored: {line}"),
         }
     }

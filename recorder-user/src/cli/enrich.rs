@@ -140,7 +140,6 @@ pub fn run(args: EnrichArgs) -> Result<i32, CliError> {
             }
         }
     }
-    drop(handle);
     out.flush().map_err(write_err)?;
     eprintln!(
         "syscribe: {} lines, {} denials, {} unparsable, {} lost",

@@ -33,10 +33,10 @@ impl ProcResolver {
     /// The container of a live process; `None` for a host process or one that is gone.
     pub fn container_of(&mut self, pid: u32) -> Option<ContainerRef> {
         let now = Instant::now();
-        if let Some((at, found)) = self.cache.get(&pid) {
-            if now.duration_since(*at) < Self::TTL {
-                return found.clone();
-            }
+        if let Some((at, found)) = self.cache.get(&pid)
+            && now.duration_since(*at) < Self::TTL
+        {
+            return found.clone();
         }
         if self.cache.len() >= Self::MAX {
             self.cache.clear();
