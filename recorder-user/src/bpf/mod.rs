@@ -183,14 +183,7 @@ impl Recorder {
     }
 
     fn register(&mut self, cgroup_id: u64, slot: u32) -> Result<(), BpfError> {
-        let err = |map, op| {
-            move |source| BpfError::Map {
-                map,
-                op,
-                cgroup_id,
-                source,
-            }
-        };
+        let err = |map, op| cgroup_err(map, op, cgroup_id);
         self.reset_slot(slot)?;
         let pos = index_slot(cgroup_id);
         let index = array::<IndexEntry>(&mut self.ebpf, INDEX_MAP)?;
@@ -220,14 +213,7 @@ impl Recorder {
 
     /// What the set in `slot` holds, and how many syscall entries were out of range.
     pub fn read_slot(&mut self, slot: u32) -> Result<(SyscallSet, u64), BpfError> {
-        let err = |map, op| {
-            move |source| BpfError::Slot {
-                map,
-                op,
-                slot,
-                source,
-            }
-        };
+        let err = |map, op| slot_err(map, op, slot);
         let set = array::<SyscallSet>(&mut self.ebpf, SETS_MAP)?
             .get(&slot, 0)
             .map_err(err(SETS_MAP, "read"))?;
@@ -241,14 +227,7 @@ impl Recorder {
 
     /// Empties the set in `slot` and its out-of-range counts.
     fn reset_slot(&mut self, slot: u32) -> Result<(), BpfError> {
-        let err = |map, op| {
-            move |source| BpfError::Slot {
-                map,
-                op,
-                slot,
-                source,
-            }
-        };
+        let err = |map, op| slot_err(map, op, slot);
         array::<SyscallSet>(&mut self.ebpf, SETS_MAP)?
             .set(slot, SyscallSet::EMPTY, 0)
             .map_err(err(SETS_MAP, "reset"))?;
@@ -305,12 +284,8 @@ impl Recorder {
                     reserved: 0,
                 })
                 .unwrap_or_default();
-            map.set(i, entry, 0).map_err(|source| BpfError::Map {
-                map: SUBTREES_MAP,
-                op: "update for",
-                cgroup_id,
-                source,
-            })?;
+            map.set(i, entry, 0)
+                .map_err(cgroup_err(SUBTREES_MAP, "update for", cgroup_id))?;
         }
         Ok(())
     }
@@ -320,12 +295,7 @@ impl Recorder {
         Queue::<_, u32>::try_from(map(&mut self.ebpf, FREE_SLOTS_MAP)?)
             .map_err(open_err(FREE_SLOTS_MAP))?
             .push(slot, 0)
-            .map_err(|source| BpfError::Slot {
-                map: FREE_SLOTS_MAP,
-                op: "free",
-                slot,
-                source,
-            })
+            .map_err(slot_err(FREE_SLOTS_MAP, "free", slot))
     }
 
     /// Containers the kernel side discovered in watched subtrees: (container cgroup id, slot).
@@ -334,12 +304,7 @@ impl Recorder {
             .map_err(open_err(DISCOVERED_MAP))?;
         map.iter()
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|source| BpfError::Map {
-                map: DISCOVERED_MAP,
-                op: "list",
-                cgroup_id: 0,
-                source,
-            })
+            .map_err(cgroup_err(DISCOVERED_MAP, "list", 0))
     }
 
     /// Frees a discovered container's set (after reading it): its slot goes back to the kernel.
@@ -347,12 +312,7 @@ impl Recorder {
         HashMap::<_, u64, u32>::try_from(map(&mut self.ebpf, DISCOVERED_MAP)?)
             .map_err(open_err(DISCOVERED_MAP))?
             .remove(&container_id)
-            .map_err(|source| BpfError::Map {
-                map: DISCOVERED_MAP,
-                op: "remove",
-                cgroup_id: container_id,
-                source,
-            })?;
+            .map_err(cgroup_err(DISCOVERED_MAP, "remove", container_id))?;
         self.new_generation(container_id)?;
         self.give_to_kernel(slot)
     }
@@ -362,12 +322,7 @@ impl Recorder {
         let slot = COUNTER_CLAIM_FAILED;
         Ok(per_cpu_array(&mut self.ebpf, COUNTERS_MAP)?
             .get(&slot, 0)
-            .map_err(|source| BpfError::Slot {
-                map: COUNTERS_MAP,
-                op: "read",
-                slot,
-                source,
-            })?
+            .map_err(slot_err(COUNTERS_MAP, "read", slot))?
             .iter()
             .sum())
     }
@@ -377,14 +332,7 @@ impl Recorder {
         let Some(slot) = self.watched.remove(&cgroup_id) else {
             return Ok(());
         };
-        let err = |map, op| {
-            move |source| BpfError::Map {
-                map,
-                op,
-                cgroup_id,
-                source,
-            }
-        };
+        let err = |map, op| cgroup_err(map, op, cgroup_id);
         let pos = index_slot(cgroup_id);
         let mut entry = array::<IndexEntry>(&mut self.ebpf, INDEX_MAP)?
             .get(&pos, 0)
@@ -410,12 +358,7 @@ impl Recorder {
         self.generations += 1;
         array::<u64>(&mut self.ebpf, GENERATION_MAP)?
             .set(0, USER_GENERATION_TAG | self.generations, 0)
-            .map_err(|source| BpfError::Map {
-                map: GENERATION_MAP,
-                op: "update for",
-                cgroup_id,
-                source,
-            })
+            .map_err(cgroup_err(GENERATION_MAP, "update for", cgroup_id))
     }
 
     /// Attaches the recorder to `sys_enter`, and the programs that keep its per-CPU decision
@@ -454,18 +397,37 @@ impl Recorder {
     }
 }
 
+/// A map operation on a cgroup's entry failed.
+fn cgroup_err(
+    map: &'static str,
+    op: &'static str,
+    cgroup_id: u64,
+) -> impl FnOnce(MapError) -> BpfError {
+    move |source| BpfError::Map {
+        map,
+        op,
+        cgroup_id,
+        source,
+    }
+}
+
+/// A map operation on a set's slot failed.
+fn slot_err(map: &'static str, op: &'static str, slot: u32) -> impl FnOnce(MapError) -> BpfError {
+    move |source| BpfError::Slot {
+        map,
+        op,
+        slot,
+        source,
+    }
+}
+
 fn map<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Map, BpfError> {
     ebpf.map_mut(name)
         .ok_or(BpfError::Missing { what: "map", name })
 }
 
 fn open_err(map: &'static str) -> impl FnOnce(MapError) -> BpfError {
-    move |source| BpfError::Map {
-        map,
-        op: "open",
-        cgroup_id: 0,
-        source,
-    }
+    cgroup_err(map, "open", 0)
 }
 
 fn array<'a, V: aya::Pod>(
