@@ -182,11 +182,11 @@ pub fn parse_line(line: &str) -> Result<Parsed, AuditParseError> {
     let event = parse_event_id(header)?;
     let body = body.trim_start();
     let denial = if kind == SECCOMP {
-        Denial::Seccomp(parse_seccomp(body)?)
+        Denial::Seccomp(parse_seccomp(&Fields::parse(body))?)
     } else if let Some(avc) = body.strip_prefix("avc:") {
         Denial::Selinux(parse_avc(avc)?)
-    } else if field(body, "apparmor").is_some() {
-        Denial::AppArmor(parse_apparmor(body))
+    } else if body.contains("apparmor=") {
+        Denial::AppArmor(parse_apparmor(&Fields::parse(body)))
     } else {
         return Ok(Parsed::Ignored);
     };
@@ -225,23 +225,61 @@ fn parse_event_id(header: &str) -> Result<EventId, AuditParseError> {
     })
 }
 
-/// The raw value of `key=` in a record body (quotes kept), if present.
-fn field<'a>(body: &'a str, key: &str) -> Option<&'a str> {
-    let mut rest = body;
-    loop {
-        let at = rest.find(key)?;
-        let before_ok = at == 0 || rest.as_bytes()[at - 1] == b' ';
-        let after = &rest[at + key.len()..];
-        if before_ok && after.starts_with('=') {
-            let value = &after[1..];
-            let end = if let Some(quoted) = value.strip_prefix('"') {
-                quoted.find('"').map_or(value.len(), |i| i + 2)
+/// The `key=value` pairs of a record body, split in one pass (values keep their quotes).
+/// Words without `=` (`avc:`, `denied`, `{`…) are skipped.
+struct Fields<'a> {
+    pairs: [(&'a str, &'a str); Fields::MAX],
+    len: usize,
+}
+
+impl<'a> Fields<'a> {
+    /// Records carry about 20 fields; further ones are not looked at.
+    const MAX: usize = 48;
+
+    fn parse(body: &'a str) -> Self {
+        let mut fields = Self {
+            pairs: [("", ""); Self::MAX],
+            len: 0,
+        };
+        let bytes = body.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() && fields.len < Self::MAX {
+            while i < bytes.len() && bytes[i] == b' ' {
+                i += 1;
+            }
+            let key_start = i;
+            while i < bytes.len() && bytes[i] != b'=' && bytes[i] != b' ' {
+                i += 1;
+            }
+            if i >= bytes.len() || bytes[i] == b' ' {
+                continue; // a word, not a pair
+            }
+            let key = &body[key_start..i];
+            i += 1; // '='
+            let value_start = i;
+            if i < bytes.len() && bytes[i] == b'"' {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += 1;
+                }
+                i = (i + 1).min(bytes.len());
             } else {
-                value.find(' ').unwrap_or(value.len())
-            };
-            return Some(&value[..end]);
+                while i < bytes.len() && bytes[i] != b' ' {
+                    i += 1;
+                }
+            }
+            fields.pairs[fields.len] = (key, &body[value_start..i]);
+            fields.len += 1;
         }
-        rest = &rest[at + key.len()..];
+        fields
+    }
+
+    /// The raw value of `key`, if present.
+    fn get(&self, key: &str) -> Option<&'a str> {
+        self.pairs[..self.len]
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| *v)
     }
 }
 
@@ -272,11 +310,11 @@ fn decode_hex(value: &str) -> Option<String> {
 }
 
 fn number<T: std::str::FromStr>(
-    body: &str,
+    body: &Fields<'_>,
     record_type: &'static str,
     key: &'static str,
 ) -> Result<Option<T>, AuditParseError> {
-    match field(body, key) {
+    match body.get(key) {
         None => Ok(None),
         Some(value) => value
             .parse()
@@ -291,11 +329,11 @@ fn number<T: std::str::FromStr>(
 }
 
 fn hex_u32(
-    body: &str,
+    body: &Fields<'_>,
     record_type: &'static str,
     key: &'static str,
 ) -> Result<u32, AuditParseError> {
-    let value = field(body, key).ok_or(AuditParseError::MissingField {
+    let value = body.get(key).ok_or(AuditParseError::MissingField {
         record_type,
         field: key,
     })?;
@@ -308,7 +346,7 @@ fn hex_u32(
     })
 }
 
-fn parse_seccomp(body: &str) -> Result<SeccompRecord, AuditParseError> {
+fn parse_seccomp(body: &Fields<'_>) -> Result<SeccompRecord, AuditParseError> {
     let required = |key| AuditParseError::MissingField {
         record_type: SECCOMP,
         field: key,
@@ -316,8 +354,8 @@ fn parse_seccomp(body: &str) -> Result<SeccompRecord, AuditParseError> {
     Ok(SeccompRecord {
         pid: number(body, SECCOMP, "pid")?.ok_or(required("pid"))?,
         uid: number(body, SECCOMP, "uid")?,
-        comm: field(body, "comm").and_then(untrusted),
-        exe: field(body, "exe").and_then(untrusted),
+        comm: body.get("comm").and_then(untrusted),
+        exe: body.get("exe").and_then(untrusted),
         arch: hex_u32(body, SECCOMP, "arch")?,
         syscall: number(body, SECCOMP, "syscall")?.ok_or(required("syscall"))?,
         code: hex_u32(body, SECCOMP, "code")?,
@@ -351,13 +389,15 @@ fn parse_avc(body: &str) -> Result<AvcRecord, AuditParseError> {
         record_type: AVC,
         field: key,
     };
-    let text = |key| field(fields, key).map(|v| Cow::Borrowed(v.trim_matches('"')));
+    let fields = Fields::parse(fields);
+    let fields = &fields;
+    let text = |key| fields.get(key).map(|v| Cow::Borrowed(v.trim_matches('"')));
     Ok(AvcRecord {
         decision: decision.to_owned(),
         perms,
         pid: number(fields, AVC, "pid")?,
-        comm: field(fields, "comm").and_then(untrusted),
-        name: field(fields, "name").and_then(untrusted),
+        comm: fields.get("comm").and_then(untrusted),
+        name: fields.get("name").and_then(untrusted),
         scontext: text("scontext").ok_or(required("scontext"))?.into_owned(),
         tcontext: text("tcontext").ok_or(required("tcontext"))?.into_owned(),
         tclass: text("tclass").ok_or(required("tclass"))?.into_owned(),
@@ -365,14 +405,14 @@ fn parse_avc(body: &str) -> Result<AvcRecord, AuditParseError> {
     })
 }
 
-fn parse_apparmor(body: &str) -> AppArmorRecord {
-    let text = |key| field(body, key).and_then(untrusted);
+fn parse_apparmor(body: &Fields<'_>) -> AppArmorRecord {
+    let text = |key| body.get(key).and_then(untrusted);
     AppArmorRecord {
         apparmor: text("apparmor").unwrap_or_default(),
         operation: text("operation"),
         profile: text("profile"),
         name: text("name"),
-        pid: field(body, "pid").and_then(|v| v.parse().ok()),
+        pid: body.get("pid").and_then(|v| v.parse().ok()),
         comm: text("comm"),
         requested_mask: text("requested_mask"),
         denied_mask: text("denied_mask"),
@@ -559,10 +599,19 @@ mod tests {
 
     #[test]
     fn fields_match_whole_keys_only() {
-        let body = "auid=1 uid=2 suid=3 euid=4";
-        assert_eq!(field(body, "uid"), Some("2"));
-        assert_eq!(field(body, "id"), None);
-        assert_eq!(field("a=\"x y\" b=1", "a"), Some("\"x y\""));
-        assert_eq!(field("a=\"unterminated", "a"), Some("\"unterminated"));
+        let body = Fields::parse("auid=1 uid=2 suid=3 euid=4");
+        assert_eq!(body.get("uid"), Some("2"));
+        assert_eq!(body.get("id"), None);
+        assert_eq!(Fields::parse("a=\"x y\" b=1").get("a"), Some("\"x y\""));
+        assert_eq!(Fields::parse("a=\"x y\" b=1").get("b"), Some("1"));
+        assert_eq!(
+            Fields::parse("a=\"unterminated").get("a"),
+            Some("\"unterminated")
+        );
+        assert_eq!(
+            Fields::parse("avc:  denied  { read } for  pid=3").get("pid"),
+            Some("3")
+        );
+        assert_eq!(Fields::parse("x= y=1").get("x"), Some(""));
     }
 }

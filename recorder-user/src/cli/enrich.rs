@@ -101,7 +101,14 @@ pub fn run(args: EnrichArgs) -> Result<i32, CliError> {
                     container.as_ref(),
                     &mut names,
                 );
-                writeln!(out, "{}", render(&enriched, args.format)).map_err(write_err)?;
+                match args.format {
+                    OutputFormat::Json => serde_json::to_writer(&mut out, &enriched)
+                        .map_err(|err| write_err(err.into()))?,
+                    OutputFormat::Text => out
+                        .write_all(render_text(&enriched).as_bytes())
+                        .map_err(write_err)?,
+                }
+                out.write_all(b"\n").map_err(write_err)?;
                 if args.follow {
                     out.flush().map_err(write_err)?;
                 }
@@ -130,8 +137,14 @@ pub fn run(args: EnrichArgs) -> Result<i32, CliError> {
         }
         Source::File(path) => {
             let file = std::fs::File::open(path).map_err(read_err(path))?;
-            for line in std::io::BufReader::new(file).lines() {
-                handle(&line.map_err(read_err(path))?, &mut counts)?;
+            let mut reader = std::io::BufReader::new(file);
+            let mut line = String::new();
+            // One buffer for every line.
+            while {
+                line.clear();
+                reader.read_line(&mut line).map_err(read_err(path))? > 0
+            } {
+                handle(line.trim_end_matches('\n'), &mut counts)?;
             }
         }
         Source::Stdin => {
@@ -148,27 +161,21 @@ pub fn run(args: EnrichArgs) -> Result<i32, CliError> {
     Ok(0)
 }
 
-fn render(enriched: &Enriched, format: OutputFormat) -> String {
-    match format {
-        OutputFormat::Json => serde_json::to_string(enriched).expect("serializes"),
-        OutputFormat::Text => {
-            let value = serde_json::to_value(enriched).expect("serializes");
-            value
-                .as_object()
-                .map(|fields| {
-                    fields
-                        .iter()
-                        .map(|(k, v)| match v.as_str() {
-                            Some(s) if s.contains(' ') => format!("{k}={s:?}"),
-                            Some(s) => format!("{k}={s}"),
-                            None => format!("{k}={v}"),
-                        })
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                })
-                .unwrap_or_default()
-        }
-    }
+/// `key=value` pairs, quoted where a value has spaces.
+fn render_text(enriched: &Enriched) -> String {
+    let value = serde_json::to_value(enriched).expect("serializes");
+    let Some(fields) = value.as_object() else {
+        return String::new();
+    };
+    fields
+        .iter()
+        .map(|(k, v)| match v.as_str() {
+            Some(s) if s.contains(' ') => format!("{k}={s:?}"),
+            Some(s) => format!("{k}={s}"),
+            None => format!("{k}={v}"),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
