@@ -47,27 +47,43 @@ fn generate(path: &Path, records: u64) -> Result<()> {
     Ok(())
 }
 
-/// Wall seconds of a command with stdout discarded.
-fn timed(cmd: &mut Command) -> Result<f64> {
+/// Wall seconds and peak RSS (MiB) of a command with stdout discarded. The peak is the
+/// process's own `VmHWM`, read while it runs (monotonic: the last reading is the peak but for
+/// the final few ms). Not rusage: a child's high-water mark there also counts the address
+/// space it was forked from, which here is xtask's, ten times syscribe's.
+fn timed(cmd: &mut Command) -> Result<(f64, f64)> {
     let start = Instant::now();
-    let status = cmd
+    let mut child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .status()
+        .spawn()
         .with_context(|| format!("running {cmd:?}"))?;
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak_kib = 0.0_f64;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if let Some(kib) = fs::read_to_string(&status_file)
+            .ok()
+            .as_deref()
+            .and_then(vm_hwm_kib)
+        {
+            peak_kib = peak_kib.max(kib);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
     let secs = start.elapsed().as_secs_f64();
     if !status.success() {
         bail!("{cmd:?} failed: {status}");
     }
-    Ok(secs)
+    Ok((secs, peak_kib / 1024.0))
 }
 
-/// Peak resident set of the largest child waited for so far, in MiB.
-fn children_max_rss_mib() -> f64 {
-    // SAFETY: getrusage fills the struct we pass.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
-    usage.ru_maxrss as f64 / 1024.0
+/// `VmHWM:   4228 kB` → 4228.
+fn vm_hwm_kib(status: &str) -> Option<f64> {
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 pub fn enricher(syscribe: &Path, records: u64) -> Result<()> {
@@ -77,13 +93,11 @@ pub fn enricher(syscribe: &Path, records: u64) -> Result<()> {
     generate(&file, records)?;
     let source = format!("file={}", file.display());
     let result = (|| -> Result<(f64, f64, f64, f64)> {
-        // syscribe first: the children's peak RSS read right after it is its own.
-        let ours = timed(
+        let (ours, rss) = timed(
             Command::new(syscribe).args(["enrich", "--source", &source, "--format", "json"]),
         )?;
-        let rss = children_max_rss_mib();
-        let raw = timed(Command::new("ausearch").arg("--raw").arg("-if").arg(&file))?;
-        let interpreted = timed(Command::new("ausearch").arg("-i").arg("-if").arg(&file))?;
+        let (raw, _) = timed(Command::new("ausearch").arg("--raw").arg("-if").arg(&file))?;
+        let (interpreted, _) = timed(Command::new("ausearch").arg("-i").arg("-if").arg(&file))?;
         Ok((ours, rss, raw, interpreted))
     })();
     let _ = fs::remove_file(&file);
