@@ -34,9 +34,9 @@ pub const TEST_PACKAGES: &[&str] = &[
 ];
 
 /// Packages only the benchmarks need: the peers they are compared with (bpftrace, and auditd
-/// for ausearch) and GNU time (peak RSS) (Debian's policy-rc.d keeps its daemon from starting on install here; a
-/// running auditd would take the audit records away from the kernel log).
-pub const BENCH_PACKAGES: &[&str] = &["bpftrace", "auditd", "time"];
+/// for ausearch). Debian's policy-rc.d keeps auditd's daemon from starting on install here; a
+/// running auditd would take the audit records away from the kernel log.
+pub const BENCH_PACKAGES: &[&str] = &["bpftrace", "auditd"];
 
 /// The bpf-linker release we build; it must offer an `llvm-<major>` feature for the nightly's LLVM.
 const BPF_LINKER_VERSION: &str = "0.13.0";
