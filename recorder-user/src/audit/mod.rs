@@ -2,5 +2,6 @@
 //! enrichment with pod metadata next (the log enricher).
 
 pub mod enrich;
+pub mod follow;
 pub mod parse;
 pub mod source;

@@ -11,6 +11,7 @@ use super::CliError;
 use crate::{
     audit::{
         enrich::{Enriched, SyscallNames, enrich},
+        follow::Follower,
         parse::{Parsed, parse_line},
         source::Kmsg,
     },
@@ -20,10 +21,11 @@ use crate::{
 #[derive(Debug, clap::Args)]
 pub struct EnrichArgs {
     /// Where the audit records come from: `kmsg` (the kernel log, without auditd),
-    /// `file=PATH` (e.g. auditd's audit.log, read once), or `-` (stdin).
+    /// `file=PATH` (e.g. auditd's audit.log; with --follow, across its rotations), or `-`
+    /// (stdin).
     #[arg(long, default_value = "kmsg", value_parser = parse_source)]
     pub source: Source,
-    /// Keep reading new records (kmsg, stdin) instead of stopping at the end.
+    /// Keep reading new records instead of stopping at the end.
     #[arg(long)]
     pub follow: bool,
     /// Output: one JSON object per line, or `key=value` text.
@@ -134,6 +136,15 @@ pub fn run(args: EnrichArgs) -> Result<i32, CliError> {
                 handle(&message, &mut counts)?;
             }
             lost = kmsg.lost;
+        }
+        Source::File(path) if args.follow => {
+            let mut follower = Follower::open(path, false).map_err(read_err(path))?;
+            loop {
+                for line in follower.poll().map_err(read_err(path))? {
+                    handle(&line, &mut counts)?;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
         }
         Source::File(path) => {
             let file = std::fs::File::open(path).map_err(read_err(path))?;

@@ -1,0 +1,294 @@
+//! Following a log file (auditd's audit.log) across rotations, without re-emitting or skipping
+//! a line:
+//! - appends: read from where the last read stopped; a line without its newline yet waits;
+//! - rename-and-create (auditd's own rotation, `kill -USR1`): the file at the path has another
+//!   inode; the old file (still open) is read to its end first, then the new one from its start;
+//! - copytruncate (logrotate): the bytes just before where we stopped are no longer what we read
+//!   there (the file is shorter, or was truncated and written again past that point); what was
+//!   appended between our last read and the copy is in `<path>.1`, so that is read from our
+//!   offset first, then the truncated file from its start.
+
+use std::{
+    fs::File,
+    io::{self, Read as _, Seek as _, SeekFrom},
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+};
+
+pub struct Follower {
+    path: PathBuf,
+    file: File,
+    inode: u64,
+    offset: u64,
+    /// The start of a line whose newline has not been written yet.
+    partial: Vec<u8>,
+    /// The last bytes read (up to `TAIL`), which end at `offset`: still there means same file.
+    tail: Vec<u8>,
+    /// Rotations seen, by kind.
+    pub renames: u64,
+    pub truncations: u64,
+}
+
+/// How many of the last bytes read are remembered to recognise a truncated-and-rewritten file.
+const TAIL: usize = 256;
+
+impl Follower {
+    /// Starts at the beginning of the file (`from_end`: at its current end).
+    pub fn open(path: &Path, from_end: bool) -> io::Result<Self> {
+        let mut file = File::open(path)?;
+        let inode = file.metadata()?.ino();
+        let offset = if from_end {
+            file.seek(SeekFrom::End(0))?
+        } else {
+            0
+        };
+        Ok(Self {
+            path: path.to_owned(),
+            file,
+            inode,
+            offset,
+            partial: Vec::new(),
+            tail: Vec::new(),
+            renames: 0,
+            truncations: 0,
+        })
+    }
+
+    /// The complete lines written since the last call, in order.
+    pub fn poll(&mut self) -> io::Result<Vec<String>> {
+        let mut lines = Vec::new();
+        match std::fs::metadata(&self.path) {
+            Ok(meta) if meta.ino() != self.inode => {
+                // Renamed away and recreated: finish the old file, then take the new one.
+                self.read_to_end(&mut lines)?;
+                self.flush_partial(&mut lines);
+                self.file = File::open(&self.path)?;
+                self.inode = self.file.metadata()?.ino();
+                self.offset = 0;
+                self.tail.clear();
+                self.renames += 1;
+            }
+            Ok(meta) if meta.len() < self.offset || !self.tail_still_there()? => {
+                // Copied to <path>.1 and truncated: the copy holds what we had not read yet.
+                let rotated = rotated_copy(&self.path);
+                if let Ok(mut copy) = File::open(&rotated)
+                    && copy.metadata()?.len() >= self.offset
+                {
+                    copy.seek(SeekFrom::Start(self.offset))?;
+                    let mut rest = Vec::new();
+                    copy.read_to_end(&mut rest)?;
+                    self.split(&rest, &mut lines);
+                }
+                self.flush_partial(&mut lines);
+                self.file.seek(SeekFrom::Start(0))?;
+                self.offset = 0;
+                self.tail.clear();
+                self.truncations += 1;
+            }
+            // Same file (or gone for a moment during a rotation): read what is new.
+            _ => {}
+        }
+        self.read_to_end(&mut lines)?;
+        Ok(lines)
+    }
+
+    fn read_to_end(&mut self, lines: &mut Vec<String>) -> io::Result<()> {
+        self.file.seek(SeekFrom::Start(self.offset))?;
+        let mut buf = Vec::new();
+        let n = self.file.read_to_end(&mut buf)?;
+        self.offset += n as u64;
+        let keep = buf.len().min(TAIL);
+        if keep == TAIL {
+            self.tail.clear();
+        } else if self.tail.len() + keep > TAIL {
+            self.tail.drain(..self.tail.len() + keep - TAIL);
+        }
+        self.tail.extend_from_slice(&buf[buf.len() - keep..]);
+        self.split(&buf, lines);
+        Ok(())
+    }
+
+    /// Whether the bytes before `offset` are still the ones we read.
+    fn tail_still_there(&self) -> io::Result<bool> {
+        use std::os::unix::fs::FileExt as _;
+        if self.tail.is_empty() {
+            return Ok(true);
+        }
+        let mut now = vec![0u8; self.tail.len()];
+        match self
+            .file
+            .read_exact_at(&mut now, self.offset - self.tail.len() as u64)
+        {
+            Ok(()) => Ok(now == self.tail),
+            Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Appends the complete lines of `partial + data`; keeps an unfinished last line.
+    fn split(&mut self, data: &[u8], lines: &mut Vec<String>) {
+        self.partial.extend_from_slice(data);
+        let Some(last_newline) = self.partial.iter().rposition(|b| *b == b'\n') else {
+            return;
+        };
+        let rest = self.partial.split_off(last_newline + 1);
+        for line in self
+            .partial
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+        {
+            lines.push(String::from_utf8_lossy(line).into_owned());
+        }
+        self.partial = rest;
+    }
+
+    /// A file that ended without a final newline: its last line is complete after all.
+    fn flush_partial(&mut self, lines: &mut Vec<String>) {
+        if !self.partial.is_empty() {
+            lines.push(String::from_utf8_lossy(&self.partial).into_owned());
+            self.partial.clear();
+        }
+    }
+}
+
+fn rotated_copy(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".1");
+    PathBuf::from(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use super::*;
+
+    struct Log {
+        dir: PathBuf,
+        path: PathBuf,
+        next: u32,
+    }
+
+    impl Log {
+        fn new(tag: &str) -> Self {
+            let dir =
+                std::env::temp_dir().join(format!("syscribe-follow-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join("audit.log");
+            std::fs::write(&path, "").unwrap();
+            Self { dir, path, next: 0 }
+        }
+
+        /// Appends `n` numbered lines.
+        fn append(&mut self, n: u32) {
+            let mut file = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&self.path)
+                .unwrap();
+            for _ in 0..n {
+                writeln!(file, "line {}", self.next).unwrap();
+                self.next += 1;
+            }
+        }
+    }
+
+    impl Drop for Log {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn numbers(lines: &[String]) -> Vec<u32> {
+        lines
+            .iter()
+            .map(|l| l.strip_prefix("line ").unwrap().parse().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn appends_renames_and_copytruncates_lose_and_repeat_nothing() {
+        let mut log = Log::new("rotations");
+        let mut follower = Follower::open(&log.path, false).unwrap();
+        let mut seen = Vec::new();
+        log.append(3);
+        seen.extend(follower.poll().unwrap());
+
+        // auditd: written after our last read, then renamed away; a new file follows.
+        log.append(2);
+        std::fs::rename(&log.path, log.dir.join("audit.log.1")).unwrap();
+        std::fs::write(&log.path, "").unwrap();
+        log.append(2);
+        seen.extend(follower.poll().unwrap());
+        assert_eq!(follower.renames, 1);
+
+        // logrotate copytruncate: written after our last read, copied, truncated, then more.
+        log.append(4);
+        std::fs::copy(&log.path, log.dir.join("audit.log.1")).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&log.path)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        log.append(1);
+        seen.extend(follower.poll().unwrap());
+        assert_eq!(follower.truncations, 1);
+
+        log.append(2);
+        seen.extend(follower.poll().unwrap());
+        assert_eq!(
+            numbers(&seen),
+            (0..log.next).collect::<Vec<_>>(),
+            "every line once, in order"
+        );
+    }
+
+    #[test]
+    fn a_copytruncate_is_seen_even_when_the_new_file_is_already_as_long() {
+        let mut log = Log::new("regrown");
+        let mut follower = Follower::open(&log.path, false).unwrap();
+        log.append(1);
+        let mut seen = follower.poll().unwrap();
+        // Copied and truncated, then rewritten to the very same length before the next poll.
+        log.append(1);
+        std::fs::copy(&log.path, log.dir.join("audit.log.1")).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&log.path)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        log.append(2);
+        seen.extend(follower.poll().unwrap());
+        assert_eq!(follower.truncations, 1);
+        assert_eq!(numbers(&seen), [0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn a_line_without_its_newline_waits() {
+        let log = Log::new("partial");
+        let mut follower = Follower::open(&log.path, false).unwrap();
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&log.path)
+            .unwrap();
+        write!(file, "type=SECCOMP msg=aud").unwrap();
+        assert!(follower.poll().unwrap().is_empty());
+        writeln!(file, "it(1.2:3): pid=1").unwrap();
+        assert_eq!(
+            follower.poll().unwrap(),
+            ["type=SECCOMP msg=audit(1.2:3): pid=1"]
+        );
+    }
+
+    #[test]
+    fn from_end_skips_what_was_there() {
+        let mut log = Log::new("from-end");
+        log.append(5);
+        let mut follower = Follower::open(&log.path, true).unwrap();
+        assert!(follower.poll().unwrap().is_empty());
+        log.append(1);
+        assert_eq!(follower.poll().unwrap(), ["line 5"]);
+    }
+}
