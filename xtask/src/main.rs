@@ -39,6 +39,12 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         args: Vec<String>,
     },
+    /// Fuzz the audit record parser (cargo fuzz, libFuzzer) for the given time.
+    Fuzz {
+        /// How long to run.
+        #[arg(long, default_value_t = 600)]
+        seconds: u64,
+    },
     /// Benchmarks that print side-by-side ratios (never timed assertions).
     Bench {
         #[arg(value_enum)]
@@ -75,6 +81,10 @@ fn main() -> Result<()> {
                 .status()
                 .with_context(|| format!("running {}", bin.display()))?;
             std::process::exit(status.code().unwrap_or(1));
+        }
+        Task::Fuzz { seconds } => {
+            setup::setup()?;
+            fuzz(seconds)
         }
         Task::Bench {
             what,
@@ -159,6 +169,37 @@ fn test(args: &[String]) -> Result<()> {
         ])
         .args(args)
         .env("SYSCRIBE_BIN", &bin))
+}
+
+/// Runs the parser's fuzz target from the checked-in seeds for `seconds`.
+fn fuzz(seconds: u64) -> Result<()> {
+    let has_cargo_fuzz = Command::new("cargo")
+        .args(["fuzz", "--version"])
+        .output()
+        .map(|out| out.status.success())
+        .unwrap_or(false);
+    if !has_cargo_fuzz {
+        run(Command::new("cargo").args([
+            "install",
+            "cargo-fuzz",
+            "--version",
+            "0.13.2",
+            "--locked",
+        ]))?;
+    }
+    let dir = workspace_root().join("fuzz");
+    let corpus = dir.join("corpus/parse_audit_line");
+    std::fs::create_dir_all(&corpus).with_context(|| format!("creating {}", corpus.display()))?;
+    // The eBPF object is not needed to fuzz the parser.
+    // cargo fuzz finds `fuzz/` below the workspace root, where `run` works.
+    run(Command::new("cargo")
+        .env("AYA_BUILD_SKIP", "1")
+        .args(["+nightly", "fuzz", "run", "parse_audit_line"])
+        .arg(&corpus)
+        .arg(dir.join("seeds/parse_audit_line"))
+        .arg("--")
+        .arg(format!("-max_total_time={seconds}"))
+        .arg("-print_final_stats=1"))
 }
 
 /// Builds the `syscribe` binary and returns its path.

@@ -2,6 +2,7 @@
 //! enrichment with pod metadata next (the log enricher).
 
 pub mod enrich;
+pub mod filter;
 pub mod follow;
 pub mod parse;
 pub mod source;

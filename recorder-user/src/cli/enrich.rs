@@ -11,6 +11,7 @@ use super::CliError;
 use crate::{
     audit::{
         enrich::{Enriched, SyscallNames, enrich},
+        filter::{Aggregator, FilterRule, keeps},
         follow::Follower,
         parse::{Parsed, parse_line},
         source::Kmsg,
@@ -34,6 +35,14 @@ pub struct EnrichArgs {
     /// The node name to put on each line.
     #[arg(long, env = "NODE_NAME")]
     pub node: Option<String>,
+    /// Keep or drop lines by field values: `PRIORITY:keep|drop:FIELD=VALUE[,FIELD=VALUE…]`
+    /// (e.g. `10:drop:syscallName=futex`); the matching rule of highest priority decides.
+    #[arg(long = "filter", value_name = "RULE")]
+    pub filters: Vec<FilterRule>,
+    /// Print one line per distinct (type, container, executable, syscall, action…) with a
+    /// `count`, every SECONDS (or once at the end of a finite input).
+    #[arg(long, value_name = "SECONDS")]
+    pub aggregate: Option<u64>,
     /// The proc filesystem processes are resolved in.
     #[arg(long, default_value = "/proc", hide = true)]
     pub proc: PathBuf,
@@ -74,6 +83,7 @@ struct Counts {
     lines: u64,
     denials: u64,
     unparsable: u64,
+    filtered: u64,
 }
 
 pub fn run(args: EnrichArgs) -> Result<i32, CliError> {
@@ -81,6 +91,9 @@ pub fn run(args: EnrichArgs) -> Result<i32, CliError> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut resolver = ProcResolver::new(args.proc.clone());
     let mut names = SyscallNames::default();
+    let mut aggregator = args
+        .aggregate
+        .map(|_| (Aggregator::default(), std::time::Instant::now()));
     let mut counts = Counts::default();
     let write_err = |source| CliError::Write {
         path: "-".into(),
@@ -103,14 +116,36 @@ pub fn run(args: EnrichArgs) -> Result<i32, CliError> {
                     container.as_ref(),
                     &mut names,
                 );
-                match args.format {
-                    OutputFormat::Json => serde_json::to_writer(&mut out, &enriched)
-                        .map_err(|err| write_err(err.into()))?,
-                    OutputFormat::Text => out
-                        .write_all(render_text(&enriched).as_bytes())
-                        .map_err(write_err)?,
+                if args.filters.is_empty() && aggregator.is_none() {
+                    // The common case, straight to the output.
+                    match args.format {
+                        OutputFormat::Json => serde_json::to_writer(&mut out, &enriched)
+                            .map_err(|err| write_err(err.into()))?,
+                        OutputFormat::Text => out
+                            .write_all(render_text(&fields_of(&enriched)).as_bytes())
+                            .map_err(write_err)?,
+                    }
+                    out.write_all(b"\n").map_err(write_err)?;
+                } else {
+                    let fields = fields_of(&enriched);
+                    if !keeps(&args.filters, &fields) {
+                        counts.filtered += 1;
+                        return Ok(());
+                    }
+                    match aggregator.as_mut() {
+                        Some((agg, _)) => agg.add(fields),
+                        None => write_fields(&mut out, &fields, args.format).map_err(write_err)?,
+                    }
                 }
-                out.write_all(b"\n").map_err(write_err)?;
+                if let Some((agg, since)) = aggregator.as_mut()
+                    && args.follow
+                    && since.elapsed().as_secs() >= args.aggregate.unwrap_or(0)
+                {
+                    for fields in agg.drain() {
+                        write_fields(&mut out, &fields, args.format).map_err(write_err)?;
+                    }
+                    *since = std::time::Instant::now();
+                }
                 if args.follow {
                     out.flush().map_err(write_err)?;
                 }
@@ -164,20 +199,47 @@ pub fn run(args: EnrichArgs) -> Result<i32, CliError> {
             }
         }
     }
+    if let Some((mut agg, _)) = aggregator {
+        for fields in agg.drain() {
+            write_fields(&mut out, &fields, args.format).map_err(write_err)?;
+        }
+        if agg.overflow > 0 {
+            tracing::warn!(
+                count = agg.overflow,
+                "lines not aggregated: too many distinct keys in one interval"
+            );
+        }
+    }
     out.flush().map_err(write_err)?;
     eprintln!(
-        "syscribe: {} lines, {} denials, {} unparsable, {} lost",
-        counts.lines, counts.denials, counts.unparsable, lost
+        "syscribe: {} lines, {} denials, {} unparsable, {} filtered out, {} lost",
+        counts.lines, counts.denials, counts.unparsable, counts.filtered, lost
     );
     Ok(0)
 }
 
+/// The line's fields, as printed.
+fn fields_of(enriched: &Enriched) -> serde_json::Map<String, serde_json::Value> {
+    match serde_json::to_value(enriched).expect("serializes") {
+        serde_json::Value::Object(fields) => fields,
+        _ => serde_json::Map::new(),
+    }
+}
+
+fn write_fields(
+    out: &mut impl std::io::Write,
+    fields: &serde_json::Map<String, serde_json::Value>,
+    format: OutputFormat,
+) -> std::io::Result<()> {
+    match format {
+        OutputFormat::Json => serde_json::to_writer(&mut *out, fields)?,
+        OutputFormat::Text => out.write_all(render_text(fields).as_bytes())?,
+    }
+    out.write_all(b"\n")
+}
+
 /// `key=value` pairs, quoted where a value has spaces.
-fn render_text(enriched: &Enriched) -> String {
-    let value = serde_json::to_value(enriched).expect("serializes");
-    let Some(fields) = value.as_object() else {
-        return String::new();
-    };
+fn render_text(fields: &serde_json::Map<String, serde_json::Value>) -> String {
     fields
         .iter()
         .map(|(k, v)| match v.as_str() {
