@@ -68,7 +68,11 @@ pub fn keeps(rules: &[FilterRule], fields: &serde_json::Map<String, serde_json::
     for rule in rules {
         let matches = rule.matches.iter().all(|(k, v)| match fields.get(k) {
             Some(serde_json::Value::String(s)) => s == v,
-            Some(other) => other.to_string() == *v,
+            Some(serde_json::Value::Number(n)) => {
+                v.parse::<serde_json::Number>().is_ok_and(|w| w == *n)
+            }
+            Some(serde_json::Value::Bool(b)) => v.parse::<bool>().is_ok_and(|w| w == *b),
+            Some(_) => false,
             None => false,
         });
         if matches && best.is_none_or(|b| rule.priority > b.priority) {
