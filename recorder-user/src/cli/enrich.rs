@@ -21,10 +21,11 @@ use crate::{
 
 #[derive(Debug, clap::Args)]
 pub struct EnrichArgs {
-    /// Where the audit records come from: `kmsg` (the kernel log, without auditd),
+    /// Where the audit records come from: `auto` (auditd's log when auditd runs, else the
+    /// kernel log; says which), `kmsg` (the kernel log, without auditd),
     /// `file=PATH` (e.g. auditd's audit.log; with --follow, across its rotations), or `-`
     /// (stdin).
-    #[arg(long, default_value = "kmsg", value_parser = parse_source)]
+    #[arg(long, default_value = "auto", value_parser = parse_source)]
     pub source: Source,
     /// Keep reading new records instead of stopping at the end.
     #[arg(long)]
@@ -53,6 +54,7 @@ pub struct EnrichArgs {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
+    Auto,
     Kmsg,
     File(PathBuf),
     Stdin,
@@ -60,6 +62,7 @@ pub enum Source {
 
 fn parse_source(value: &str) -> Result<Source, String> {
     match value {
+        "auto" => Ok(Source::Auto),
         "kmsg" => Ok(Source::Kmsg),
         "-" => Ok(Source::Stdin),
         _ => match value.strip_prefix("file=") {
@@ -86,7 +89,27 @@ struct Counts {
     filtered: u64,
 }
 
-pub fn run(args: EnrichArgs) -> Result<i32, CliError> {
+/// auditd's log when auditd runs (it then takes the records away from the kernel log), else
+/// the kernel log.
+fn pick_source() -> Source {
+    const AUDIT_LOG: &str = "/var/log/audit/audit.log";
+    let auditd_runs = std::fs::read_to_string("/var/run/auditd.pid")
+        .ok()
+        .and_then(|pid| pid.trim().parse::<u32>().ok())
+        .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+    if auditd_runs && Path::new(AUDIT_LOG).exists() {
+        eprintln!("syscribe: source: {AUDIT_LOG} (auditd is running)");
+        Source::File(AUDIT_LOG.into())
+    } else {
+        eprintln!("syscribe: source: kmsg (no auditd running)");
+        Source::Kmsg
+    }
+}
+
+pub fn run(mut args: EnrichArgs) -> Result<i32, CliError> {
+    if args.source == Source::Auto {
+        args.source = pick_source();
+    }
     // Buffered; flushed after each line when following, so lines stream.
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut resolver = ProcResolver::new(args.proc.clone());
@@ -165,7 +188,7 @@ pub fn run(args: EnrichArgs) -> Result<i32, CliError> {
     };
     let mut lost = 0;
     match &args.source {
-        Source::Kmsg => {
+        Source::Auto | Source::Kmsg => {
             let mut kmsg = Kmsg::open(&args.kmsg, args.follow).map_err(read_err(&args.kmsg))?;
             while let Some(message) = kmsg.next_message().map_err(read_err(&args.kmsg))? {
                 handle(&message, &mut counts)?;
