@@ -180,6 +180,17 @@ mod tests {
             Self { dir, path, next: 0 }
         }
 
+        /// What logrotate's copytruncate does: copy to `.1`, truncate in place.
+        fn copytruncate(&self) {
+            std::fs::copy(&self.path, self.dir.join("audit.log.1")).unwrap();
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&self.path)
+                .unwrap()
+                .set_len(0)
+                .unwrap();
+        }
+
         /// Appends `n` numbered lines.
         fn append(&mut self, n: u32) {
             let mut file = std::fs::OpenOptions::new()
@@ -224,13 +235,7 @@ mod tests {
 
         // logrotate copytruncate: written after our last read, copied, truncated, then more.
         log.append(4);
-        std::fs::copy(&log.path, log.dir.join("audit.log.1")).unwrap();
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&log.path)
-            .unwrap()
-            .set_len(0)
-            .unwrap();
+        log.copytruncate();
         log.append(1);
         seen.extend(follower.poll().unwrap());
         assert_eq!(follower.truncations, 1);
@@ -252,13 +257,7 @@ mod tests {
         let mut seen = follower.poll().unwrap();
         // Copied and truncated, then rewritten to the very same length before the next poll.
         log.append(1);
-        std::fs::copy(&log.path, log.dir.join("audit.log.1")).unwrap();
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&log.path)
-            .unwrap()
-            .set_len(0)
-            .unwrap();
+        log.copytruncate();
         log.append(2);
         seen.extend(follower.poll().unwrap());
         assert_eq!(follower.truncations, 1);
