@@ -48,6 +48,9 @@ pub const COUNTER_SLOTS: u32 = 1;
 /// Slots of the direct-mapped `INDEX` (a power of two; 16 bytes each).
 pub const INDEX_SLOTS: u32 = 4096;
 
+/// Processes whose exit is remembered (least recently exited ones are forgotten first).
+pub const EXITED_ENTRIES: u32 = 16384;
+
 /// Map names, shared with userspace.
 pub const INDEX_MAP: &str = "INDEX";
 pub const SETS_MAP: &str = "SETS";
@@ -67,11 +70,15 @@ pub const GENERATION_MAP: &str = "GENERATION";
 /// Per-CPU map `cgroup id → count of out-of-range syscall entries`.
 pub const OUT_OF_RANGE_MAP: &str = "OUT_OF_RANGE";
 /// Name of the program that records syscalls (raw tracepoint `sys_enter`).
+/// `EXITED`: process id (tgid) → [`ExitEntry`].
+pub const EXITED_MAP: &str = "EXITED";
 pub const RECORDER_PROGRAM: &str = "syscribe_sys_enter";
 /// Programs that change `GENERATION` (raw tracepoints `task_newtask`, `cgroup_attach_task`).
 pub const NEW_TASK_PROGRAM: &str = "syscribe_task_new";
 pub const CGROUP_ATTACH_PROGRAM: &str = "syscribe_cgroup_attach";
 /// Name of the empty raw `sys_enter` program: the benchmark's floor, never used to record.
+/// Remembers each exiting process's cgroup (for the log enricher).
+pub const TASK_EXIT_PROGRAM: &str = "syscribe_task_exit";
 pub const FLOOR_PROGRAM: &str = "syscribe_floor";
 
 /// The `INDEX` slot a cgroup id belongs to.
@@ -120,6 +127,15 @@ pub struct TaskCache {
     pub set: u32,
     /// Whether the task's cgroup is recorded.
     pub recorded: u32,
+}
+
+/// A process that exited: the cgroup it was in and when (`CLOCK_BOOTTIME`), so that a denial
+/// read after a `SCMP_ACT_KILL` can still be attributed. A value of `EXITED`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExitEntry {
+    pub cgroup_id: u64,
+    pub boot_ns: u64,
 }
 
 /// `SyscallSet::flags`: a container's set, which forgets what was recorded before the container
@@ -175,6 +191,9 @@ unsafe impl aya::Pod for TaskCache {}
 #[cfg(feature = "user")]
 // SAFETY: repr(C), only integer fields, no padding (asserted in the tests below).
 unsafe impl aya::Pod for SubtreeEntry {}
+#[cfg(feature = "user")]
+// SAFETY: repr(C), only integer fields, no padding (asserted in the tests below).
+unsafe impl aya::Pod for ExitEntry {}
 
 #[cfg(test)]
 mod tests {
@@ -190,6 +209,7 @@ mod tests {
         assert_eq!(size_of::<IndexEntry>(), 16);
         assert_eq!(size_of::<TaskCache>(), 24);
         assert_eq!(size_of::<SubtreeEntry>(), 16);
+        assert_eq!(size_of::<ExitEntry>(), 16);
         assert_eq!(align_of::<IndexEntry>(), 8);
     }
 

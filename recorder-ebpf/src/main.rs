@@ -10,18 +10,18 @@
 
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_smp_processor_id,
-        bpf_probe_read_kernel,
+        bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_pid_tgid,
+        bpf_get_smp_processor_id, bpf_ktime_get_boot_ns, bpf_probe_read_kernel,
     },
     macros::{map, raw_tracepoint},
-    maps::{Array, HashMap, PerCpuArray, Queue},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, Queue},
     programs::RawTracePointContext,
 };
 use aya_log_ebpf::warn;
 use recorder_ebpf::{
-    COUNTER_CLAIM_FAILED, COUNTER_SLOTS, INDEX_SLOTS, IndexEntry, MAX_RECORDED_CGROUPS,
-    MAX_SUBTREES, SET_AWAIT_FILTER, SET_FILTER_SEEN, SubtreeEntry, SyscallSet, TaskCache,
-    index_slot,
+    COUNTER_CLAIM_FAILED, COUNTER_SLOTS, EXITED_ENTRIES, ExitEntry, INDEX_SLOTS, IndexEntry,
+    MAX_RECORDED_CGROUPS, MAX_SUBTREES, SET_AWAIT_FILTER, SET_FILTER_SEEN, SubtreeEntry,
+    SyscallSet, TaskCache, index_slot,
 };
 
 /// Direct-mapped `cgroup id % INDEX_SLOTS → IndexEntry`. Written by userspace only.
@@ -276,6 +276,29 @@ pub fn syscribe_task_new(_ctx: RawTracePointContext) -> i32 {
 #[raw_tracepoint(tracepoint = "cgroup_attach_task")]
 pub fn syscribe_cgroup_attach(_ctx: RawTracePointContext) -> i32 {
     new_generation();
+    0
+}
+
+/// Exited processes (tgid) → their cgroup and exit time; least recently written forgotten first.
+#[map]
+static EXITED: LruHashMap<u32, ExitEntry> = LruHashMap::with_max_entries(EXITED_ENTRIES, 0);
+
+/// A task exits (every thread; the process id is the key, so the last one's entry stays): a
+/// denial that killed it is read later, when /proc no longer knows the process.
+#[raw_tracepoint(tracepoint = "sched_process_exit")]
+pub fn syscribe_task_exit(_ctx: RawTracePointContext) -> i32 {
+    // SAFETY: these helpers have no preconditions; they read the current task.
+    let (tgid, entry) = unsafe {
+        (
+            (bpf_get_current_pid_tgid() >> 32) as u32,
+            ExitEntry {
+                cgroup_id: bpf_get_current_cgroup_id(),
+                boot_ns: bpf_ktime_get_boot_ns(),
+            },
+        )
+    };
+    // A full map forgets its least recently used entry; nothing else can fail here.
+    let _ = EXITED.insert(&tgid, &entry, 0);
     0
 }
 

@@ -9,7 +9,7 @@ use super::parse::{AuditRecord, Denial, SeccompAction};
 use crate::resolve::container::ContainerRef;
 
 /// One enriched denial, as printed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Enriched {
     #[serde(rename = "type")]
@@ -18,6 +18,13 @@ pub struct Enriched {
     pub timestamp: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// Kubernetes names, from the runtime's annotations or the daemon's pod index.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
     #[serde(rename = "containerID", skip_serializing_if = "Option::is_none")]
     pub container_id: Option<String>,
     #[serde(rename = "podUID", skip_serializing_if = "Option::is_none")]
@@ -118,20 +125,7 @@ pub fn enrich(
         node: node.map(str::to_owned),
         container_id: container.map(|c| c.container_id.clone()),
         pod_uid: container.and_then(|c| c.pod_uid.clone()),
-        executable: None,
-        comm: None,
-        pid: None,
-        syscall_id: None,
-        syscall_name: None,
-        action: None,
-        perm: None,
-        scontext: None,
-        tcontext: None,
-        tclass: None,
-        apparmor: None,
-        operation: None,
-        profile: None,
-        name: None,
+        ..Enriched::default()
     };
     match &record.denial {
         Denial::Seccomp(s) => {
@@ -177,7 +171,7 @@ mod tests {
     fn parsed(line: &str) -> AuditRecord {
         match parse_line(line).unwrap() {
             Parsed::Record(r) => *r,
-            Parsed::Ignored => panic!("ignored"),
+            other => panic!("not a denial: {other:?}"),
         }
     }
 

@@ -4,5 +4,7 @@
 pub mod enrich;
 pub mod filter;
 pub mod follow;
+pub mod metrics;
 pub mod parse;
+pub mod pipeline;
 pub mod source;

@@ -118,9 +118,24 @@ pub struct AppArmorRecord {
     pub denied_mask: Option<String>,
 }
 
+/// A SYSCALL record (type 1300): the syscall during which an event's other records were
+/// written. Completes an AVC (which has no `exe=`) of the same event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyscallContext {
+    pub event: EventId,
+    pub pid: Option<u32>,
+    pub exe: Option<String>,
+    pub arch: Option<u32>,
+    pub syscall: Option<i64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Parsed {
     Record(Box<AuditRecord>),
+    /// A SYSCALL record (context for the denials of its event).
+    Syscall(Box<SyscallContext>),
+    /// EOE (type 1320): the event's last record.
+    EndOfEvent(EventId),
     /// An audit record of another type, or a line that is not an audit record at all.
     Ignored,
 }
@@ -152,6 +167,8 @@ pub enum AuditParseError {
 
 const SECCOMP: &str = "SECCOMP";
 const AVC: &str = "AVC";
+const SYSCALL: &str = "SYSCALL";
+const EOE: &str = "EOE";
 
 /// Parses one line in any of the framings above.
 pub fn parse_line(line: &str) -> Result<Parsed, AuditParseError> {
@@ -165,6 +182,8 @@ pub fn parse_line(line: &str) -> Result<Parsed, AuditParseError> {
     let kind = match record_type {
         "1326" | "SECCOMP" => SECCOMP,
         "1400" | "AVC" => AVC,
+        "1300" | "SYSCALL" => SYSCALL,
+        "1320" | "EOE" => EOE,
         _ => return Ok(Parsed::Ignored),
     };
     let header_at = rest
@@ -181,6 +200,22 @@ pub fn parse_line(line: &str) -> Result<Parsed, AuditParseError> {
         })?;
     let event = parse_event_id(header)?;
     let body = body.trim_start();
+    if kind == SYSCALL {
+        let fields = Fields::parse(body);
+        return Ok(Parsed::Syscall(Box::new(SyscallContext {
+            event,
+            pid: number(&fields, SYSCALL, "pid")?,
+            exe: fields.get("exe").and_then(untrusted),
+            arch: fields
+                .get("arch")
+                .map(|_| hex_u32(&fields, SYSCALL, "arch"))
+                .transpose()?,
+            syscall: number(&fields, SYSCALL, "syscall")?,
+        })));
+    }
+    if kind == EOE {
+        return Ok(Parsed::EndOfEvent(event));
+    }
     let denial = if kind == SECCOMP {
         Denial::Seccomp(parse_seccomp(&Fields::parse(body))?)
     } else if let Some(avc) = body.strip_prefix("avc:") {
@@ -428,7 +463,7 @@ mod tests {
     fn record(line: &str) -> AuditRecord {
         match parse_line(line).unwrap_or_else(|e| panic!("{line}: {e}")) {
             Parsed::Record(record) => *record,
-            Parsed::Ignored => panic!("ignored: {line}"),
+            other => panic!("not a denial: {line}: {other:?}"),
         }
     }
 
@@ -544,10 +579,36 @@ mod tests {
     }
 
     #[test]
+    fn syscall_and_eoe_records_are_event_context() {
+        let line = r#"type=SYSCALL msg=audit(1795703105.844:7): arch=c000003e syscall=257 success=no exit=-13 a0=ffffff9c items=0 ppid=1 pid=4242 auid=4294967295 uid=0 comm="cat" exe="/usr/bin/cat" subj=system_u:system_r:container_t:s0 key=(null)"#;
+        let event = EventId {
+            seconds: 1795703105,
+            millis: 844,
+            serial: 7,
+        };
+        assert_eq!(
+            parse_line(line),
+            Ok(Parsed::Syscall(Box::new(SyscallContext {
+                event,
+                pid: Some(4242),
+                exe: Some("/usr/bin/cat".into()),
+                arch: Some(0xc000_003e),
+                syscall: Some(257),
+            })))
+        );
+        assert_eq!(
+            parse_line("audit: type=1320 audit(1795703105.844:7): "),
+            Ok(Parsed::EndOfEvent(event))
+        );
+        assert!(matches!(
+            parse_line("audit: type=1300 audit(1795703105.844:7): pid=x"),
+            Err(AuditParseError::BadField { field: "pid", .. })
+        ));
+    }
+
+    #[test]
     fn other_types_and_other_lines_are_ignored() {
         for line in [
-            "type=SYSCALL msg=audit(1795703105.844:2): arch=c000003e syscall=59 success=yes",
-            "audit: type=1300 audit(1795703105.844:2): arch=c000003e syscall=59",
             "type=PROCTITLE msg=audit(1795703105.844:2): proctitle=2F62696E2F7368",
             "[    0.000000] Linux version 6.18.44",
             "",

@@ -30,7 +30,12 @@ impl Kmsg {
         })
     }
 
-    /// The next message (its first line), `None` at the end (non-follow mode).
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.file)
+    }
+
+    /// The next message (its first line), `None` at the end (non-follow mode) or on a stop
+    /// signal.
     pub fn next_message(&mut self) -> io::Result<Option<String>> {
         let mut buf = vec![0u8; 8192];
         loop {
@@ -54,9 +59,153 @@ impl Kmsg {
                 // The ring overwrote records we had not read: the next read starts at the
                 // oldest one left; the sequence-number gap says how many were lost.
                 Err(err) if err.raw_os_error() == Some(libc::EPIPE) => continue,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {
+                    if stop_requested() {
+                        return Ok(None);
+                    }
+                }
                 Err(err) => return Err(err),
             }
+        }
+    }
+}
+
+/// Set by SIGINT/SIGTERM (see [`stop_on_signals`]): sources return at their next wake-up.
+pub static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn request_stop(_: libc::c_int) {
+    STOP.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// SIGINT and SIGTERM set [`STOP`] and interrupt blocking reads (no `SA_RESTART`), so a
+/// following reader can finish its output and report its counts.
+pub fn stop_on_signals() {
+    // SAFETY: the handler only stores to an atomic (async-signal-safe); the sigaction struct
+    // is zeroed then filled with valid values.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = request_stop as *const () as usize;
+        libc::sigemptyset(&mut action.sa_mask);
+        for signal in [libc::SIGINT, libc::SIGTERM] {
+            libc::sigaction(signal, &action, std::ptr::null_mut());
+        }
+    }
+}
+
+pub fn stop_requested() -> bool {
+    STOP.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Waits until `fd` is readable or `timeout` passes (or a signal arrives); true if readable.
+pub fn wait_readable(fd: std::os::fd::BorrowedFd<'_>, timeout: std::time::Duration) -> bool {
+    let mut pollfd = libc::pollfd {
+        fd: std::os::fd::AsRawFd::as_raw_fd(&fd),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut pollfd, 1, ms) > 0 }
+}
+
+/// The audit netlink multicast group (`AUDIT_NLGRP_READLOG`): every record the kernel emits, read
+/// beside auditd (or without it), never taking records away from it. Needs CAP_AUDIT_READ.
+pub struct AuditNetlink {
+    fd: std::os::fd::OwnedFd,
+    buf: Vec<u8>,
+    /// Records the socket dropped because we read too slowly (ENOBUFS).
+    pub lost: u64,
+}
+
+impl AuditNetlink {
+    const AUDIT_NLGRP_READLOG: u32 = 1;
+
+    pub fn open() -> io::Result<Self> {
+        use std::os::fd::FromRawFd as _;
+        // SAFETY: plain socket(2); the fd is owned right away.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                libc::NETLINK_AUDIT,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd is a fresh, valid descriptor nobody else owns.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        // SAFETY: a zeroed sockaddr_nl is valid; fields set below.
+        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        addr.nl_groups = Self::AUDIT_NLGRP_READLOG;
+        // A big receive buffer: bursts of denials arrive faster than they are printed.
+        let size: libc::c_int = 8 << 20;
+        // SAFETY: valid fd, pointers to live values of the sizes given.
+        unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&fd),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+            if libc::bind(
+                std::os::fd::AsRawFd::as_raw_fd(&fd),
+                (&addr as *const libc::sockaddr_nl).cast(),
+                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            ) < 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(Self {
+            fd,
+            buf: vec![0; 16384],
+            lost: 0,
+        })
+    }
+
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.fd)
+    }
+
+    /// The next record as a kernel-log style line (`audit: type=N audit(…): …`); `None` when
+    /// interrupted by a signal.
+    pub fn next_record(&mut self) -> io::Result<Option<String>> {
+        loop {
+            // SAFETY: valid fd and buffer of the given length.
+            let n = unsafe {
+                libc::recv(
+                    std::os::fd::AsRawFd::as_raw_fd(&self.fd),
+                    self.buf.as_mut_ptr().cast(),
+                    self.buf.len(),
+                    0,
+                )
+            };
+            if n < 0 {
+                let err = io::Error::last_os_error();
+                match err.raw_os_error() {
+                    Some(libc::ENOBUFS) => {
+                        self.lost += 1;
+                        continue;
+                    }
+                    Some(libc::EINTR) | Some(libc::EAGAIN) => return Ok(None),
+                    _ => return Err(err),
+                }
+            }
+            let n = n as usize;
+            // struct nlmsghdr { u32 len; u16 type; u16 flags; u32 seq; u32 pid; } then the text.
+            if n < 16 {
+                continue;
+            }
+            let record_type = u16::from_ne_bytes([self.buf[4], self.buf[5]]);
+            let len = (u32::from_ne_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]])
+                as usize)
+                .clamp(16, n);
+            let text = String::from_utf8_lossy(&self.buf[16..len]);
+            let text = text.trim_end_matches(['\0', '\n']);
+            return Ok(Some(format!("audit: type={record_type} {text}")));
         }
     }
 }

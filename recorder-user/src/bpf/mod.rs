@@ -15,9 +15,10 @@ use aya::{
 use aya_log::EbpfLogger;
 use recorder_ebpf::{
     CGROUP_ATTACH_PROGRAM, COLLIDED_MAP, COUNTER_CLAIM_FAILED, COUNTERS_MAP, DISCOVERED_MAP,
-    DISCOVERY_SLOTS, FLOOR_PROGRAM, FREE_SLOTS_MAP, GENERATION_MAP, INDEX_MAP, IndexEntry,
-    MAX_SUBTREES, NEW_TASK_PROGRAM, OUT_OF_RANGE_MAP, RECORDER_PROGRAM, SETS_MAP, SUBTREES_MAP,
-    SubtreeEntry, SyscallSet, USER_GENERATION_TAG, index_slot,
+    DISCOVERY_SLOTS, EXITED_MAP, ExitEntry, FLOOR_PROGRAM, FREE_SLOTS_MAP, GENERATION_MAP,
+    INDEX_MAP, IndexEntry, MAX_SUBTREES, NEW_TASK_PROGRAM, OUT_OF_RANGE_MAP, RECORDER_PROGRAM,
+    SETS_MAP, SUBTREES_MAP, SubtreeEntry, SyscallSet, TASK_EXIT_PROGRAM, USER_GENERATION_TAG,
+    index_slot,
 };
 use thiserror::Error;
 use tokio::io::unix::AsyncFd;
@@ -122,18 +123,7 @@ impl Recorder {
     /// Nothing is attached yet. Returns the eBPF diagnostics logger too, to be drained with
     /// [`LogForwarder`].
     pub fn load(btf_path: &Path) -> Result<(Self, Option<EbpfLog>), BpfError> {
-        if OBJECT.is_empty() {
-            return Err(BpfError::NotBuilt);
-        }
-        let btf =
-            Btf::parse_file(btf_path, Endianness::default()).map_err(|source| BpfError::Btf {
-                path: btf_path.to_owned(),
-                source,
-            })?;
-        let mut ebpf = EbpfLoader::new()
-            .btf(Some(&btf))
-            .load(OBJECT)
-            .map_err(|source| BpfError::Load { source })?;
+        let mut ebpf = load_object(btf_path)?;
         let logger = match EbpfLogger::init(&mut ebpf) {
             Ok(logger) => Some(logger),
             Err(err) => {
@@ -394,6 +384,62 @@ impl Recorder {
     /// Attaches the empty program (the benchmark's floor). It stays attached until `self` drops.
     pub fn attach_floor(&mut self) -> Result<(), BpfError> {
         attach(&mut self.ebpf, FLOOR_PROGRAM).map(drop)
+    }
+}
+
+/// Parses the kernel BTF and loads the object: maps created, no program loaded yet.
+fn load_object(btf_path: &Path) -> Result<Ebpf, BpfError> {
+    if OBJECT.is_empty() {
+        return Err(BpfError::NotBuilt);
+    }
+    let btf = Btf::parse_file(btf_path, Endianness::default()).map_err(|source| BpfError::Btf {
+        path: btf_path.to_owned(),
+        source,
+    })?;
+    EbpfLoader::new()
+        .btf(Some(&btf))
+        .load(OBJECT)
+        .map_err(|source| BpfError::Load { source })
+}
+
+/// The kernel's memory of exited processes (`sched_process_exit` → `EXITED`), for the log
+/// enricher: a process killed by its seccomp filter is gone from /proc before its denial is
+/// read, but its cgroup is still known here. Attached while this lives.
+pub struct ExitMemory {
+    ebpf: Ebpf,
+}
+
+impl ExitMemory {
+    /// Loads the object and attaches `syscribe_task_exit` (only that program).
+    pub fn start(btf_path: &Path) -> Result<Self, BpfError> {
+        let mut ebpf = load_object(btf_path)?;
+        let prog = program(&mut ebpf, TASK_EXIT_PROGRAM)?;
+        prog.load().map_err(|source| BpfError::Program {
+            name: TASK_EXIT_PROGRAM,
+            source,
+        })?;
+        prog.attach("sched_process_exit")
+            .map_err(|source| BpfError::Program {
+                name: TASK_EXIT_PROGRAM,
+                source,
+            })?;
+        Ok(Self { ebpf })
+    }
+
+    /// The last exit of process `pid` still remembered.
+    pub fn exited(&mut self, pid: u32) -> Result<Option<ExitEntry>, BpfError> {
+        let map: HashMap<&mut MapData, u32, ExitEntry> =
+            HashMap::try_from(map(&mut self.ebpf, EXITED_MAP)?).map_err(open_err(EXITED_MAP))?;
+        match map.get(&pid, 0) {
+            Ok(entry) => Ok(Some(entry)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(source) => Err(BpfError::Map {
+                map: EXITED_MAP,
+                op: "look up",
+                cgroup_id: u64::from(pid),
+                source,
+            }),
+        }
     }
 }
 

@@ -1,30 +1,42 @@
 //! `syscribe enrich`.
 
 use std::{
-    io::{BufRead as _, Write as _},
+    io::{BufRead as _, Write},
+    net::SocketAddr,
     path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use clap::ValueEnum;
+use serde_json::{Map, Value};
 
 use super::CliError;
 use crate::{
     audit::{
-        enrich::{Enriched, SyscallNames, enrich},
-        filter::{Aggregator, FilterRule, keeps},
+        enrich::Enriched,
+        filter::FilterRule,
         follow::Follower,
-        parse::{Parsed, parse_line},
-        source::Kmsg,
+        metrics::{self, Metrics},
+        pipeline::{Options, Pipeline, Sink, fields_of},
+        source::{AuditNetlink, Kmsg, stop_on_signals, stop_requested, wait_readable},
     },
-    resolve::process::ProcResolver,
+    bpf::ExitMemory,
+    record::HostPaths,
+    resolve::{
+        cgroup::cgroup2_mount,
+        process::{ExitLookup, ProcResolver},
+        runtime::RuntimeNames,
+    },
 };
 
 #[derive(Debug, clap::Args)]
 pub struct EnrichArgs {
-    /// Where the audit records come from: `auto` (auditd's log when auditd runs, else the
-    /// kernel log; says which), `kmsg` (the kernel log, without auditd),
-    /// `file=PATH` (e.g. auditd's audit.log; with --follow, across its rotations), or `-`
-    /// (stdin).
+    /// Where the audit records come from: `auto` (the best available, said on stderr: with
+    /// --follow the netlink audit group, else auditd's log when auditd runs, else the kernel
+    /// log), `audit-log[=PATH]` (auditd's file; with --follow, across its rotations), `kmsg`
+    /// (the kernel log, without auditd), `netlink` (the audit multicast group, beside auditd;
+    /// always follows), `file=PATH` (any file of audit lines), or `-` (stdin).
     #[arg(long, default_value = "auto", value_parser = parse_source)]
     pub source: Source,
     /// Keep reading new records instead of stopping at the end.
@@ -44,6 +56,10 @@ pub struct EnrichArgs {
     /// `count`, every SECONDS (or once at the end of a finite input).
     #[arg(long, value_name = "SECONDS")]
     pub aggregate: Option<u64>,
+    /// Serve Prometheus metrics (upstream counter names) on /metrics, and /healthz, /readyz
+    /// (e.g. `127.0.0.1:9100`).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
     /// The proc filesystem processes are resolved in.
     #[arg(long, default_value = "/proc", hide = true)]
     pub proc: PathBuf,
@@ -56,19 +72,28 @@ pub struct EnrichArgs {
 pub enum Source {
     Auto,
     Kmsg,
+    Netlink,
+    /// auditd's log (`audit-log` alone: /var/log/audit/audit.log), or any file.
     File(PathBuf),
     Stdin,
 }
+
+const AUDIT_LOG: &str = "/var/log/audit/audit.log";
 
 fn parse_source(value: &str) -> Result<Source, String> {
     match value {
         "auto" => Ok(Source::Auto),
         "kmsg" => Ok(Source::Kmsg),
+        "netlink" => Ok(Source::Netlink),
+        "audit-log" => Ok(Source::File(AUDIT_LOG.into())),
         "-" => Ok(Source::Stdin),
-        _ => match value.strip_prefix("file=") {
+        _ => match value
+            .strip_prefix("file=")
+            .or_else(|| value.strip_prefix("audit-log="))
+        {
             Some(path) if !path.is_empty() => Ok(Source::File(path.into())),
             _ => Err(format!(
-                "unknown source {value:?}: expected kmsg, file=PATH or -"
+                "unknown source {value:?}: expected auto, audit-log[=PATH], kmsg, netlink, file=PATH or -"
             )),
         },
     }
@@ -80,19 +105,19 @@ pub enum OutputFormat {
     Text,
 }
 
-/// What one run saw.
-#[derive(Debug, Default)]
-struct Counts {
-    lines: u64,
-    denials: u64,
-    unparsable: u64,
-    filtered: u64,
-}
-
-/// auditd's log when auditd runs (it then takes the records away from the kernel log), else
-/// the kernel log.
-fn pick_source() -> Source {
-    const AUDIT_LOG: &str = "/var/log/audit/audit.log";
+/// The best source there is. Following: the audit netlink multicast group (every record, beside
+/// auditd or without it, no rate limit); else auditd's log when auditd runs (it then takes the
+/// records away from the kernel log); else the kernel log.
+fn pick_source(follow: bool) -> Source {
+    if follow {
+        match AuditNetlink::open() {
+            Ok(_) => {
+                eprintln!("syscribe: source: netlink (audit multicast group)");
+                return Source::Netlink;
+            }
+            Err(err) => eprintln!("syscribe: netlink audit group unavailable ({err})"),
+        }
+    }
     let auditd_runs = std::fs::read_to_string("/var/run/auditd.pid")
         .ok()
         .and_then(|pid| pid.trim().parse::<u32>().ok())
@@ -106,81 +131,105 @@ fn pick_source() -> Source {
     }
 }
 
-pub fn run(mut args: EnrichArgs) -> Result<i32, CliError> {
-    if args.source == Source::Auto {
-        args.source = pick_source();
+/// Writes lines to stdout, as JSON or text; flushed after each line when following.
+struct Output<W: Write> {
+    out: W,
+    format: OutputFormat,
+    flush_each: bool,
+}
+
+impl<W: Write> Sink for Output<W> {
+    fn enriched(&mut self, line: &Enriched) -> std::io::Result<()> {
+        match self.format {
+            OutputFormat::Json => serde_json::to_writer(&mut self.out, line)?,
+            OutputFormat::Text => self
+                .out
+                .write_all(render_text(&fields_of(line)).as_bytes())?,
+        }
+        self.end_line()
     }
-    // Buffered; flushed after each line when following, so lines stream.
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let mut resolver = ProcResolver::new(args.proc.clone());
-    let mut names = SyscallNames::default();
-    let mut aggregator = args
-        .aggregate
-        .map(|_| (Aggregator::default(), std::time::Instant::now()));
-    let mut counts = Counts::default();
+
+    fn fields(&mut self, line: &Map<String, Value>) -> std::io::Result<()> {
+        match self.format {
+            OutputFormat::Json => serde_json::to_writer(&mut self.out, line)?,
+            OutputFormat::Text => self.out.write_all(render_text(line).as_bytes())?,
+        }
+        self.end_line()
+    }
+}
+
+impl<W: Write> Output<W> {
+    fn end_line(&mut self) -> std::io::Result<()> {
+        self.out.write_all(b"\n")?;
+        if self.flush_each {
+            self.out.flush()?;
+        }
+        Ok(())
+    }
+}
+
+/// How long a following reader sleeps or waits for input between ticks.
+const IDLE: Duration = Duration::from_millis(200);
+
+pub fn run(paths: &HostPaths, mut args: EnrichArgs) -> Result<i32, CliError> {
+    if args.source == Source::Auto {
+        args.source = pick_source(args.follow);
+    }
+    if args.source == Source::Netlink && !args.follow {
+        // The multicast group only carries what happens from now on.
+        args.follow = true;
+    }
+    stop_on_signals();
+    let metrics = match args.metrics_addr {
+        Some(addr) => {
+            let metrics = Arc::new(Mutex::new(Metrics::default()));
+            let bound =
+                metrics::serve(addr, metrics.clone()).map_err(|source| CliError::Serve {
+                    addr: addr.to_string(),
+                    source,
+                })?;
+            eprintln!("syscribe: metrics on http://{bound}/metrics");
+            Some(metrics)
+        }
+        None => None,
+    };
+    let cgroup2 = cgroup2_mount(&paths.mountinfo).unwrap_or_else(|err| {
+        tracing::warn!(error = %err, "containers of exited processes cannot be found");
+        PathBuf::from("/sys/fs/cgroup")
+    });
+    let exits: Option<Box<dyn ExitLookup>> = match ExitMemory::start(&paths.btf) {
+        Ok(memory) => {
+            eprintln!(
+                "syscribe: remembering process exits for {} s (killed processes stay attributed)",
+                ProcResolver::EXIT_GRACE.as_secs()
+            );
+            Some(Box::new(memory))
+        }
+        Err(err) => {
+            eprintln!(
+                "syscribe: warning: killed processes cannot be attributed (needs root): {err}"
+            );
+            None
+        }
+    };
+    let mut pipeline = Pipeline::new(
+        Options {
+            node: args.node.clone(),
+            filters: std::mem::take(&mut args.filters),
+            aggregate: args.aggregate.map(Duration::from_secs),
+            metrics,
+        },
+        ProcResolver::new(args.proc.clone(), cgroup2, exits),
+        RuntimeNames::default(),
+    );
+    let mut out = Output {
+        out: std::io::BufWriter::new(std::io::stdout().lock()),
+        format: args.format,
+        flush_each: args.follow,
+    };
     let write_err = |source| CliError::Write {
         path: "-".into(),
         source,
-    };
-    let mut handle = |line: &str, counts: &mut Counts| -> Result<(), CliError> {
-        counts.lines += 1;
-        match parse_line(line) {
-            Ok(Parsed::Record(record)) => {
-                counts.denials += 1;
-                let pid = match &record.denial {
-                    crate::audit::parse::Denial::Seccomp(s) => Some(s.pid),
-                    crate::audit::parse::Denial::Selinux(a) => a.pid,
-                    crate::audit::parse::Denial::AppArmor(a) => a.pid,
-                };
-                let container = pid.and_then(|pid| resolver.container_of(pid));
-                let enriched = enrich(
-                    &record,
-                    args.node.as_deref(),
-                    container.as_ref(),
-                    &mut names,
-                );
-                if args.filters.is_empty() && aggregator.is_none() {
-                    // The common case, straight to the output.
-                    match args.format {
-                        OutputFormat::Json => serde_json::to_writer(&mut out, &enriched)
-                            .map_err(|err| write_err(err.into()))?,
-                        OutputFormat::Text => out
-                            .write_all(render_text(&fields_of(&enriched)).as_bytes())
-                            .map_err(write_err)?,
-                    }
-                    out.write_all(b"\n").map_err(write_err)?;
-                } else {
-                    let fields = fields_of(&enriched);
-                    if !keeps(&args.filters, &fields) {
-                        counts.filtered += 1;
-                        return Ok(());
-                    }
-                    match aggregator.as_mut() {
-                        Some((agg, _)) => agg.add(fields),
-                        None => write_fields(&mut out, &fields, args.format).map_err(write_err)?,
-                    }
-                }
-                if let Some((agg, since)) = aggregator.as_mut()
-                    && args.follow
-                    && since.elapsed().as_secs() >= args.aggregate.unwrap_or(0)
-                {
-                    for fields in agg.drain() {
-                        write_fields(&mut out, &fields, args.format).map_err(write_err)?;
-                    }
-                    *since = std::time::Instant::now();
-                }
-                if args.follow {
-                    out.flush().map_err(write_err)?;
-                }
-                Ok(())
-            }
-            Ok(Parsed::Ignored) => Ok(()),
-            Err(err) => {
-                counts.unparsable += 1;
-                tracing::trace!(error = %err, "unparsable audit record");
-                Ok(())
-            }
-        }
     };
     let read_err = |path: &Path| {
         let path = path.to_owned();
@@ -190,18 +239,50 @@ pub fn run(mut args: EnrichArgs) -> Result<i32, CliError> {
     match &args.source {
         Source::Auto | Source::Kmsg => {
             let mut kmsg = Kmsg::open(&args.kmsg, args.follow).map_err(read_err(&args.kmsg))?;
-            while let Some(message) = kmsg.next_message().map_err(read_err(&args.kmsg))? {
-                handle(&message, &mut counts)?;
+            while !stop_requested() {
+                if args.follow && !wait_readable(kmsg.fd(), IDLE) {
+                    pipeline.tick(&mut out).map_err(write_err)?;
+                    pipeline.publish(kmsg.lost);
+                    continue;
+                }
+                match kmsg.next_message().map_err(read_err(&args.kmsg))? {
+                    Some(message) => pipeline.line(&message, &mut out).map_err(write_err)?,
+                    None if args.follow => {}
+                    None => break,
+                }
             }
             lost = kmsg.lost;
         }
+        Source::Netlink => {
+            let mut netlink = AuditNetlink::open().map_err(|source| CliError::Read {
+                path: "netlink audit multicast group (needs CAP_AUDIT_READ)".into(),
+                source,
+            })?;
+            eprintln!("syscribe: reading the audit netlink multicast group");
+            while !stop_requested() {
+                if !wait_readable(netlink.fd(), IDLE) {
+                    pipeline.tick(&mut out).map_err(write_err)?;
+                    pipeline.publish(netlink.lost);
+                    continue;
+                }
+                if let Some(line) = netlink
+                    .next_record()
+                    .map_err(read_err(Path::new("netlink")))?
+                {
+                    pipeline.line(&line, &mut out).map_err(write_err)?;
+                }
+            }
+            lost = netlink.lost;
+        }
         Source::File(path) if args.follow => {
             let mut follower = Follower::open(path, false).map_err(read_err(path))?;
-            loop {
+            while !stop_requested() {
                 for line in follower.poll().map_err(read_err(path))? {
-                    handle(&line, &mut counts)?;
+                    pipeline.line(&line, &mut out).map_err(write_err)?;
                 }
-                std::thread::sleep(std::time::Duration::from_millis(200));
+                pipeline.tick(&mut out).map_err(write_err)?;
+                pipeline.publish(0);
+                std::thread::sleep(IDLE);
             }
         }
         Source::File(path) => {
@@ -213,56 +294,40 @@ pub fn run(mut args: EnrichArgs) -> Result<i32, CliError> {
                 line.clear();
                 reader.read_line(&mut line).map_err(read_err(path))? > 0
             } {
-                handle(line.trim_end_matches('\n'), &mut counts)?;
+                pipeline
+                    .line(line.trim_end_matches('\n'), &mut out)
+                    .map_err(write_err)?;
             }
         }
         Source::Stdin => {
             for line in std::io::stdin().lock().lines() {
-                handle(&line.map_err(read_err(Path::new("-")))?, &mut counts)?;
+                let line = line.map_err(read_err(Path::new("-")))?;
+                pipeline.line(&line, &mut out).map_err(write_err)?;
             }
         }
     }
-    if let Some((mut agg, _)) = aggregator {
-        for fields in agg.drain() {
-            write_fields(&mut out, &fields, args.format).map_err(write_err)?;
-        }
-        if agg.overflow > 0 {
-            tracing::warn!(
-                count = agg.overflow,
-                "lines not aggregated: too many distinct keys in one interval"
-            );
-        }
-    }
-    out.flush().map_err(write_err)?;
+    pipeline.finish(&mut out).map_err(write_err)?;
+    pipeline.publish(lost);
+    out.out.flush().map_err(write_err)?;
+    let c = pipeline.counts;
+    let r = pipeline.resolver().counts;
     eprintln!(
-        "syscribe: {} lines, {} denials, {} unparsable, {} filtered out, {} lost",
-        counts.lines, counts.denials, counts.unparsable, counts.filtered, lost
+        "syscribe: {} lines, {} denials, {} unparsable, {} filtered out, {} lost; processes: {} live, {} exited, {} pid reused, {} unresolved",
+        c.lines,
+        c.denials,
+        c.unparsable,
+        c.filtered,
+        lost,
+        r.live,
+        r.exited,
+        r.pid_reused,
+        r.unresolved
     );
     Ok(0)
 }
 
-/// The line's fields, as printed.
-fn fields_of(enriched: &Enriched) -> serde_json::Map<String, serde_json::Value> {
-    match serde_json::to_value(enriched).expect("serializes") {
-        serde_json::Value::Object(fields) => fields,
-        _ => serde_json::Map::new(),
-    }
-}
-
-fn write_fields(
-    out: &mut impl std::io::Write,
-    fields: &serde_json::Map<String, serde_json::Value>,
-    format: OutputFormat,
-) -> std::io::Result<()> {
-    match format {
-        OutputFormat::Json => serde_json::to_writer(&mut *out, fields)?,
-        OutputFormat::Text => out.write_all(render_text(fields).as_bytes())?,
-    }
-    out.write_all(b"\n")
-}
-
 /// `key=value` pairs, quoted where a value has spaces.
-fn render_text(fields: &serde_json::Map<String, serde_json::Value>) -> String {
+fn render_text(fields: &Map<String, Value>) -> String {
     fields
         .iter()
         .map(|(k, v)| match v.as_str() {
@@ -291,10 +356,19 @@ mod tests {
                 .unwrap_err()
                 .contains("unknown source")
         );
+        assert_eq!(parse_source("netlink"), Ok(Source::Netlink));
+        assert_eq!(
+            parse_source("audit-log"),
+            Ok(Source::File(AUDIT_LOG.into()))
+        );
+        assert_eq!(
+            parse_source("audit-log=/tmp/a.log"),
+            Ok(Source::File("/tmp/a.log".into()))
+        );
         assert!(
-            parse_source("netlink")
+            parse_source("journal")
                 .unwrap_err()
-                .contains("expected kmsg, file=PATH or -")
+                .contains("expected auto, audit-log[=PATH], kmsg, netlink, file=PATH or -")
         );
     }
 }

@@ -78,7 +78,7 @@ impl Cli {
         let result = match self.command {
             Command::Record(args) => record::record(&paths, args),
             Command::Run(args) => run::run(args),
-            Command::Enrich(args) => enrich::run(args),
+            Command::Enrich(args) => enrich::run(&paths, args),
             Command::BenchFloor => record::bench_floor(&paths),
         };
         match result {
@@ -131,6 +131,12 @@ pub enum CliError {
     },
     #[error("--cgroup writes one profile per container: -o must name a directory, not {path}", path = .path.display())]
     OutputNotADirectory { path: PathBuf },
+    #[error("cannot serve metrics on {addr}: {source}")]
+    Serve {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot start the async runtime: {source}")]
     Runtime {
         #[source]

@@ -1,0 +1,294 @@
+//! Prometheus text for the enricher, with the upstream operator's counter names
+//! (`security_profiles_operator_{seccomp,selinux,apparmor}_profile_audit_total`), plus
+//! syscribe's own counters; served on `/metrics` beside `/healthz` and `/readyz`.
+//!
+//! Series are bounded ([`Metrics::MAX_SERIES`]); denials beyond it are counted in
+//! `syscribe_enricher_series_overflow_total` instead of growing the map.
+
+use std::{
+    collections::HashMap,
+    fmt::Write as _,
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpListener},
+    sync::{Arc, Mutex},
+};
+
+use super::enrich::Enriched;
+
+const PREFIX: &str = "security_profiles_operator";
+
+/// A counter family: metric name, label names, and counts by label values.
+#[derive(Debug)]
+struct Family {
+    name: &'static str,
+    help: &'static str,
+    labels: &'static [&'static str],
+    series: HashMap<Vec<String>, u64>,
+}
+
+impl Family {
+    fn new(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Self {
+        Self {
+            name,
+            help,
+            labels,
+            series: HashMap::new(),
+        }
+    }
+}
+
+/// Every counter the enricher exposes.
+#[derive(Debug)]
+pub struct Metrics {
+    seccomp: Family,
+    selinux: Family,
+    apparmor: Family,
+    series: usize,
+    /// Denials not counted by labels: the series bound was reached.
+    pub series_overflow: u64,
+    /// Plain counters: (name, help, value), set by the pipeline.
+    pub totals: Vec<(&'static str, &'static str, u64)>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            seccomp: Family::new(
+                "seccomp_profile_audit_total",
+                "Seccomp audit records (denials and logged syscalls).",
+                &[
+                    "node",
+                    "namespace",
+                    "pod",
+                    "container",
+                    "executable",
+                    "syscall",
+                ],
+            ),
+            selinux: Family::new(
+                "selinux_profile_audit_total",
+                "SELinux AVC records.",
+                &[
+                    "node",
+                    "namespace",
+                    "pod",
+                    "container",
+                    "executable",
+                    "scontext",
+                    "tcontext",
+                ],
+            ),
+            apparmor: Family::new(
+                "apparmor_profile_audit_total",
+                "AppArmor audit records.",
+                &[
+                    "node",
+                    "namespace",
+                    "pod",
+                    "container",
+                    "profile",
+                    "operation",
+                    "apparmor",
+                ],
+            ),
+            series: 0,
+            series_overflow: 0,
+            totals: Vec::new(),
+        }
+    }
+}
+
+impl Metrics {
+    pub const MAX_SERIES: usize = 10_000;
+
+    /// Counts one enriched line.
+    pub fn observe(&mut self, e: &Enriched) {
+        let s = |v: &Option<String>| v.clone().unwrap_or_default();
+        let common = [s(&e.node), s(&e.namespace), s(&e.pod), s(&e.container)];
+        let (family, rest) = match e.kind {
+            "seccomp" => (
+                &mut self.seccomp,
+                vec![
+                    s(&e.executable),
+                    e.syscall_name
+                        .clone()
+                        .or_else(|| e.syscall_id.map(|n| n.to_string()))
+                        .unwrap_or_default(),
+                ],
+            ),
+            "selinux" => (
+                &mut self.selinux,
+                vec![s(&e.executable), s(&e.scontext), s(&e.tcontext)],
+            ),
+            _ => (
+                &mut self.apparmor,
+                vec![s(&e.profile), s(&e.operation), s(&e.apparmor)],
+            ),
+        };
+        let key: Vec<String> = common.into_iter().chain(rest).collect();
+        if let Some(count) = family.series.get_mut(&key) {
+            *count += 1;
+        } else if self.series < Self::MAX_SERIES {
+            family.series.insert(key, 1);
+            self.series += 1;
+        } else {
+            self.series_overflow += 1;
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for family in [&self.seccomp, &self.selinux, &self.apparmor] {
+            let _ = writeln!(out, "# HELP {PREFIX}_{} {}", family.name, family.help);
+            let _ = writeln!(out, "# TYPE {PREFIX}_{} counter", family.name);
+            let mut series: Vec<_> = family.series.iter().collect();
+            series.sort();
+            for (values, count) in series {
+                let labels: Vec<String> = family
+                    .labels
+                    .iter()
+                    .zip(values)
+                    .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "{PREFIX}_{}{{{}}} {count}",
+                    family.name,
+                    labels.join(",")
+                );
+            }
+        }
+        let totals = self.totals.iter().copied().chain([(
+            "syscribe_enricher_series_overflow_total",
+            "Denials not counted by labels: too many distinct label sets.",
+            self.series_overflow,
+        )]);
+        for (name, help, value) in totals {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        }
+        out
+    }
+}
+
+/// A label value in the text format: backslash, double quote and newline escaped.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on `addr` from a thread; returns the bound address.
+pub fn serve(addr: SocketAddr, metrics: Arc<Mutex<Metrics>>) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr)?;
+    let bound = listener.local_addr()?;
+    std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+                // The request head, up to its blank line (bounded).
+                let mut request = Vec::with_capacity(1024);
+                let mut chunk = [0u8; 1024];
+                while request.len() < 8192 && !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let request = String::from_utf8_lossy(&request);
+                let path = request
+                    .lines()
+                    .next()
+                    .and_then(|line| line.split(' ').nth(1))
+                    .unwrap_or("");
+                let (status, body) = match path {
+                    "/metrics" => (
+                        "200 OK",
+                        metrics.lock().map(|m| m.render()).unwrap_or_default(),
+                    ),
+                    "/healthz" | "/readyz" => ("200 OK", "ok\n".to_owned()),
+                    _ => ("404 Not Found", "not found\n".to_owned()),
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        })?;
+    Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seccomp_line(syscall: &str) -> Enriched {
+        Enriched {
+            kind: "seccomp",
+            node: Some("n1".into()),
+            namespace: Some("shop".into()),
+            pod: Some("web-1".into()),
+            container: Some("web".into()),
+            executable: Some("/bin/a\"b".into()),
+            syscall_name: Some(syscall.into()),
+            ..Enriched::default()
+        }
+    }
+
+    #[test]
+    fn counts_by_upstream_labels_and_escapes_values() {
+        let mut metrics = Metrics::default();
+        metrics.observe(&seccomp_line("sync"));
+        metrics.observe(&seccomp_line("sync"));
+        metrics.observe(&seccomp_line("mount"));
+        let text = metrics.render();
+        assert!(
+            text.contains(r#"security_profiles_operator_seccomp_profile_audit_total{node="n1",namespace="shop",pod="web-1",container="web",executable="/bin/a\"b",syscall="sync"} 2"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"syscall="mount"} 1"#), "{text}");
+        assert!(
+            text.contains("# TYPE security_profiles_operator_selinux_profile_audit_total counter")
+        );
+    }
+
+    #[test]
+    fn series_are_bounded_and_the_rest_counted() {
+        let mut metrics = Metrics::default();
+        for n in 0..Metrics::MAX_SERIES + 5 {
+            metrics.observe(&seccomp_line(&format!("s{n}")));
+        }
+        assert_eq!(metrics.series_overflow, 5);
+        assert!(
+            metrics
+                .render()
+                .contains("syscribe_enricher_series_overflow_total 5")
+        );
+    }
+
+    #[test]
+    fn serves_metrics_and_health_over_http() {
+        let metrics = Arc::new(Mutex::new(Metrics::default()));
+        metrics.lock().unwrap().observe(&seccomp_line("sync"));
+        let addr = serve("127.0.0.1:0".parse().unwrap(), metrics).unwrap();
+        let get = |path: &str| {
+            let mut stream = std::net::TcpStream::connect(addr).unwrap();
+            write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            let mut response = String::new();
+            stream.read_to_string(&mut response).unwrap();
+            response
+        };
+        let response = get("/metrics");
+        assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+        assert!(response.contains(r#"syscall="sync"} 1"#), "{response}");
+        assert!(get("/healthz").ends_with("ok\n"));
+        assert!(get("/nope").starts_with("HTTP/1.1 404"));
+    }
+}

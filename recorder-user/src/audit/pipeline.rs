@@ -1,0 +1,428 @@
+//! The enricher pipeline, source-independent: audit lines in, enriched lines out. Used by
+//! `syscribe enrich` and by the daemon.
+//!
+//! line → parse → (denial) resolve pid → container → pod names → enrich → metrics →
+//! filters → aggregation or the sink.
+//!
+//! Records of one event share a serial. An AVC (SELinux or AppArmor) has no `exe=`: it waits
+//! (bounded, briefly) for its event's SYSCALL record, which names the executable and the
+//! syscall, or for EOE; it goes out alone when neither comes within [`Pipeline::GROUP_WAIT`]
+//! (without audit rules the kernel writes no SYSCALL record). Seccomp records are complete
+//! and go out at once.
+
+use std::{
+    collections::VecDeque,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use serde_json::{Map, Value};
+
+use super::{
+    enrich::{Enriched, SyscallNames, enrich},
+    filter::{Aggregator, FilterRule, keeps},
+    metrics::Metrics,
+    parse::{Denial, EventId, Parsed, parse_line},
+};
+use crate::resolve::{
+    process::{ProcResolver, realtime_to_boot_ns},
+    runtime::RuntimeNames,
+};
+
+/// Where output lines go.
+pub trait Sink {
+    /// A line as enriched (no filters or aggregation configured: the fast path).
+    fn enriched(&mut self, line: &Enriched) -> std::io::Result<()>;
+    /// A line as fields (after filters; aggregated lines carry `count`).
+    fn fields(&mut self, line: &Map<String, Value>) -> std::io::Result<()>;
+}
+
+/// What the pipeline saw.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Counts {
+    pub lines: u64,
+    pub denials: u64,
+    pub unparsable: u64,
+    pub filtered: u64,
+    /// AVCs completed by their event's SYSCALL record.
+    pub grouped: u64,
+    /// AVCs sent out before their SYSCALL record came: too many were waiting.
+    pub group_overflow: u64,
+}
+
+pub struct Options {
+    pub node: Option<String>,
+    pub filters: Vec<FilterRule>,
+    /// Emit aggregated lines every this often (`Duration::ZERO`: only at the end).
+    pub aggregate: Option<Duration>,
+    pub metrics: Option<Arc<Mutex<Metrics>>>,
+}
+
+struct Waiting {
+    since: Instant,
+    event: EventId,
+    line: Enriched,
+}
+
+pub struct Pipeline {
+    options: Options,
+    resolver: ProcResolver,
+    runtime: RuntimeNames,
+    names: SyscallNames,
+    aggregator: Option<(Aggregator, Instant)>,
+    waiting: VecDeque<Waiting>,
+    pub counts: Counts,
+}
+
+impl Pipeline {
+    /// How long an AVC waits for its SYSCALL record.
+    pub const GROUP_WAIT: Duration = Duration::from_millis(50);
+    /// How many AVCs may wait at once.
+    pub const MAX_WAITING: usize = 1024;
+
+    pub fn new(options: Options, resolver: ProcResolver, runtime: RuntimeNames) -> Self {
+        let aggregator = options
+            .aggregate
+            .map(|_| (Aggregator::default(), Instant::now()));
+        Self {
+            options,
+            resolver,
+            runtime,
+            names: SyscallNames::default(),
+            aggregator,
+            waiting: VecDeque::new(),
+            counts: Counts::default(),
+        }
+    }
+
+    pub fn resolver(&self) -> &ProcResolver {
+        &self.resolver
+    }
+
+    /// Handles one input line.
+    pub fn line(&mut self, line: &str, sink: &mut dyn Sink) -> std::io::Result<()> {
+        self.counts.lines += 1;
+        match parse_line(line) {
+            Ok(Parsed::Record(record)) => {
+                self.counts.denials += 1;
+                let pid = match &record.denial {
+                    Denial::Seccomp(s) => Some(s.pid),
+                    Denial::Selinux(a) => a.pid,
+                    Denial::AppArmor(a) => a.pid,
+                };
+                let at = realtime_to_boot_ns(record.event.seconds, record.event.millis);
+                let container = pid.and_then(|pid| self.resolver.container_of(pid, at));
+                let mut line = enrich(
+                    &record,
+                    self.options.node.as_deref(),
+                    container.as_ref(),
+                    &mut self.names,
+                );
+                if let Some(names) = container
+                    .as_ref()
+                    .and_then(|c| self.runtime.names_of(&c.container_id))
+                {
+                    line.namespace = names.namespace;
+                    line.pod = names.pod;
+                    line.container = names.container;
+                }
+                if matches!(record.denial, Denial::Seccomp(_)) {
+                    self.emit(&line, sink)?;
+                } else {
+                    if self.waiting.len() >= Self::MAX_WAITING
+                        && let Some(oldest) = self.waiting.pop_front()
+                    {
+                        self.counts.group_overflow += 1;
+                        self.emit(&oldest.line, sink)?;
+                    }
+                    self.waiting.push_back(Waiting {
+                        since: Instant::now(),
+                        event: record.event,
+                        line,
+                    });
+                }
+            }
+            Ok(Parsed::Syscall(context)) => {
+                let mut completed = Vec::new();
+                self.waiting.retain_mut(|w| {
+                    if w.event != context.event {
+                        return true;
+                    }
+                    if w.line.executable.is_none() {
+                        w.line.executable = context.exe.clone();
+                    }
+                    if let (Some(arch), Some(nr)) = (context.arch, context.syscall) {
+                        w.line.syscall_id = Some(nr);
+                        w.line.syscall_name = self.names.get(arch, nr);
+                    }
+                    completed.push(std::mem::take(&mut w.line));
+                    false
+                });
+                self.counts.grouped += completed.len() as u64;
+                for line in completed {
+                    self.emit(&line, sink)?;
+                }
+            }
+            Ok(Parsed::EndOfEvent(event)) => {
+                while let Some(at) = self.waiting.iter().position(|w| w.event == event) {
+                    if let Some(w) = self.waiting.remove(at) {
+                        self.emit(&w.line, sink)?;
+                    }
+                }
+            }
+            Ok(Parsed::Ignored) => {}
+            Err(err) => {
+                self.counts.unparsable += 1;
+                tracing::trace!(error = %err, "unparsable audit record");
+            }
+        }
+        if !self.waiting.is_empty() {
+            self.flush_waiting(false, sink)?;
+        }
+        Ok(())
+    }
+
+    /// Time passes (call it when the source is idle): AVCs that waited long enough go out,
+    /// and aggregated lines when their interval is over.
+    pub fn tick(&mut self, sink: &mut dyn Sink) -> std::io::Result<()> {
+        self.flush_waiting(false, sink)?;
+        if let (Some((agg, since)), Some(every)) =
+            (self.aggregator.as_mut(), self.options.aggregate)
+            && !every.is_zero()
+            && since.elapsed() >= every
+        {
+            for fields in agg.drain() {
+                sink.fields(&fields)?;
+            }
+            *since = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// The input ended: everything waiting goes out.
+    pub fn finish(&mut self, sink: &mut dyn Sink) -> std::io::Result<()> {
+        self.flush_waiting(true, sink)?;
+        if let Some((agg, _)) = self.aggregator.as_mut() {
+            for fields in agg.drain() {
+                sink.fields(&fields)?;
+            }
+            if agg.overflow > 0 {
+                tracing::warn!(
+                    count = agg.overflow,
+                    "lines not aggregated: too many distinct keys in one interval"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether AVCs are waiting for their SYSCALL record (the source should not block long).
+    pub fn has_waiting(&self) -> bool {
+        !self.waiting.is_empty()
+    }
+
+    /// Publishes the counters to the metrics (if any); `lost` is the source's.
+    pub fn publish(&self, lost: u64) {
+        let Some(metrics) = &self.options.metrics else {
+            return;
+        };
+        let c = self.counts;
+        let r = self.resolver.counts;
+        if let Ok(mut m) = metrics.lock() {
+            m.totals = vec![
+                (
+                    "syscribe_enricher_lines_total",
+                    "Input lines read.",
+                    c.lines,
+                ),
+                (
+                    "syscribe_enricher_denials_total",
+                    "Denial records parsed.",
+                    c.denials,
+                ),
+                (
+                    "syscribe_enricher_unparsable_total",
+                    "Audit records that could not be parsed.",
+                    c.unparsable,
+                ),
+                (
+                    "syscribe_enricher_filtered_total",
+                    "Lines dropped by filters.",
+                    c.filtered,
+                ),
+                (
+                    "syscribe_enricher_lost_total",
+                    "Records the source lost (kernel log overwritten).",
+                    lost,
+                ),
+                (
+                    "syscribe_enricher_resolved_live_total",
+                    "Records resolved from a live process.",
+                    r.live,
+                ),
+                (
+                    "syscribe_enricher_resolved_exited_total",
+                    "Records resolved from the kernel's memory of exits.",
+                    r.exited,
+                ),
+                (
+                    "syscribe_enricher_pid_reused_total",
+                    "Records whose pid was already reused.",
+                    r.pid_reused,
+                ),
+                (
+                    "syscribe_enricher_unresolved_total",
+                    "Records whose process could not be resolved.",
+                    r.unresolved,
+                ),
+            ];
+        }
+    }
+
+    fn flush_waiting(&mut self, all: bool, sink: &mut dyn Sink) -> std::io::Result<()> {
+        while let Some(front) = self.waiting.front() {
+            if !all && front.since.elapsed() < Self::GROUP_WAIT {
+                break;
+            }
+            if let Some(w) = self.waiting.pop_front() {
+                self.emit(&w.line, sink)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn emit(&mut self, line: &Enriched, sink: &mut dyn Sink) -> std::io::Result<()> {
+        if let Some(metrics) = &self.options.metrics
+            && let Ok(mut m) = metrics.lock()
+        {
+            m.observe(line);
+        }
+        if self.options.filters.is_empty() && self.aggregator.is_none() {
+            return sink.enriched(line);
+        }
+        let fields = fields_of(line);
+        if !keeps(&self.options.filters, &fields) {
+            self.counts.filtered += 1;
+            return Ok(());
+        }
+        match self.aggregator.as_mut() {
+            Some((agg, _)) => {
+                agg.add(fields);
+                Ok(())
+            }
+            None => sink.fields(&fields),
+        }
+    }
+}
+
+/// The line's fields, as printed.
+pub fn fields_of(enriched: &Enriched) -> Map<String, Value> {
+    match serde_json::to_value(enriched).expect("serializes") {
+        Value::Object(fields) => fields,
+        _ => Map::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Collect(Vec<Value>);
+    impl Sink for Collect {
+        fn enriched(&mut self, line: &Enriched) -> std::io::Result<()> {
+            self.0.push(serde_json::to_value(line).unwrap());
+            Ok(())
+        }
+        fn fields(&mut self, line: &Map<String, Value>) -> std::io::Result<()> {
+            self.0.push(Value::Object(line.clone()));
+            Ok(())
+        }
+    }
+
+    fn pipeline(metrics: Option<Arc<Mutex<Metrics>>>) -> Pipeline {
+        let none = std::path::PathBuf::from("/nonexistent");
+        Pipeline::new(
+            Options {
+                node: Some("n".into()),
+                filters: Vec::new(),
+                aggregate: None,
+                metrics,
+            },
+            ProcResolver::new(none.clone(), none.clone(), None),
+            RuntimeNames::new(vec![none]),
+        )
+    }
+
+    const AVC: &str = r#"type=AVC msg=audit(1795703105.844:31): avc:  denied  { read write } for  pid=4242 comm="cat" name="secret" dev="sda1" ino=12 scontext=system_u:system_r:container_t:s0:c1,c2 tcontext=system_u:object_r:etc_t:s0 tclass=file permissive=0"#;
+    const SYSCALL: &str = r#"type=SYSCALL msg=audit(1795703105.844:31): arch=c000003e syscall=257 success=no exit=-13 pid=4242 comm="cat" exe="/usr/bin/cat" key=(null)"#;
+
+    #[test]
+    fn an_avc_is_completed_by_its_syscall_record() {
+        let mut p = pipeline(None);
+        let mut out = Collect::default();
+        p.line(AVC, &mut out).unwrap();
+        assert!(out.0.is_empty(), "waits for its SYSCALL record");
+        p.line(SYSCALL, &mut out).unwrap();
+        assert_eq!(out.0.len(), 1);
+        let line = &out.0[0];
+        assert_eq!(line["type"], "selinux");
+        assert_eq!(line["executable"], "/usr/bin/cat");
+        assert_eq!(line["syscallName"], "openat");
+        assert_eq!(line["perm"], "read write");
+        assert_eq!(p.counts.grouped, 1);
+    }
+
+    #[test]
+    fn an_avc_without_syscall_record_goes_out_on_eoe_on_time_or_at_the_end() {
+        let mut p = pipeline(None);
+        let mut out = Collect::default();
+        p.line(AVC, &mut out).unwrap();
+        p.line("type=EOE msg=audit(1795703105.844:31): ", &mut out)
+            .unwrap();
+        assert_eq!(out.0.len(), 1, "EOE ends the event");
+        assert!(out.0[0].get("executable").is_none(), "unknown: absent");
+
+        p.line(&AVC.replace(":31)", ":32)"), &mut out).unwrap();
+        std::thread::sleep(Pipeline::GROUP_WAIT);
+        p.tick(&mut out).unwrap();
+        assert_eq!(out.0.len(), 2, "waited long enough");
+
+        p.line(&AVC.replace(":31)", ":33)"), &mut out).unwrap();
+        p.finish(&mut out).unwrap();
+        assert_eq!(out.0.len(), 3, "the end of the input");
+        // A SYSCALL record of another event completes nothing.
+        p.line(AVC, &mut out).unwrap();
+        p.line(&SYSCALL.replace(":31)", ":99)"), &mut out).unwrap();
+        assert_eq!(out.0.len(), 3);
+    }
+
+    #[test]
+    fn waiting_is_bounded() {
+        let mut p = pipeline(None);
+        let mut out = Collect::default();
+        for serial in 0..Pipeline::MAX_WAITING + 3 {
+            p.line(&AVC.replace(":31)", &format!(":{serial})")), &mut out)
+                .unwrap();
+        }
+        assert_eq!(out.0.len(), 3);
+        assert_eq!(p.counts.group_overflow, 3);
+    }
+
+    #[test]
+    fn metrics_count_emitted_lines() {
+        let metrics = Arc::new(Mutex::new(Metrics::default()));
+        let mut p = pipeline(Some(metrics.clone()));
+        let mut out = Collect::default();
+        let seccomp = r#"type=SECCOMP msg=audit(1795703105.844:2): auid=4294967295 uid=0 gid=0 ses=4294967295 pid=1 comm="sc" exe="/tmp/sc" sig=0 arch=c000003e syscall=162 compat=0 ip=0x1 code=0x7ffc0000"#;
+        p.line(seccomp, &mut out).unwrap();
+        p.line(seccomp, &mut out).unwrap();
+        p.publish(7);
+        let text = metrics.lock().unwrap().render();
+        assert!(
+            text.contains(r#"executable="/tmp/sc",syscall="sync"} 2"#),
+            "{text}"
+        );
+        assert!(text.contains("syscribe_enricher_lost_total 7"), "{text}");
+    }
+}
