@@ -165,6 +165,20 @@ impl Bundle {
         std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
     }
 
+    /// Sets the OCI annotations a CRI runtime would (containerd's names for the pod).
+    pub fn annotate(&self, namespace: &str, pod: &str, container: &str) {
+        let config_path = self.dir.join("config.json");
+        let mut config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+        config["annotations"] = serde_json::json!({
+            "io.kubernetes.cri.container-type": "container",
+            "io.kubernetes.cri.sandbox-namespace": namespace,
+            "io.kubernetes.cri.sandbox-name": pod,
+            "io.kubernetes.cri.container-name": container,
+        });
+        std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    }
+
     /// Runs the container in the foreground with `runtime` (runc or crun) and deletes it.
     pub fn run(&self, runtime: &str) -> Output {
         let output = Command::new(runtime)

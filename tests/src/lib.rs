@@ -204,3 +204,139 @@ pub fn stdout(output: &Output) -> String {
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
+
+/// A `syscribe enrich --follow` running in the background: its stdout lines are collected, and
+/// `start` returns once stderr says it is ready.
+pub struct Following {
+    child: std::process::Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Following {
+    /// Starts `syscribe enrich --follow ARGS…` and waits (up to 10 s) for `ready` on stderr.
+    pub fn start(args: &[&str], ready: &str) -> Self {
+        use std::io::BufRead as _;
+        let mut child = syscribe()
+            .arg("enrich")
+            .arg("--follow")
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn syscribe enrich");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let err = std::io::BufReader::new(child.stderr.take().unwrap());
+        let (l, e) = (lines.clone(), stderr.clone());
+        let readers = vec![
+            std::thread::spawn(move || {
+                for line in out.lines().map_while(Result::ok) {
+                    l.lock().unwrap().push(line);
+                }
+            }),
+            std::thread::spawn(move || {
+                for line in err.lines().map_while(Result::ok) {
+                    let mut e = e.lock().unwrap();
+                    e.push_str(&line);
+                    e.push('\n');
+                }
+            }),
+        ];
+        let following = Self {
+            child,
+            lines,
+            stderr,
+            readers,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !following.stderr().contains(ready) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "syscribe enrich never said {ready:?}; stderr: {}",
+                following.stderr()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        following
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// The JSON lines so far that `keep` selects.
+    pub fn lines_where(&self, keep: impl Fn(&serde_json::Value) -> bool) -> Vec<serde_json::Value> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+            .filter(|v| keep(v))
+            .collect()
+    }
+
+    /// Waits up to `timeout` for `count` lines that `keep` selects.
+    pub fn wait_for(
+        &self,
+        count: usize,
+        timeout: std::time::Duration,
+        keep: impl Fn(&serde_json::Value) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let found = self.lines_where(&keep);
+            if found.len() >= count || std::time::Instant::now() > deadline {
+                return found;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM, then its exit status and final stderr (with the counts summary).
+    pub fn stop(mut self) -> (std::process::ExitStatus, String) {
+        signal(self.child.id(), libc::SIGTERM);
+        let status = self.child.wait().unwrap();
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+        (status, self.stderr())
+    }
+}
+
+impl Drop for Following {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends `sig` to `pid`.
+pub fn signal(pid: u32, sig: libc::c_int) {
+    // SAFETY: kill(2) with a pid we started.
+    let rc = unsafe { libc::kill(pid as libc::pid_t, sig) };
+    assert_eq!(
+        rc,
+        0,
+        "kill({pid}, {sig}): {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// The number before `label` in syscribe enrich's summary (`…, 1 exited, …`).
+pub fn summary_count(stderr: &str, label: &str) -> u64 {
+    let summary = stderr
+        .lines()
+        .rfind(|l| l.contains(" lines, "))
+        .unwrap_or_else(|| panic!("no summary in: {stderr}"));
+    summary
+        .split([',', ';'])
+        .find_map(|part| part.trim().strip_suffix(label)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {label:?} in: {summary}"))
+}

@@ -121,3 +121,117 @@ fn container_denials_carry_container_and_pod() {
         assert!(ran.status.success(), "{}", stderr(&ran));
     });
 }
+
+/// A process killed by its container's profile is gone before its record is read: it is still
+/// attributed to its container (the kernel's memory of exits), with the pod and container
+/// names from the runtime's annotations.
+#[test]
+fn killed_container_processes_are_still_attributed() {
+    require_root();
+    let pod = PodCgroup::new();
+    // The inner shell runs sync (a busybox applet, in-process) and is killed; the outer one
+    // keeps the container (and its cgroup) alive meanwhile.
+    let bundle = Bundle::new(&pod, &["/bin/sh", "-c", "sh -c sync; sleep 3"]);
+    bundle.set_seccomp(Some(&serde_json::json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{ "names": ["sync"], "action": "SCMP_ACT_KILL_PROCESS" }]
+    })));
+    bundle.annotate("shop", "web-7d9f", "app");
+    let enricher = Following::start(&["--source", "kmsg"], "remembering process exits");
+    // Frozen until the killed process is long gone from /proc.
+    signal(enricher.pid(), libc::SIGSTOP);
+    std::thread::scope(|scope| {
+        let runner = scope.spawn(|| bundle.run("runc"));
+        std::thread::sleep(Duration::from_millis(1500));
+        signal(enricher.pid(), libc::SIGCONT);
+        let mine = enricher.wait_for(1, Duration::from_secs(10), |l| {
+            l["containerID"] == bundle.id.as_str()
+        });
+        assert_eq!(mine.len(), 1, "one line for the killed process: {mine:?}");
+        let line = &mine[0];
+        assert_eq!(line["syscallName"], "sync", "{line}");
+        assert_eq!(line["action"], "kill_process", "{line}");
+        assert_eq!(line["podUID"], pod.uid.as_str(), "{line}");
+        assert_eq!(line["namespace"], "shop", "{line}");
+        assert_eq!(line["pod"], "web-7d9f", "{line}");
+        assert_eq!(line["container"], "app", "{line}");
+        let pid = line["pid"].as_u64().unwrap();
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "the killed process is gone"
+        );
+        let ran = runner.join().unwrap();
+        assert!(ran.status.success(), "{}", stderr(&ran));
+    });
+    let (status, err) = enricher.stop();
+    assert!(status.success(), "{err}");
+    assert!(summary_count(&err, "exited") >= 1, "{err}");
+}
+
+/// The audit netlink multicast group carries the records too (no kernel-log rate limit), and
+/// the metrics endpoint counts them with the upstream names.
+#[test]
+fn netlink_source_and_metrics() {
+    let dir = TempDir::new("enrich-netlink");
+    let enricher = Following::start(
+        &[
+            "--source",
+            "netlink",
+            "--node",
+            "n1",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ],
+        "reading the audit netlink multicast group",
+    );
+    let addr = enricher
+        .stderr()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("syscribe: metrics on http://")?
+                .strip_suffix("/metrics")
+                .map(str::to_owned)
+        })
+        .expect("metrics address on stderr");
+    // More than the kernel log's burst of 10.
+    let pids: Vec<u32> = (0..15)
+        .map(|_| {
+            let (pid, status) = sync_under(&dir, "SCMP_ACT_LOG");
+            assert!(status.success());
+            pid
+        })
+        .collect();
+    let seen = enricher.wait_for(pids.len(), Duration::from_secs(10), |l| {
+        pids.contains(&(l["pid"].as_u64().unwrap_or(0) as u32))
+    });
+    assert_eq!(seen.len(), pids.len(), "every record once: {seen:?}");
+    assert!(
+        seen.iter()
+            .all(|l| l["syscallName"] == "sync" && l["node"] == "n1")
+    );
+
+    let metrics = http_get(&addr, "/metrics");
+    let line = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("security_profiles_operator_seccomp_profile_audit_total{node=\"n1\"")
+                && l.contains("syscall=\"sync\"")
+        })
+        .unwrap_or_else(|| panic!("{metrics}"));
+    let count: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(count >= 15, "{line}");
+    assert!(http_get(&addr, "/healthz").ends_with("ok\n"));
+    let (status, err) = enricher.stop();
+    assert!(status.success(), "{err}");
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
