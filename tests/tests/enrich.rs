@@ -235,3 +235,128 @@ fn http_get(addr: &str, path: &str) -> String {
     stream.read_to_string(&mut response).unwrap();
     response
 }
+
+/// Debian's auditd, started for one test (`auditd -n`) and stopped on drop, restoring the
+/// kernel's audit `enabled` flag (auditd sets it): later tests read the kernel log again.
+struct Auditd {
+    child: std::process::Child,
+    enabled_before: String,
+}
+
+impl Auditd {
+    const LOG: &str = "/var/log/audit/audit.log";
+
+    fn start() -> Self {
+        let status = std::process::Command::new("auditctl")
+            .arg("-s")
+            .output()
+            .expect("auditctl (Debian's auditd package) is installed");
+        let status = String::from_utf8_lossy(&status.stdout).into_owned();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ').map(str::to_owned))
+                .unwrap_or_else(|| panic!("no {name} in auditctl -s: {status}"))
+        };
+        assert_eq!(field("pid"), "0", "an audit daemon is already running");
+        let enabled_before = field("enabled");
+        let child = std::process::Command::new("auditd")
+            .arg("-n")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start auditd");
+        let auditd = Self {
+            child,
+            enabled_before,
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string(Self::LOG).is_ok_and(|log| log.contains("DAEMON_START")) {
+            assert!(std::time::Instant::now() < deadline, "auditd did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        auditd
+    }
+
+    /// `kill -USR1`: auditd renames audit.log to audit.log.1 and starts a new one.
+    fn rotate(&self) {
+        let before = std::fs::metadata(Self::LOG).unwrap();
+        signal(self.child.id(), libc::SIGUSR1);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = std::fs::metadata(Self::LOG);
+            if now.is_ok_and(|m| {
+                std::os::unix::fs::MetadataExt::ino(&m)
+                    != std::os::unix::fs::MetadataExt::ino(&before)
+            }) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "auditd did not rotate"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Auditd {
+    fn drop(&mut self) {
+        let _ = signal_quietly(self.child.id(), libc::SIGTERM);
+        let _ = self.child.wait();
+        let _ = std::process::Command::new("auditctl")
+            .args(["-e", &self.enabled_before])
+            .output();
+    }
+}
+
+fn signal_quietly(pid: u32, sig: libc::c_int) -> i32 {
+    // SAFETY: kill(2) on a child we started.
+    unsafe { libc::kill(pid as libc::pid_t, sig) }
+}
+
+/// With auditd running, the audit-log source sees the same records as the netlink group
+/// (read beside auditd), each exactly once, across a rotation in the middle of the stream.
+#[test]
+fn audit_log_source_beside_running_auditd_across_rotation() {
+    require_root();
+    let dir = TempDir::new("enrich-auditd");
+    let auditd = Auditd::start();
+    let from_log = Following::start(&["--source", "audit-log"], "remembering process exits");
+    let from_netlink = Following::start(
+        &["--source", "netlink"],
+        "reading the audit netlink multicast group",
+    );
+    let mut pids = Vec::new();
+    for round in 0..2 {
+        for _ in 0..6 {
+            let (pid, status) = sync_under(&dir, "SCMP_ACT_LOG");
+            assert!(status.success());
+            pids.push(pid);
+        }
+        if round == 0 {
+            // Rotate while the follower still has records of this round to read.
+            auditd.rotate();
+        }
+    }
+    let ours = |l: &serde_json::Value| pids.contains(&(l["pid"].as_u64().unwrap_or(0) as u32));
+    for (name, source) in [("audit-log", &from_log), ("netlink", &from_netlink)] {
+        let seen = source.wait_for(pids.len() + 1, Duration::from_secs(5), ours);
+        let mut seen_pids: Vec<u64> = seen.iter().map(|l| l["pid"].as_u64().unwrap()).collect();
+        seen_pids.sort_unstable();
+        let mut expected: Vec<u64> = pids.iter().map(|p| u64::from(*p)).collect();
+        expected.sort_unstable();
+        assert_eq!(seen_pids, expected, "{name}: every record exactly once");
+        assert!(
+            seen.iter()
+                .all(|l| l["syscallName"] == "sync" && l["action"] == "log"),
+            "{name}: {seen:?}"
+        );
+    }
+    for source in [from_log, from_netlink] {
+        let (status, err) = source.stop();
+        assert!(status.success(), "{err}");
+        assert_eq!(summary_count(&err, "unparsable"), 0, "{err}");
+    }
+    drop(auditd);
+}

@@ -22,6 +22,9 @@ use crate::{run, stdout_of};
 /// - curl, python3: real programs the replay tests record (Debian's /usr/bin/python3).
 /// - util-linux: `setpriv` runs syscribe unprivileged in the non-root test.
 /// - runc, crun: real container runtimes for the container recording tests.
+/// - auditd: the enricher's audit-log test starts Debian's auditd itself (and stops it): a
+///   daemon left running would take the audit records away from the kernel log, so one the
+///   package's install started is stopped (see `apt_install`).
 pub const TEST_PACKAGES: &[&str] = &[
     "libseccomp-dev",
     "busybox-static",
@@ -31,11 +34,11 @@ pub const TEST_PACKAGES: &[&str] = &[
     "python3",
     "runc",
     "crun",
+    "auditd",
 ];
 
 /// Packages only the benchmarks need: the peers they are compared with (bpftrace, and auditd
-/// for ausearch). Debian's policy-rc.d keeps auditd's daemon from starting on install here; a
-/// running auditd would take the audit records away from the kernel log.
+/// for ausearch).
 pub const BENCH_PACKAGES: &[&str] = &["bpftrace", "auditd"];
 
 /// The bpf-linker release we build; it must offer an `llvm-<major>` feature for the nightly's LLVM.
@@ -64,7 +67,30 @@ pub fn apt_install(packages: &[&str]) -> Result<()> {
         .args(["install", "-y", "-qq", "--no-install-recommends"])
         .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    if missing.contains(&"auditd") {
+        stop_auditd();
+    }
     Ok(())
+}
+
+/// Stops an auditd the package's install started (where policy-rc.d does not prevent it).
+fn stop_auditd() {
+    let Some(pid) = std::fs::read_to_string("/var/run/auditd.pid")
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok())
+    else {
+        return;
+    };
+    eprintln!("xtask: stopping the auditd (pid {pid}) its install started");
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    for _ in 0..50 {
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 fn dpkg_installed(pkg: &str) -> bool {
