@@ -11,6 +11,6 @@ fuzz_target!(|data: &[u8]| {
     let line = String::from_utf8_lossy(data);
     if let Ok(Parsed::Record(record)) = parse_line(&line) {
         let mut names = SyscallNames::default();
-        let _ = enrich(&record, Some("node"), None, &mut names);
+        let _ = enrich(*record, Some(&"node".into()), None, &mut names);
     }
 });

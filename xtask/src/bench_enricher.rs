@@ -80,6 +80,13 @@ fn timed(cmd: &mut Command) -> Result<(f64, f64)> {
     Ok((secs, peak_kib / 1024.0))
 }
 
+const ROUNDS: usize = 3;
+
+fn median(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
 /// `VmHWM:   4228 kB` → 4228.
 fn vm_hwm_kib(status: &str) -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -92,20 +99,27 @@ pub fn enricher(syscribe: &Path, records: u64) -> Result<()> {
     eprintln!("bench: writing {records} records to {}", file.display());
     generate(&file, records)?;
     let source = format!("file={}", file.display());
+    // Interleaved rounds, medians: this VM's speed drifts by tens of percent from run to run.
     let result = (|| -> Result<(f64, f64, f64, f64)> {
-        let (ours, rss) = timed(
-            Command::new(syscribe).args(["enrich", "--source", &source, "--format", "json"]),
-        )?;
-        let (raw, _) = timed(Command::new("ausearch").arg("--raw").arg("-if").arg(&file))?;
-        let (interpreted, _) = timed(Command::new("ausearch").arg("-i").arg("-if").arg(&file))?;
-        Ok((ours, rss, raw, interpreted))
+        let (mut ours, mut raw, mut interpreted, mut rss) =
+            (Vec::new(), Vec::new(), Vec::new(), 0.0_f64);
+        for _ in 0..ROUNDS {
+            let (secs, peak) = timed(
+                Command::new(syscribe).args(["enrich", "--source", &source, "--format", "json"]),
+            )?;
+            ours.push(secs);
+            rss = rss.max(peak);
+            raw.push(timed(Command::new("ausearch").arg("--raw").arg("-if").arg(&file))?.0);
+            interpreted.push(timed(Command::new("ausearch").arg("-i").arg("-if").arg(&file))?.0);
+        }
+        Ok((median(ours), rss, median(raw), median(interpreted)))
     })();
     let _ = fs::remove_file(&file);
     let (ours, rss, raw, interpreted) = result?;
     let rate = |secs: f64| records as f64 / secs;
     println!();
     println!(
-        "enricher: {records} mixed audit.log records (60% seccomp, 20% AVC, 10% AppArmor, 10% other), one thread"
+        "enricher: {records} mixed audit.log records (60% seccomp, 20% AVC, 10% AppArmor, 10% other), one thread, median of {ROUNDS} interleaved rounds"
     );
     println!(
         "{:<44} {:>9} {:>14} {:>16}",

@@ -103,7 +103,11 @@ impl Metrics {
 
     /// Counts one enriched line.
     pub fn observe(&mut self, e: &Enriched) {
-        let s = |v: &Option<String>| v.clone().unwrap_or_default();
+        fn s<T: AsRef<str>>(v: &Option<T>) -> String {
+            v.as_ref()
+                .map(|v| v.as_ref().to_owned())
+                .unwrap_or_default()
+        }
         let common = [s(&e.node), s(&e.namespace), s(&e.pod), s(&e.container)];
         let (family, rest) = match e.kind {
             "seccomp" => (
@@ -111,7 +115,8 @@ impl Metrics {
                 vec![
                     s(&e.executable),
                     e.syscall_name
-                        .clone()
+                        .as_deref()
+                        .map(str::to_owned)
                         .or_else(|| e.syscall_id.map(|n| n.to_string()))
                         .unwrap_or_default(),
                 ],

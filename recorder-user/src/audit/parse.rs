@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use thiserror::Error;
 
 /// `audit(SECONDS.MILLIS:SERIAL)`: records of one event share it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct EventId {
     pub seconds: u64,
     pub millis: u32,
@@ -173,7 +173,11 @@ const EOE: &str = "EOE";
 /// Parses one line in any of the framings above.
 pub fn parse_line(line: &str) -> Result<Parsed, AuditParseError> {
     // auditd's interpreted (`ausearch -i`-style) suffix starts at GS (0x1d).
-    let line = line.split('\u{1d}').next().unwrap_or(line).trim_end();
+    let line = match memchr::memchr(0x1d, line.as_bytes()) {
+        Some(at) => &line[..at],
+        None => line,
+    }
+    .trim_end();
     let Some(type_at) = find_type(line) else {
         return Ok(Parsed::Ignored);
     };
@@ -186,14 +190,12 @@ pub fn parse_line(line: &str) -> Result<Parsed, AuditParseError> {
         "1320" | "EOE" => EOE,
         _ => return Ok(Parsed::Ignored),
     };
-    let header_at = rest
-        .find("audit(")
-        .ok_or_else(|| AuditParseError::NoHeader {
-            record_type: record_type.to_owned(),
-        })?;
+    let header_at = find(rest, b"audit(").ok_or_else(|| AuditParseError::NoHeader {
+        record_type: record_type.to_owned(),
+    })?;
     let rest = &rest[header_at + "audit(".len()..];
-    let (header, body) = rest
-        .split_once("):")
+    let (header, body) = find(rest, b"):")
+        .map(|at| (&rest[..at], &rest[at + 2..]))
         .ok_or_else(|| AuditParseError::BadHeader {
             header: rest.chars().take(40).collect(),
             reason: "no closing \"):\"",
@@ -226,6 +228,21 @@ pub fn parse_line(line: &str) -> Result<Parsed, AuditParseError> {
         return Ok(Parsed::Ignored);
     };
     Ok(Parsed::Record(Box::new(AuditRecord { event, denial })))
+}
+
+/// Where `needle` starts in `haystack`: memchr for its first byte, then a compare (cheaper
+/// than building a substring searcher for every line).
+fn find(haystack: &str, needle: &[u8]) -> Option<usize> {
+    let bytes = haystack.as_bytes();
+    let mut from = 0;
+    while let Some(at) = memchr::memchr(needle[0], &bytes[from..]) {
+        let at = from + at;
+        if bytes[at..].starts_with(needle) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
 }
 
 /// The `type=` that starts the record: at the beginning, or after `audit: ` (kernel log).
@@ -279,9 +296,11 @@ impl<'a> Fields<'a> {
         let bytes = body.as_bytes();
         let mut i = 0;
         while i < bytes.len() && fields.len < Self::MAX {
-            while i < bytes.len() && bytes[i] == b' ' {
+            if bytes[i] == b' ' {
                 i += 1;
+                continue;
             }
+            // Keys and most values are a few bytes: plain loops beat memchr's setup there.
             let key_start = i;
             while i < bytes.len() && bytes[i] != b'=' && bytes[i] != b' ' {
                 i += 1;
@@ -293,11 +312,7 @@ impl<'a> Fields<'a> {
             i += 1; // '='
             let value_start = i;
             if i < bytes.len() && bytes[i] == b'"' {
-                i += 1;
-                while i < bytes.len() && bytes[i] != b'"' {
-                    i += 1;
-                }
-                i = (i + 1).min(bytes.len());
+                i = memchr::memchr(b'"', &bytes[i + 1..]).map_or(bytes.len(), |at| i + 1 + at + 1);
             } else {
                 while i < bytes.len() && bytes[i] != b' ' {
                     i += 1;

@@ -25,7 +25,7 @@ use super::{
     parse::{Denial, EventId, Parsed, parse_line},
 };
 use crate::resolve::{
-    process::{ProcResolver, realtime_to_boot_ns},
+    process::{BootClock, ProcResolver},
     runtime::RuntimeNames,
 };
 
@@ -66,9 +66,11 @@ struct Waiting {
 
 pub struct Pipeline {
     options: Options,
+    node: Option<Arc<str>>,
     resolver: ProcResolver,
     runtime: RuntimeNames,
     names: SyscallNames,
+    clock: BootClock,
     aggregator: Option<(Aggregator, Instant)>,
     waiting: VecDeque<Waiting>,
     pub counts: Counts,
@@ -77,6 +79,8 @@ pub struct Pipeline {
 impl Pipeline {
     /// How long an AVC waits for its SYSCALL record.
     pub const GROUP_WAIT: Duration = Duration::from_millis(50);
+    /// How far back among the waiting AVCs a SYSCALL record looks for its event's.
+    const GROUP_LOOKBACK: usize = 8;
     /// How many AVCs may wait at once.
     pub const MAX_WAITING: usize = 1024;
 
@@ -85,10 +89,12 @@ impl Pipeline {
             .aggregate
             .map(|_| (Aggregator::default(), Instant::now()));
         Self {
+            node: options.node.as_deref().map(Arc::from),
             options,
             resolver,
             runtime,
             names: SyscallNames::default(),
+            clock: BootClock::default(),
             aggregator,
             waiting: VecDeque::new(),
             counts: Counts::default(),
@@ -110,11 +116,16 @@ impl Pipeline {
                     Denial::Selinux(a) => a.pid,
                     Denial::AppArmor(a) => a.pid,
                 };
-                let at = realtime_to_boot_ns(record.event.seconds, record.event.millis);
-                let container = pid.and_then(|pid| self.resolver.container_of(pid, at));
+                let now = Instant::now();
+                let at = self
+                    .clock
+                    .to_boot_ns(record.event.seconds, record.event.millis, now);
+                let container = pid.and_then(|pid| self.resolver.container_of(pid, at, now));
+                let is_seccomp = matches!(record.denial, Denial::Seccomp(_));
+                let event = record.event;
                 let mut line = enrich(
-                    &record,
-                    self.options.node.as_deref(),
+                    *record,
+                    self.node.as_ref(),
                     container.as_ref(),
                     &mut self.names,
                 );
@@ -126,7 +137,7 @@ impl Pipeline {
                     line.pod = names.pod;
                     line.container = names.container;
                 }
-                if matches!(record.denial, Denial::Seccomp(_)) {
+                if is_seccomp {
                     self.emit(&line, sink)?;
                 } else {
                     if self.waiting.len() >= Self::MAX_WAITING
@@ -136,18 +147,24 @@ impl Pipeline {
                         self.emit(&oldest.line, sink)?;
                     }
                     self.waiting.push_back(Waiting {
-                        since: Instant::now(),
-                        event: record.event,
+                        since: now,
+                        event,
                         line,
                     });
                 }
             }
             Ok(Parsed::Syscall(context)) => {
-                let mut completed = Vec::new();
-                self.waiting.retain_mut(|w| {
-                    if w.event != context.event {
-                        return true;
+                // An event's records arrive together: its AVCs are among the last few waiting.
+                let mut at = self.waiting.len();
+                let stop = at.saturating_sub(Self::GROUP_LOOKBACK);
+                while at > stop {
+                    at -= 1;
+                    if self.waiting[at].event != context.event {
+                        continue;
                     }
+                    let Some(mut w) = self.waiting.remove(at) else {
+                        break;
+                    };
                     if w.line.executable.is_none() {
                         w.line.executable = context.exe.clone();
                     }
@@ -155,12 +172,8 @@ impl Pipeline {
                         w.line.syscall_id = Some(nr);
                         w.line.syscall_name = self.names.get(arch, nr);
                     }
-                    completed.push(std::mem::take(&mut w.line));
-                    false
-                });
-                self.counts.grouped += completed.len() as u64;
-                for line in completed {
-                    self.emit(&line, sink)?;
+                    self.counts.grouped += 1;
+                    self.emit(&w.line, sink)?;
                 }
             }
             Ok(Parsed::EndOfEvent(event)) => {
@@ -176,7 +189,9 @@ impl Pipeline {
                 tracing::trace!(error = %err, "unparsable audit record");
             }
         }
-        if !self.waiting.is_empty() {
+        // Reading the clock for every line costs more than the wait is worth: every 64 lines
+        // (and on every tick).
+        if !self.waiting.is_empty() && self.counts.lines.is_multiple_of(64) {
             self.flush_waiting(false, sink)?;
         }
         Ok(())

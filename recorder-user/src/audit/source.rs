@@ -209,3 +209,80 @@ impl AuditNetlink {
         }
     }
 }
+
+/// Why [`for_each_line`] stopped.
+#[derive(Debug)]
+pub enum LinesError {
+    Read(io::Error),
+    Handle(io::Error),
+}
+
+/// Calls `handle` with each line of `reader` (without its newline), reading big blocks and
+/// handing out lines in place (no copy per line). Invalid UTF-8 is replaced, not fatal; a line
+/// longer than the block is handed out whole.
+pub fn for_each_line(
+    mut reader: impl io::Read,
+    mut handle: impl FnMut(&str) -> io::Result<()>,
+) -> Result<(), LinesError> {
+    const BLOCK: usize = 1 << 20;
+    let mut buf = vec![0u8; BLOCK];
+    let mut filled = 0;
+    loop {
+        if filled == buf.len() {
+            buf.resize(buf.len() * 2, 0); // one line longer than the buffer
+        }
+        let n = match reader.read(&mut buf[filled..]) {
+            Ok(n) => n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(LinesError::Read(err)),
+        };
+        let end = filled + n;
+        let mut start = 0;
+        while let Some(at) = memchr::memchr(b'\n', &buf[start..end]) {
+            handle_bytes(&buf[start..start + at], &mut handle)?;
+            start += at + 1;
+        }
+        if n == 0 {
+            if start < end {
+                handle_bytes(&buf[start..end], &mut handle)?;
+            }
+            return Ok(());
+        }
+        buf.copy_within(start..end, 0);
+        filled = end - start;
+    }
+}
+
+fn handle_bytes(
+    line: &[u8],
+    handle: &mut impl FnMut(&str) -> io::Result<()>,
+) -> Result<(), LinesError> {
+    match std::str::from_utf8(line) {
+        Ok(line) => handle(line),
+        Err(_) => handle(&String::from_utf8_lossy(line)),
+    }
+    .map_err(LinesError::Handle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_handed_out_whole_across_blocks() {
+        let long = "x".repeat(3 << 20);
+        let mut input = format!("a\n\nbc\n{long}\nlast\n").into_bytes();
+        input.extend_from_slice(b"\xff tail");
+        let mut lines = Vec::new();
+        for_each_line(&input[..], |line| {
+            lines.push(line.to_owned());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(lines.len(), 6);
+        assert_eq!(lines[..3], ["a", "", "bc"]);
+        assert_eq!(lines[3].len(), 3 << 20);
+        assert_eq!(lines[4], "last");
+        assert_eq!(lines[5], "\u{fffd} tail");
+    }
+}

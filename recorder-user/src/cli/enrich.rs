@@ -1,7 +1,7 @@
 //! `syscribe enrich`.
 
 use std::{
-    io::{BufRead as _, Write},
+    io::Write,
     net::SocketAddr,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
@@ -19,7 +19,10 @@ use crate::{
         follow::Follower,
         metrics::{self, Metrics},
         pipeline::{Options, Pipeline, Sink, fields_of},
-        source::{AuditNetlink, Kmsg, stop_on_signals, stop_requested, wait_readable},
+        source::{
+            AuditNetlink, Kmsg, LinesError, for_each_line, stop_on_signals, stop_requested,
+            wait_readable,
+        },
     },
     bpf::ExitMemory,
     record::HostPaths,
@@ -134,6 +137,8 @@ fn pick_source(follow: bool) -> Source {
 /// Writes lines to stdout, as JSON or text; flushed after each line when following.
 struct Output<W: Write> {
     out: W,
+    /// One line's JSON, reused.
+    line: Vec<u8>,
     format: OutputFormat,
     flush_each: bool,
 }
@@ -141,7 +146,11 @@ struct Output<W: Write> {
 impl<W: Write> Sink for Output<W> {
     fn enriched(&mut self, line: &Enriched) -> std::io::Result<()> {
         match self.format {
-            OutputFormat::Json => serde_json::to_writer(&mut self.out, line)?,
+            OutputFormat::Json => {
+                self.line.clear();
+                line.write_json(&mut self.line);
+                self.out.write_all(&self.line)?;
+            }
             OutputFormat::Text => self
                 .out
                 .write_all(render_text(&fields_of(line)).as_bytes())?,
@@ -197,15 +206,22 @@ pub fn run(paths: &HostPaths, mut args: EnrichArgs) -> Result<i32, CliError> {
         tracing::warn!(error = %err, "containers of exited processes cannot be found");
         PathBuf::from("/sys/fs/cgroup")
     });
-    let exits: Option<Box<dyn ExitLookup>> = match ExitMemory::start(&paths.btf) {
-        Ok(memory) => {
+    // Only a reader that follows benefits: the kernel remembers exits from now on.
+    let exit_memory = if args.follow {
+        Some(ExitMemory::start(&paths.btf))
+    } else {
+        None
+    };
+    let exits: Option<Box<dyn ExitLookup>> = match exit_memory {
+        None => None,
+        Some(Ok(memory)) => {
             eprintln!(
                 "syscribe: remembering process exits for {} s (killed processes stay attributed)",
                 ProcResolver::EXIT_GRACE.as_secs()
             );
             Some(Box::new(memory))
         }
-        Err(err) => {
+        Some(Err(err)) => {
             eprintln!(
                 "syscribe: warning: killed processes cannot be attributed (needs root): {err}"
             );
@@ -223,7 +239,8 @@ pub fn run(paths: &HostPaths, mut args: EnrichArgs) -> Result<i32, CliError> {
         RuntimeNames::default(),
     );
     let mut out = Output {
-        out: std::io::BufWriter::new(std::io::stdout().lock()),
+        out: std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock()),
+        line: Vec::with_capacity(1024),
         format: args.format,
         flush_each: args.follow,
     };
@@ -287,23 +304,19 @@ pub fn run(paths: &HostPaths, mut args: EnrichArgs) -> Result<i32, CliError> {
         }
         Source::File(path) => {
             let file = std::fs::File::open(path).map_err(read_err(path))?;
-            let mut reader = std::io::BufReader::new(file);
-            let mut line = String::new();
-            // One buffer for every line.
-            while {
-                line.clear();
-                reader.read_line(&mut line).map_err(read_err(path))? > 0
-            } {
-                pipeline
-                    .line(line.trim_end_matches('\n'), &mut out)
-                    .map_err(write_err)?;
-            }
+            for_each_line(file, |line| pipeline.line(line, &mut out)).map_err(|err| match err {
+                LinesError::Read(source) => read_err(path)(source),
+                LinesError::Handle(source) => write_err(source),
+            })?;
         }
         Source::Stdin => {
-            for line in std::io::stdin().lock().lines() {
-                let line = line.map_err(read_err(Path::new("-")))?;
-                pipeline.line(&line, &mut out).map_err(write_err)?;
-            }
+            for_each_line(std::io::stdin().lock(), |line| {
+                pipeline.line(line, &mut out)
+            })
+            .map_err(|err| match err {
+                LinesError::Read(source) => read_err(Path::new("-"))(source),
+                LinesError::Handle(source) => write_err(source),
+            })?;
         }
     }
     pipeline.finish(&mut out).map_err(write_err)?;

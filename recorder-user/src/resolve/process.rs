@@ -54,9 +54,13 @@ pub struct ResolveCounts {
 #[derive(Debug, Clone)]
 struct Cached {
     at: Instant,
+    /// Whether /proc had the process (else nothing else is known).
+    live: bool,
     /// The process's start (`CLOCK_BOOTTIME` ns), when known.
     start_ns: Option<u64>,
     container: Option<ContainerRef>,
+    /// What the kernel's memory of exits says about the pid, once asked.
+    exited: Option<Option<(u64, u64)>>,
 }
 
 pub struct ProcResolver {
@@ -93,38 +97,51 @@ impl ProcResolver {
     }
 
     /// The container of the process `pid` that wrote a record at `at_boot_ns`
-    /// (`CLOCK_BOOTTIME`; see [`realtime_to_boot_ns`]); `None` for a host process or one
+    /// (`CLOCK_BOOTTIME`; see [`BootClock`]); `None` for a host process or one
     /// nothing is known about.
-    pub fn container_of(&mut self, pid: u32, at_boot_ns: u64) -> Option<ContainerRef> {
-        let now = Instant::now();
-        let cached = match self.cache.get(&pid) {
-            Some(c) if now.duration_since(c.at) < Self::TTL => Some(c.clone()),
-            _ => self.read_proc(pid).inspect(|c| {
-                if self.cache.len() >= Self::MAX {
-                    self.cache.clear();
-                    self.counts.cache_resets += 1;
-                }
-                self.cache.insert(pid, c.clone());
-            }),
+    /// `now` is the caller's clock reading (one per record is enough).
+    pub fn container_of(
+        &mut self,
+        pid: u32,
+        at_boot_ns: u64,
+        now: Instant,
+    ) -> Option<ContainerRef> {
+        if !self
+            .cache
+            .get(&pid)
+            .is_some_and(|c| now.duration_since(c.at) < Self::TTL)
+        {
+            let fresh = self.read_proc(pid).unwrap_or(Cached {
+                at: now,
+                live: false,
+                start_ns: None,
+                container: None,
+                exited: None,
+            });
+            if self.cache.len() >= Self::MAX {
+                self.cache.clear();
+                self.counts.cache_resets += 1;
+            }
+            self.cache.insert(pid, fresh);
+        }
+        let Some(cached) = self.cache.get_mut(&pid) else {
+            return None;
         };
-        if let Some(c) = cached {
-            let started_after = c
+        if cached.live {
+            let started_after = cached
                 .start_ns
                 .is_some_and(|start| start > at_boot_ns.saturating_add(Self::SLACK_NS));
             if !started_after {
                 self.counts.live += 1;
-                return c.container;
+                return cached.container.clone();
             }
             self.counts.pid_reused += 1;
         }
-        self.from_exits(pid, at_boot_ns)
-    }
-
-    fn from_exits(&mut self, pid: u32, at_boot_ns: u64) -> Option<ContainerRef> {
-        let found = self
-            .exits
-            .as_mut()
-            .and_then(|exits| exits.exited(pid))
+        // The kernel's memory, read once per cache entry.
+        let exited = *cached
+            .exited
+            .get_or_insert_with(|| self.exits.as_mut().and_then(|exits| exits.exited(pid)));
+        let found = exited
             .filter(|(_, exit_ns)| {
                 *exit_ns + Self::SLACK_NS >= at_boot_ns
                     && *exit_ns <= at_boot_ns.saturating_add(Self::EXIT_GRACE.as_nanos() as u64)
@@ -155,8 +172,10 @@ impl ProcResolver {
             .map(|ticks| ticks.saturating_mul(1_000_000_000) / self.ticks_per_second);
         Some(Cached {
             at: Instant::now(),
+            live: true,
             start_ns,
             container,
+            exited: None,
         })
     }
 }
@@ -168,20 +187,36 @@ fn start_ticks(stat: &str) -> Option<u64> {
     rest.split_ascii_whitespace().nth(19)?.parse().ok()
 }
 
-/// A record's realtime timestamp as `CLOCK_BOOTTIME` nanoseconds (what eBPF and /proc use).
-pub fn realtime_to_boot_ns(seconds: u64, millis: u32) -> u64 {
-    let clock = |id| {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
+/// Converts records' realtime timestamps to `CLOCK_BOOTTIME` nanoseconds (what eBPF and /proc
+/// use). The clocks' offset is read again every second (NTP may step realtime).
+#[derive(Debug, Default)]
+pub struct BootClock {
+    offset: Option<(Instant, i128)>,
+}
+
+impl BootClock {
+    pub fn to_boot_ns(&mut self, seconds: u64, millis: u32, now: Instant) -> u64 {
+        let offset = match self.offset {
+            Some((at, offset)) if now.duration_since(at) < Duration::from_secs(1) => offset,
+            _ => {
+                let offset = clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_BOOTTIME);
+                self.offset = Some((now, offset));
+                offset
+            }
         };
-        // SAFETY: a valid clock id and a valid pointer to a timespec.
-        unsafe { libc::clock_gettime(id, &mut ts) };
-        (ts.tv_sec as i128) * 1_000_000_000 + ts.tv_nsec as i128
+        let at = i128::from(seconds) * 1_000_000_000 + i128::from(millis) * 1_000_000;
+        u64::try_from(at - offset).unwrap_or(0)
+    }
+}
+
+fn clock_ns(id: libc::clockid_t) -> i128 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
     };
-    let offset = clock(libc::CLOCK_REALTIME) - clock(libc::CLOCK_BOOTTIME);
-    let at = i128::from(seconds) * 1_000_000_000 + i128::from(millis) * 1_000_000;
-    u64::try_from(at - offset).unwrap_or(0)
+    // SAFETY: a valid clock id and a valid pointer to a timespec.
+    unsafe { libc::clock_gettime(id, &mut ts) };
+    i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
 }
 
 /// cgroup v2 id → path (relative to the hierarchy's root), by scanning the tree. Bounded: at
@@ -312,17 +347,21 @@ mod tests {
         let root = tree("proc-live");
         fake_process(&root, 42, 100);
         let mut resolver = ProcResolver::new(root.clone(), root.join("none"), None);
-        let found = resolver.container_of(42, 5_000_000_000).expect("container");
+        let found = resolver
+            .container_of(42, 5_000_000_000, Instant::now())
+            .expect("container");
         assert_eq!(found.container_id, ID);
         assert_eq!(found.pod_uid.as_deref(), Some(UID));
         assert_eq!(
-            resolver.container_of(43, 5_000_000_000),
+            resolver.container_of(43, 5_000_000_000, Instant::now()),
             None,
             "no such process"
         );
         std::fs::remove_dir_all(&root).unwrap();
         assert!(
-            resolver.container_of(42, 5_000_000_000).is_some(),
+            resolver
+                .container_of(42, 5_000_000_000, Instant::now())
+                .is_some(),
             "cached within the TTL"
         );
         assert_eq!(resolver.counts.live, 2);
@@ -352,13 +391,19 @@ mod tests {
         // Pid 7 is live again, but started (at 60 s) after the record: reused.
         fake_process(&proc, 7, 6000);
         let mut resolver = ProcResolver::new(proc, cgroup2, Some(Box::new(exits)));
-        let found = resolver.container_of(7, record_ns).expect("attributed");
+        let found = resolver
+            .container_of(7, record_ns, Instant::now())
+            .expect("attributed");
         assert_eq!(found.container_id, ID);
         assert_eq!(found.pod_uid.as_deref(), Some(UID));
         assert_eq!(resolver.counts.pid_reused, 1);
         assert_eq!(resolver.counts.exited, 1);
         for pid in [8, 9, 10, 11] {
-            assert_eq!(resolver.container_of(pid, record_ns), None, "pid {pid}");
+            assert_eq!(
+                resolver.container_of(pid, record_ns, Instant::now()),
+                None,
+                "pid {pid}"
+            );
         }
         assert_eq!(resolver.counts.unresolved, 4);
         std::fs::remove_dir_all(&root).unwrap();
