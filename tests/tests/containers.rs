@@ -451,6 +451,18 @@ fn snapshots_while_running_and_the_end_when_the_pod_cgroup_goes() {
         assert_eq!(meta["id"], container.id.as_str());
         assert_eq!(meta["podUid"], pod.uid.as_str());
         assert_eq!(meta["filterSeen"], true);
+        // The runtime's hand-off is allowed whether or not this run happened to make it, and
+        // the metadata says which of it was added without being seen.
+        for added in meta["runtimeHandoff"].as_array().expect("runtimeHandoff") {
+            assert!(
+                names.contains(added.as_str().unwrap()),
+                "{added} in {names:?}"
+            );
+        }
+        assert!(
+            names.contains("futex") && names.contains("tgkill"),
+            "{names:?}"
+        );
         let ran = runner.join().unwrap();
         assert!(ran.status.success(), "{}", stderr(&ran));
     });

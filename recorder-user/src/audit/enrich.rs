@@ -86,7 +86,7 @@ impl Enriched {
         out.push(b':');
         out.extend_from_slice(digits.format(t.serial).as_bytes());
         out.push(b'"');
-        let mut field = |out: &mut Vec<u8>, key: &str, value: Option<&str>| {
+        let field = |out: &mut Vec<u8>, key: &str, value: Option<&str>| {
             if let Some(value) = value {
                 out.push(b',');
                 json_str(out, key);

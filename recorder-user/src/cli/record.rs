@@ -11,7 +11,7 @@ use super::CliError;
 use crate::{
     bpf::Recorder,
     profile::{
-        build::{BuiltProfile, build_profile},
+        build::{BuiltProfile, add_runtime_handoff, build_profile},
         crd::{SeccompProfileDoc, name_for_command},
         seccomp::{ContainerMetadata, Dropped},
     },
@@ -104,12 +104,20 @@ fn record_cgroup(
             .as_deref()
             .map_or(recording.name.as_str(), |id| &id[..12]);
         let mut built = build_profile(&recording.syscalls, Vec::new());
+        // Only when the recording starts at the runtime's filter: else the runtime's whole
+        // setup is in the profile anyway.
+        let runtime_handoff = if recording.filter_seen {
+            add_runtime_handoff(&mut built.seccomp)
+        } else {
+            Vec::new()
+        };
         if let Some(meta) = built.seccomp.syscribe.as_mut() {
             meta.container = Some(ContainerMetadata {
                 cgroup: recording.name.clone(),
                 id: recording.container_id.clone(),
                 pod_uid: recording.pod_uid.clone(),
                 filter_seen: recording.filter_seen,
+                runtime_handoff,
             });
         }
         let extension = match args.format {

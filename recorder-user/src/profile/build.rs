@@ -90,9 +90,73 @@ pub fn build_profile(recorded: &RecordedSyscalls, command: Vec<String>) -> Built
     BuiltProfile { seccomp, unnamed }
 }
 
+/// What a Go runtime (runc's init) may do on any of its threads between installing the
+/// container's filter and exec'ing the container's process — its scheduler, timers, preemption
+/// signals and memory scavenger run when they please, so one recording may see them and the next
+/// run need them (seen: a replay dying in `futexwakeup` because the recording had no futex).
+/// Container profiles always allow these, as upstream does with its runc base profile.
+pub const RUNTIME_HANDOFF: &[&str] = &[
+    "epoll_pwait",
+    "futex",
+    "getpid",
+    "gettid",
+    "madvise",
+    "mmap",
+    "munmap",
+    "nanosleep",
+    "rt_sigprocmask",
+    "rt_sigreturn",
+    "sched_yield",
+    "sigaltstack",
+    "tgkill",
+];
+
+/// Adds [`RUNTIME_HANDOFF`] to the profile's allow rule; returns the names it added (those
+/// the recording had not seen).
+pub fn add_runtime_handoff(seccomp: &mut Seccomp) -> Vec<String> {
+    if seccomp.syscalls.is_empty() {
+        seccomp.syscalls.push(SyscallRule {
+            names: Vec::new(),
+            action: Action::Allow,
+            errno_ret: None,
+            args: Vec::new(),
+        });
+    }
+    let rule = &mut seccomp.syscalls[0];
+    let mut names: BTreeSet<String> = rule.names.drain(..).collect();
+    let added: Vec<String> = RUNTIME_HANDOFF
+        .iter()
+        .filter(|name| names.insert((**name).to_owned()))
+        .map(|name| (*name).to_owned())
+        .collect();
+    rule.names = names.into_iter().collect();
+    added
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_runtime_handoff_is_added_once_and_reported() {
+        let recorded = RecordedSyscalls {
+            numbers: [nr("read"), nr("futex")].into(),
+            out_of_range: 0,
+        };
+        let mut built = build_profile(&recorded, Vec::new());
+        let added = add_runtime_handoff(&mut built.seccomp);
+        assert!(!added.contains(&"futex".to_owned()), "already recorded");
+        assert_eq!(added.len(), RUNTIME_HANDOFF.len() - 1);
+        let names = &built.seccomp.syscalls[0].names;
+        assert!(
+            names.windows(2).all(|w| w[0] < w[1]),
+            "sorted, no duplicates"
+        );
+        assert!(names.contains(&"read".to_owned()) && names.contains(&"tgkill".to_owned()));
+        for name in RUNTIME_HANDOFF {
+            assert!(syscall_name(nr(name)).is_some(), "{name} is a real syscall");
+        }
+    }
 
     fn nr(name: &str) -> u32 {
         let raw: i32 = ScmpSyscall::from_name(name).expect(name).into();

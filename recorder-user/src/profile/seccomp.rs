@@ -115,6 +115,10 @@ pub struct ContainerMetadata {
     /// Whether the runtime installed a seccomp filter while recording (the boundary between
     /// the runtime's setup, left out, and the container's own syscalls).
     pub filter_seen: bool,
+    /// Syscalls allowed without having been recorded: the runtime's hand-off (see
+    /// `profile::build::RUNTIME_HANDOFF`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runtime_handoff: Vec<String>,
 }
 
 /// Syscalls seen but not in the profile, by reason.

@@ -106,11 +106,8 @@ impl ProcResolver {
         at_boot_ns: u64,
         now: Instant,
     ) -> Option<ContainerRef> {
-        if !self
-            .cache
-            .get(&pid)
-            .is_some_and(|c| now.duration_since(c.at) < Self::TTL)
-        {
+        let fresh_enough = |c: &Cached| now.duration_since(c.at) < Self::TTL;
+        if !self.cache.get(&pid).is_some_and(fresh_enough) {
             let fresh = self.read_proc(pid).unwrap_or(Cached {
                 at: now,
                 live: false,
@@ -124,9 +121,7 @@ impl ProcResolver {
             }
             self.cache.insert(pid, fresh);
         }
-        let Some(cached) = self.cache.get_mut(&pid) else {
-            return None;
-        };
+        let cached = self.cache.get_mut(&pid)?;
         if cached.live {
             let started_after = cached
                 .start_ns
