@@ -443,6 +443,18 @@ impl ExitMemory {
     }
 }
 
+impl crate::resolve::process::ExitLookup for ExitMemory {
+    fn exited(&mut self, pid: u32) -> Option<(u64, u64)> {
+        match ExitMemory::exited(self, pid) {
+            Ok(entry) => entry.map(|e| (e.cgroup_id, e.boot_ns)),
+            Err(err) => {
+                tracing::warn!(error = %err, pid, "cannot read the exit memory");
+                None
+            }
+        }
+    }
+}
+
 /// A map operation on a cgroup's entry failed.
 fn cgroup_err(
     map: &'static str,

@@ -24,18 +24,6 @@ pub trait ExitLookup {
     fn exited(&mut self, pid: u32) -> Option<(u64, u64)>;
 }
 
-impl ExitLookup for crate::bpf::ExitMemory {
-    fn exited(&mut self, pid: u32) -> Option<(u64, u64)> {
-        match crate::bpf::ExitMemory::exited(self, pid) {
-            Ok(entry) => entry.map(|e| (e.cgroup_id, e.boot_ns)),
-            Err(err) => {
-                tracing::warn!(error = %err, pid, "cannot read the exit memory");
-                None
-            }
-        }
-    }
-}
-
 /// How records were resolved (reported at the end and on /metrics).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ResolveCounts {
