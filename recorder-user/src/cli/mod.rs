@@ -63,6 +63,9 @@ pub enum Command {
     /// Print one line per seccomp, SELinux or AppArmor denial in the audit records, with the
     /// syscall's name, the action, the executable, and the container and pod of the process.
     Enrich(EnrichArgs),
+    /// Print the CustomResourceDefinitions syscribe serves (the upstream Security Profiles
+    /// Operator's v1 kinds), as YAML.
+    Crds,
     /// Attach the empty eBPF program to sys_enter until stdin closes (the benchmark's floor).
     #[command(hide = true)]
     BenchFloor,
@@ -79,6 +82,10 @@ impl Cli {
             Command::Record(args) => record::record(&paths, args),
             Command::Run(args) => run::run(args),
             Command::Enrich(args) => enrich::run(&paths, args),
+            Command::Crds => {
+                print!("{}", crate::kube::crd::crds_yaml());
+                Ok(0)
+            }
             Command::BenchFloor => record::bench_floor(&paths),
         };
         match result {

@@ -5,4 +5,6 @@ pub mod build;
 pub mod crd;
 pub mod enforce;
 pub mod load;
+pub mod merge;
+pub mod naming;
 pub mod seccomp;

@@ -49,7 +49,7 @@ fn is_zero(v: &u64) -> bool {
     *v == 0
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum Action {
     #[serde(rename = "SCMP_ACT_KILL")]
     Kill,
@@ -71,7 +71,7 @@ pub enum Action {
     Notify,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum CompareOp {
     #[serde(rename = "SCMP_CMP_NE")]
     NotEqual,

@@ -1,0 +1,460 @@
+//! The upstream Security Profiles Operator's v1 resources (group
+//! `security-profiles-operator.x-k8s.io`), as kube custom resources: an SPO user's manifests
+//! deserialize unchanged. `syscribe crds` prints their CustomResourceDefinitions.
+//!
+//! These are API types; the OCI seccomp document (what runtimes load) is `profile::seccomp`,
+//! and the conversions between the two live here.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use kube::{CustomResource, CustomResourceExt as _};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::profile::seccomp::{Action, ArgRule, CompareOp, Seccomp, SyscallRule};
+
+pub const GROUP: &str = "security-profiles-operator.x-k8s.io";
+
+/// Namespaces with this label (any value) may be recorded.
+pub const LABEL_ENABLE_RECORDING: &str = "spo.x-k8s.io/enable-recording";
+/// Labels on recorded profiles.
+pub const LABEL_RECORDING_ID: &str = "spo.x-k8s.io/recording-id";
+pub const LABEL_RECORDING_NAMESPACE: &str = "spo.x-k8s.io/recording-namespace";
+/// Holds the container's *name* (upstream's choice).
+pub const LABEL_CONTAINER_ID: &str = "spo.x-k8s.io/container-id";
+pub const LABEL_PARTIAL: &str = "spo.x-k8s.io/partial";
+pub const ANNOTATION_COVERAGE: &str = "spo.x-k8s.io/syscall-coverage";
+/// syscribe's: set on a ProfileRecording to ask for a snapshot of its running workloads; the
+/// daemon acts on it and removes it.
+pub const ANNOTATION_SNAPSHOT: &str = "syscribe.dev/snapshot";
+
+// ---------------------------------------------------------------------------------------------
+// ProfileRecording
+
+/// Records the pods its selector matches, in namespaces labelled
+/// `spo.x-k8s.io/enable-recording`, into one profile per container.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "security-profiles-operator.x-k8s.io",
+    version = "v1",
+    kind = "ProfileRecording",
+    namespaced,
+    status = "ProfileRecordingStatus",
+    printcolumn = r#"{"name":"PodSelector","type":"string","jsonPath":".spec.podSelector","priority":10}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileRecordingSpec {
+    /// The kind of profile to record.
+    pub kind: RecordingKind,
+    /// How to record: `Bpf` (syscribe's eBPF recorder) or `Logs` (audit records).
+    pub recorder: RecorderKind,
+    /// `Containers`: one partial profile per replica, merged when the recording is deleted.
+    #[serde(default)]
+    pub merge_strategy: MergeStrategy,
+    /// The pods to record.
+    pub pod_selector: LabelSelector,
+    /// The containers to record (init containers included); absent: all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub containers: Option<Vec<String>>,
+    /// Create the recorded profiles disabled (not installed on nodes).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disable_profile_after_recording: bool,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum RecordingKind {
+    SeccompProfile,
+    SelinuxProfile,
+    AppArmorProfile,
+}
+
+/// (v1alpha1 manifests spelled these in lowercase: accepted too.)
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum RecorderKind {
+    #[serde(alias = "bpf")]
+    Bpf,
+    #[serde(alias = "logs")]
+    Logs,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum MergeStrategy {
+    #[default]
+    #[serde(alias = "none")]
+    None,
+    #[serde(alias = "containers")]
+    Containers,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileRecordingStatus {
+    /// The pods being recorded (`namespace/name`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub active_workloads: Vec<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// SeccompProfile
+
+/// A seccomp profile (OCI seccomp, plus a base profile and a state).
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "security-profiles-operator.x-k8s.io",
+    version = "v1",
+    kind = "SeccompProfile",
+    shortname = "sp",
+    status = "ProfileStatus",
+    printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status.status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"LocalhostProfile","type":"string","jsonPath":".status.localhostProfile","priority":10}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct SeccompProfileSpec {
+    /// The action when no rule matches.
+    pub default_action: Action,
+    /// `SCMP_ARCH_*` architectures.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub architectures: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub syscalls: Vec<Syscall>,
+    /// `SECCOMP_FILTER_FLAG_*` flags.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
+    /// Another SeccompProfile whose rules are added to this one's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_profile_name: Option<String>,
+    /// `Disabled`: not installed on nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<ProfileState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listener_path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listener_metadata: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ProfileState {
+    #[default]
+    Enabled,
+    Disabled,
+}
+
+/// One rule: an action for the named syscalls, optionally only for some argument values.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Syscall {
+    #[schemars(length(min = 1))]
+    pub names: Vec<String>,
+    pub action: Action,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errno_ret: Option<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 6))]
+    pub args: Vec<Arg>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Arg {
+    pub index: u32,
+    #[serde(default)]
+    pub value: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub value_two: u64,
+    pub op: CompareOp,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+/// Status of SeccompProfile and SelinuxProfile.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<ProfileStatusKind>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub active_workloads: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub localhost_profile: Option<String>,
+    /// SelinuxProfile: the SELinux type pods use (`<name>.process`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ProfileStatusKind {
+    Partial,
+    Disabled,
+    Pending,
+    InProgress,
+    Installed,
+    Terminating,
+    Error,
+}
+
+impl SeccompProfileSpec {
+    /// The spec of a recorded (or any OCI) profile; syscribe's recording metadata is not part
+    /// of the API (it goes to annotations).
+    pub fn from_seccomp(seccomp: &Seccomp) -> Self {
+        Self {
+            default_action: seccomp.default_action,
+            architectures: seccomp.architectures.clone(),
+            syscalls: seccomp
+                .syscalls
+                .iter()
+                .map(|rule| Syscall {
+                    names: rule.names.clone(),
+                    action: rule.action,
+                    errno_ret: rule.errno_ret,
+                    args: rule
+                        .args
+                        .iter()
+                        .map(|a| Arg {
+                            index: a.index,
+                            value: a.value,
+                            value_two: a.value_two,
+                            op: a.op,
+                        })
+                        .collect(),
+                })
+                .collect(),
+            flags: seccomp.flags.clone(),
+            base_profile_name: None,
+            state: None,
+            listener_path: seccomp.listener_path.clone(),
+            listener_metadata: seccomp.listener_metadata.clone(),
+        }
+    }
+
+    /// The OCI document runtimes load (without the base profile, which names another object).
+    pub fn to_seccomp(&self) -> Seccomp {
+        Seccomp {
+            default_action: self.default_action,
+            default_errno_ret: None,
+            architectures: self.architectures.clone(),
+            flags: self.flags.clone(),
+            listener_path: self.listener_path.clone(),
+            listener_metadata: self.listener_metadata.clone(),
+            syscalls: self
+                .syscalls
+                .iter()
+                .map(|rule| SyscallRule {
+                    names: rule.names.clone(),
+                    action: rule.action,
+                    errno_ret: rule.errno_ret,
+                    args: rule
+                        .args
+                        .iter()
+                        .map(|a| ArgRule {
+                            index: a.index,
+                            value: a.value,
+                            value_two: a.value_two,
+                            op: a.op,
+                        })
+                        .collect(),
+                })
+                .collect(),
+            syscribe: None,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// SelinuxProfile
+
+/// An SELinux policy module: types it inherits from, and what it allows.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "security-profiles-operator.x-k8s.io",
+    version = "v1",
+    kind = "SelinuxProfile",
+    status = "ProfileStatus",
+    printcolumn = r#"{"name":"Usage","type":"string","jsonPath":".status.usage"}"#,
+    printcolumn = r#"{"name":"State","type":"string","jsonPath":".status.status"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct SelinuxProfileSpec {
+    /// Policies whose types this one builds on (default: the system's `container`).
+    #[serde(default = "default_inherit")]
+    pub inherit: Vec<PolicyRef>,
+    /// Type label → object class → permissions.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub allow: BTreeMap<String, BTreeMap<String, Vec<String>>>,
+    /// `Permissive`: denials are logged, not enforced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<SelinuxMode>,
+    /// The older spelling of `mode: Permissive`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub permissive: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<ProfileState>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum SelinuxMode {
+    #[default]
+    Enforcing,
+    Permissive,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct PolicyRef {
+    #[serde(default)]
+    pub kind: PolicyKind,
+    #[schemars(length(min = 1))]
+    pub name: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum PolicyKind {
+    #[default]
+    System,
+    SelinuxProfile,
+}
+
+fn default_inherit() -> Vec<PolicyRef> {
+    vec![PolicyRef {
+        kind: PolicyKind::System,
+        name: "container".to_owned(),
+    }]
+}
+
+// ---------------------------------------------------------------------------------------------
+// SecurityProfileNodeStatus
+
+/// Labels on SecurityProfileNodeStatus objects (named `<profile>-<node>`).
+pub const LABEL_PROFILE_ID: &str = "spo.x-k8s.io/profile-id";
+pub const LABEL_NODE_NAME: &str = "spo.x-k8s.io/node-name";
+pub const LABEL_PROFILE_STATE: &str = "spo.x-k8s.io/profile-state";
+pub const LABEL_PROFILE_KIND: &str = "spo.x-k8s.io/profile-kind";
+
+/// A profile's state on one node.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "security-profiles-operator.x-k8s.io",
+    version = "v1",
+    kind = "SecurityProfileNodeStatus",
+    shortname = "spns",
+    status = "NodeStatus",
+    printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status.status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Node","type":"string","jsonPath":".spec.nodeName","priority":10}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct SecurityProfileNodeStatusSpec {
+    #[schemars(length(min = 1))]
+    pub node_name: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct NodeStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<ProfileStatusKind>,
+}
+
+/// Every CRD syscribe serves, as one multi-document YAML (what `syscribe crds` prints and
+/// deploy/crds.yaml holds).
+pub fn crds_yaml() -> String {
+    let crds = [
+        ProfileRecording::crd(),
+        SeccompProfile::crd(),
+        SelinuxProfile::crd(),
+        SecurityProfileNodeStatus::crd(),
+    ];
+    crds.iter()
+        .map(|crd| serde_yaml::to_string(crd).expect("CRDs serialize"))
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_manifests_deserialize() {
+        let recording: ProfileRecording = serde_yaml::from_str(
+            r#"
+apiVersion: security-profiles-operator.x-k8s.io/v1
+kind: ProfileRecording
+metadata: {name: test-recording, namespace: shop}
+spec:
+  kind: SeccompProfile
+  recorder: Bpf
+  podSelector: {matchLabels: {app: alpine}}
+"#,
+        )
+        .unwrap();
+        assert_eq!(recording.spec.merge_strategy, MergeStrategy::None);
+        assert_eq!(recording.spec.containers, None);
+        let profile: SeccompProfile = serde_yaml::from_str(
+            r#"
+apiVersion: security-profiles-operator.x-k8s.io/v1
+kind: SeccompProfile
+metadata: {name: profile1}
+spec:
+  defaultAction: SCMP_ACT_ERRNO
+  architectures: [SCMP_ARCH_X86_64]
+  syscalls:
+  - action: SCMP_ACT_ALLOW
+    names: [exit_group, read]
+  - action: SCMP_ACT_ERRNO
+    errnoRet: 1
+    names: [personality]
+    args: [{index: 0, value: 8, op: SCMP_CMP_NE}]
+"#,
+        )
+        .unwrap();
+        assert_eq!(profile.spec.syscalls[1].args[0].op, CompareOp::NotEqual);
+        let back = SeccompProfileSpec::from_seccomp(&profile.spec.to_seccomp());
+        assert_eq!(back, profile.spec, "OCI round trip");
+    }
+
+    #[test]
+    fn deploy_crds_yaml_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/crds.yaml");
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == crds_yaml(),
+            "deploy/crds.yaml is stale: regenerate it with `cargo xtask syscribe crds > deploy/crds.yaml`"
+        );
+    }
+
+    #[test]
+    fn crds_have_upstream_names_scopes_and_short_names() {
+        let sp = SeccompProfile::crd();
+        assert_eq!(sp.spec.group, GROUP);
+        assert_eq!(sp.spec.scope, "Cluster");
+        assert_eq!(
+            sp.spec.names.short_names.as_deref(),
+            Some(&["sp".to_owned()][..])
+        );
+        assert_eq!(ProfileRecording::crd().spec.scope, "Namespaced");
+        assert_eq!(SelinuxProfile::crd().spec.scope, "Cluster");
+        let spns = SecurityProfileNodeStatus::crd();
+        assert_eq!(spns.spec.scope, "Cluster");
+        assert_eq!(
+            spns.spec.names.short_names.as_deref(),
+            Some(&["spns".to_owned()][..])
+        );
+        let selinux: SelinuxProfile = serde_yaml::from_str(
+            "apiVersion: security-profiles-operator.x-k8s.io/v1\nkind: SelinuxProfile\nmetadata: {name: errorlogger}\nspec:\n  allow:\n    var_log_t:\n      dir: [open, read, getattr, lock, search, ioctl, add_name, remove_name, write]\n",
+        )
+        .unwrap();
+        assert_eq!(selinux.spec.inherit[0].name, "container", "default inherit");
+        let yaml = crds_yaml();
+        assert_eq!(yaml.matches("kind: CustomResourceDefinition").count(), 4);
+        assert!(
+            !yaml.contains("additionalProperties: false"),
+            "structural schemas only"
+        );
+    }
+}

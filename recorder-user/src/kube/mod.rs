@@ -1,0 +1,3 @@
+//! Everything that touches kube: the custom resources, the pod index, the reconcilers.
+
+pub mod crd;
