@@ -73,93 +73,332 @@ pub async fn record_subtree(
     path: &Path,
     mut deliver: impl FnMut(ContainerRecording),
 ) -> Result<Ended, RecordError> {
-    require_root()?;
-    let root = cgroup2_mount(&paths.mountinfo)?;
-    let (dir, level) = subtree_dir(&root, path);
-    let subtree_id = cgroup_id(&dir)?;
-    if level == 0 {
-        return Err(RecordError::SubtreeIsRoot { path: dir });
-    }
-
-    let (mut recorder, logger) = Recorder::load(&paths.btf)?;
-    let log_forwarder = logger.map(LogForwarder::spawn).transpose()?;
-    recorder.watch_subtree(subtree_id, level)?;
-    recorder.attach()?;
-    tracing::info!(path = %dir.display(), cgroup_id = subtree_id, level, "recording the containers of this cgroup");
+    let mut subtrees = Subtrees::start(paths)?;
+    let subtree = subtrees.add(path)?;
 
     let wait_err = |source| RecordError::Wait { source };
     let mut int = signal(SignalKind::interrupt()).map_err(wait_err)?;
     let mut term = signal(SignalKind::terminate()).map_err(wait_err)?;
     let mut usr1 = signal(SignalKind::user_defined1()).map_err(wait_err)?;
     let mut tick = tokio::time::interval(POLL);
-    // Container cgroups can live for milliseconds (`runc run` of a short command): learn each
-    // new directory's name and id the moment it is created, not at the next poll.
-    let mut created = CreatedDirs::watch(&dir)?;
-    // cgroup id → directory name, for every child seen so far.
-    let mut names: HashMap<u64, String> = HashMap::new();
-    let mut delivered_finished = 0usize;
+    let mut finished = 0usize;
     let ended = loop {
         let snapshot = tokio::select! {
             _ = int.recv() => break Ended::Interrupted,
             _ = term.recv() => break Ended::Interrupted,
             _ = usr1.recv() => true,
             _ = tick.tick() => false,
-            new = created.next() => {
-                names.extend(new?);
+            created = subtrees.created() => {
+                created?;
                 continue;
             }
         };
-        if !dir.exists() {
+        if subtrees.is_gone(subtree) {
             break Ended::SubtreeRemoved;
         }
-        // Discovered first, listed second: a container the kernel side saw has its directory
-        // already, so one missing from the listing is really gone.
-        let discovered = recorder.discovered()?;
-        let children = child_cgroups(&dir);
-        for (id, name) in &children {
-            names.entry(*id).or_insert_with(|| name.clone());
-        }
-        for (container, slot) in discovered {
-            let gone = !children.contains_key(&container);
-            if gone || snapshot {
-                let recording = read(&mut recorder, &dir, &names, container, slot, !gone)?;
-                deliver(recording);
-            }
-            if gone {
-                recorder.release(container, slot)?;
-                names.remove(&container);
-                delivered_finished += 1;
-            }
+        for (_, recording) in subtrees.poll(snapshot)? {
+            finished += usize::from(!recording.running);
+            deliver(recording);
         }
     };
-
     // The end: what is still running is handed over as it is.
-    let live = recorder.discovered()?;
+    let left = subtrees.remove(subtree)?;
     tracing::info!(
-        containers = delivered_finished,
-        still_running = live.len(),
+        containers = finished,
+        still_running = left.len(),
         "containers recorded; sets of finished containers were returned to the kernel side"
     );
-    for (container, slot) in live {
-        let running = dir
-            .join(names.get(&container).map_or("", String::as_str))
-            .exists();
-        let recording = read(&mut recorder, &dir, &names, container, slot, running)?;
+    for recording in left {
         deliver(recording);
-        recorder.release(container, slot)?;
     }
-    let claim_failures = recorder.claim_failures()?;
-    if claim_failures > 0 {
-        tracing::warn!(
-            count = claim_failures,
-            "containers could not be recorded: all discovery sets were in use"
-        );
-    }
-    recorder.detach()?;
-    if let Some(forwarder) = log_forwarder {
-        forwarder.finish().await;
-    }
+    subtrees.finish().await?;
     Ok(ended)
+}
+
+/// The recorder, discovering the containers below several subtrees (pods' cgroups) at once:
+/// what the daemon runs, and `record --cgroup` with one subtree. Attached only while it has a
+/// subtree (nothing runs when nothing is recorded).
+pub struct Subtrees {
+    recorder: Recorder,
+    log_forwarder: Option<LogForwarder>,
+    root: PathBuf,
+    /// One inotify instance watching every subtree's directory for new container cgroups.
+    inotify: tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>,
+    trees: HashMap<u64, Tree>,
+    /// inotify watch descriptor → subtree cgroup id.
+    watches: HashMap<i32, u64>,
+}
+
+struct Tree {
+    dir: PathBuf,
+    watch: i32,
+    /// Container cgroup id → directory name, for every child seen so far.
+    names: HashMap<u64, String>,
+}
+
+impl Subtrees {
+    /// Loads the recorder (root needed); nothing is attached yet.
+    pub fn start(paths: &HostPaths) -> Result<Self, RecordError> {
+        use std::os::fd::FromRawFd as _;
+        require_root()?;
+        let root = cgroup2_mount(&paths.mountinfo)?;
+        let (recorder, logger) = Recorder::load(&paths.btf)?;
+        let log_forwarder = logger.map(LogForwarder::spawn).transpose()?;
+        let io_err = |source| RecordError::CgroupIo {
+            op: "watch",
+            path: root.clone(),
+            source,
+        };
+        // SAFETY: plain syscall; the fd is owned right after it is created.
+        let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+        if fd < 0 {
+            return Err(io_err(std::io::Error::last_os_error()));
+        }
+        // SAFETY: fd is a new, valid descriptor nobody else owns.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        // SAFETY: the OwnedFd stays open and unchanged for the AsyncFd's whole life (it owns it).
+        let inotify = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+        }
+        .map_err(|err| io_err(err.into()))?;
+        Ok(Self {
+            recorder,
+            log_forwarder,
+            root,
+            inotify,
+            trees: HashMap::new(),
+            watches: HashMap::new(),
+        })
+    }
+
+    /// The cgroup2 mount the subtrees are under.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Starts recording the containers below `path` (a directory under the cgroup2 mount or a
+    /// path relative to it); returns the subtree's cgroup id.
+    pub fn add(&mut self, path: &Path) -> Result<u64, RecordError> {
+        use std::os::unix::ffi::OsStrExt as _;
+        let (dir, level) = subtree_dir(&self.root, path);
+        let subtree_id = cgroup_id(&dir)?;
+        if level == 0 {
+            return Err(RecordError::SubtreeIsRoot { path: dir });
+        }
+        if self.trees.contains_key(&subtree_id) {
+            return Ok(subtree_id);
+        }
+        let io_err = |source| RecordError::CgroupIo {
+            op: "watch",
+            path: dir.clone(),
+            source,
+        };
+        let c_dir = std::ffi::CString::new(dir.as_os_str().as_bytes())
+            .map_err(|_| io_err(std::io::ErrorKind::InvalidInput.into()))?;
+        // SAFETY: valid fd and NUL-terminated path.
+        let watch = unsafe {
+            libc::inotify_add_watch(
+                std::os::fd::AsRawFd::as_raw_fd(self.inotify.get_ref()),
+                c_dir.as_ptr(),
+                libc::IN_CREATE,
+            )
+        };
+        if watch < 0 {
+            return Err(io_err(std::io::Error::last_os_error()));
+        }
+        self.recorder.watch_subtree(subtree_id, level)?;
+        self.recorder.attach()?;
+        tracing::info!(path = %dir.display(), cgroup_id = subtree_id, level, "recording the containers of this cgroup");
+        let names = child_cgroups(&dir).into_iter().collect();
+        self.watches.insert(watch, subtree_id);
+        self.trees.insert(subtree_id, Tree { dir, watch, names });
+        Ok(subtree_id)
+    }
+
+    /// Whether the subtree's directory is gone (the pod's cgroup was removed).
+    pub fn is_gone(&self, subtree_id: u64) -> bool {
+        self.trees
+            .get(&subtree_id)
+            .is_none_or(|tree| !tree.dir.exists())
+    }
+
+    pub fn subtree_ids(&self) -> Vec<u64> {
+        self.trees.keys().copied().collect()
+    }
+
+    /// Waits for new container cgroups and learns their names (containers can live for
+    /// milliseconds: their names are taken the moment their directory is created). Never
+    /// returns while there is no subtree.
+    pub async fn created(&mut self) -> Result<(), RecordError> {
+        let mut guard = self
+            .inotify
+            .readable()
+            .await
+            .map_err(|source| RecordError::CgroupIo {
+                op: "watch",
+                path: self.root.clone(),
+                source,
+            })?;
+        let mut buf = [0u8; 4096];
+        // SAFETY: reading into a buffer we own, of the given length.
+        let n = unsafe {
+            libc::read(
+                std::os::fd::AsRawFd::as_raw_fd(guard.get_inner()),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        if n < 0 {
+            let err = std::io::Error::last_os_error();
+            if err.kind() == std::io::ErrorKind::WouldBlock {
+                guard.clear_ready();
+                return Ok(());
+            }
+            return Err(RecordError::CgroupIo {
+                op: "watch",
+                path: self.root.clone(),
+                source: err,
+            });
+        }
+        for (watch, name) in parse_inotify_events(&buf[..n as usize]) {
+            let Some(tree) = self
+                .watches
+                .get(&watch)
+                .and_then(|id| self.trees.get_mut(id))
+            else {
+                continue;
+            };
+            if let Ok(meta) = fs::metadata(tree.dir.join(&name))
+                && meta.is_dir()
+            {
+                tree.names.insert(meta.ino(), name);
+            }
+        }
+        Ok(())
+    }
+
+    /// The recordings of containers that finished since the last poll (their sets go back to
+    /// the kernel side), and with `snapshot`, of every running one too; with their subtree.
+    pub fn poll(&mut self, snapshot: bool) -> Result<Vec<(u64, ContainerRecording)>, RecordError> {
+        // Discovered first, listed second: a container the kernel side saw has its directory
+        // already, so one missing from the listing is really gone.
+        let discovered = self.recorder.discovered()?;
+        let mut children: HashMap<u64, u64> = HashMap::new();
+        for (subtree_id, tree) in &mut self.trees {
+            for (id, name) in child_cgroups(&tree.dir) {
+                tree.names.entry(id).or_insert(name);
+                children.insert(id, *subtree_id);
+            }
+        }
+        let mut out = Vec::new();
+        for (container, slot) in discovered {
+            let live_in = children.get(&container).copied();
+            let Some(subtree_id) = live_in.or_else(|| self.owner_of(container)) else {
+                // Gone before its directory was seen, with several subtrees recorded: whose
+                // it was is unknown. Its set goes back rather than leak.
+                tracing::warn!(
+                    cgroup_id = container,
+                    "a container ended before its cgroup could be named; its recording is dropped"
+                );
+                self.recorder.release(container, slot)?;
+                continue;
+            };
+            let gone = live_in.is_none();
+            if gone || snapshot {
+                out.push((subtree_id, self.read(subtree_id, container, slot, !gone)?));
+            }
+            if gone {
+                self.recorder.release(container, slot)?;
+                if let Some(tree) = self.trees.get_mut(&subtree_id) {
+                    tree.names.remove(&container);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stops recording below `subtree_id`: the recordings of its containers still held (running
+    /// or not) are returned and their sets released. Detaches when it was the last subtree.
+    pub fn remove(&mut self, subtree_id: u64) -> Result<Vec<ContainerRecording>, RecordError> {
+        let mut out = Vec::new();
+        let Some(tree) = self.trees.get(&subtree_id) else {
+            return Ok(out);
+        };
+        let dir = tree.dir.clone();
+        let watch = tree.watch;
+        let children = child_cgroups(&dir);
+        for (container, slot) in self.recorder.discovered()? {
+            let mine =
+                children.contains_key(&container) || self.owner_of(container) == Some(subtree_id);
+            if !mine {
+                continue;
+            }
+            let running = children.contains_key(&container);
+            out.push(self.read(subtree_id, container, slot, running)?);
+            self.recorder.release(container, slot)?;
+        }
+        self.recorder.unwatch_subtree(subtree_id)?;
+        // SAFETY: valid fd and a watch descriptor it returned (an already-removed watch is an
+        // error we ignore: the directory may be gone).
+        unsafe {
+            libc::inotify_rm_watch(
+                std::os::fd::AsRawFd::as_raw_fd(self.inotify.get_ref()),
+                watch,
+            );
+        }
+        self.watches.remove(&watch);
+        self.trees.remove(&subtree_id);
+        tracing::info!(path = %dir.display(), containers = out.len(), "stopped recording the containers of this cgroup");
+        if self.trees.is_empty() {
+            self.recorder.detach()?;
+        }
+        Ok(out)
+    }
+
+    /// Reports what went wrong on the kernel side, detaches, and flushes its diagnostics.
+    pub async fn finish(mut self) -> Result<(), RecordError> {
+        let claim_failures = self.recorder.claim_failures()?;
+        if claim_failures > 0 {
+            tracing::warn!(
+                count = claim_failures,
+                "containers could not be recorded: all discovery sets were in use"
+            );
+        }
+        self.recorder.detach()?;
+        if let Some(forwarder) = self.log_forwarder.take() {
+            forwarder.finish().await;
+        }
+        Ok(())
+    }
+
+    /// The subtree a container was seen in (by name); with a single subtree, that one (a
+    /// container gone before its directory was seen).
+    fn owner_of(&self, container: u64) -> Option<u64> {
+        self.trees
+            .iter()
+            .find(|(_, tree)| tree.names.contains_key(&container))
+            .map(|(id, _)| *id)
+            .or_else(|| {
+                (self.trees.len() == 1)
+                    .then(|| self.trees.keys().next().copied())
+                    .flatten()
+            })
+    }
+
+    fn read(
+        &mut self,
+        subtree_id: u64,
+        container: u64,
+        slot: u32,
+        running: bool,
+    ) -> Result<ContainerRecording, RecordError> {
+        let tree = self.trees.get(&subtree_id);
+        let dir = tree.map(|t| t.dir.clone()).unwrap_or_default();
+        let empty = HashMap::new();
+        let names = tree.map_or(&empty, |t| &t.names);
+        let names = names.clone();
+        read(&mut self.recorder, &dir, &names, container, slot, running)
+    }
 }
 
 fn read(
@@ -191,102 +430,23 @@ fn read(
     })
 }
 
-/// inotify on the subtree's directory: the cgroups created directly below it, as (id, name).
-struct CreatedDirs {
-    dir: PathBuf,
-    fd: tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>,
-}
-
-impl CreatedDirs {
-    fn watch(dir: &Path) -> Result<Self, RecordError> {
-        use std::os::{fd::FromRawFd as _, unix::ffi::OsStrExt as _};
-        let io_err = |source| RecordError::CgroupIo {
-            op: "watch",
-            path: dir.to_owned(),
-            source,
-        };
-        // SAFETY: plain syscalls; the fd is owned right after it is created.
-        let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
-        if fd < 0 {
-            return Err(io_err(std::io::Error::last_os_error()));
-        }
-        // SAFETY: fd is a new, valid descriptor nobody else owns.
-        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
-        let c_dir = std::ffi::CString::new(dir.as_os_str().as_bytes())
-            .map_err(|_| io_err(std::io::ErrorKind::InvalidInput.into()))?;
-        // SAFETY: valid fd and NUL-terminated path.
-        let wd = unsafe {
-            libc::inotify_add_watch(
-                std::os::fd::AsRawFd::as_raw_fd(&fd),
-                c_dir.as_ptr(),
-                libc::IN_CREATE,
-            )
-        };
-        if wd < 0 {
-            return Err(io_err(std::io::Error::last_os_error()));
-        }
-        // SAFETY: the OwnedFd stays open and unchanged for the AsyncFd's whole life (it owns it).
-        let fd = unsafe {
-            tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
-        }
-        .map_err(|err| io_err(err.into()))?;
-        Ok(Self {
-            dir: dir.to_owned(),
-            fd,
-        })
-    }
-
-    /// Waits for creations; returns the new directories that still exist.
-    async fn next(&mut self) -> Result<Vec<(u64, String)>, RecordError> {
-        let io_err = |source| RecordError::CgroupIo {
-            op: "watch",
-            path: self.dir.clone(),
-            source,
-        };
-        let mut guard = self.fd.readable().await.map_err(io_err)?;
-        let mut buf = [0u8; 4096];
-        // SAFETY: reading into a buffer we own, of the given length.
-        let n = unsafe {
-            libc::read(
-                std::os::fd::AsRawFd::as_raw_fd(guard.get_inner()),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-            )
-        };
-        if n < 0 {
-            let err = std::io::Error::last_os_error();
-            if err.kind() == std::io::ErrorKind::WouldBlock {
-                guard.clear_ready();
-                return Ok(Vec::new());
-            }
-            return Err(io_err(err));
-        }
-        Ok(parse_inotify_names(&buf[..n as usize])
-            .into_iter()
-            .filter_map(|name| {
-                let meta = fs::metadata(self.dir.join(&name)).ok()?;
-                meta.is_dir().then(|| (meta.ino(), name))
-            })
-            .collect())
-    }
-}
-
-/// The names in a buffer of `struct inotify_event` records.
-fn parse_inotify_names(mut buf: &[u8]) -> Vec<String> {
+/// The (watch descriptor, name) pairs in a buffer of `struct inotify_event` records.
+fn parse_inotify_events(mut buf: &[u8]) -> Vec<(i32, String)> {
     const HEADER: usize = 16; // wd: i32, mask: u32, cookie: u32, len: u32
-    let mut names = Vec::new();
+    let mut events = Vec::new();
     while buf.len() >= HEADER {
+        let watch = i32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]);
         let len = u32::from_ne_bytes([buf[12], buf[13], buf[14], buf[15]]) as usize;
         let Some(name) = buf.get(HEADER..HEADER + len) else {
             break;
         };
         let name = name.split(|b| *b == 0).next().unwrap_or_default();
         if !name.is_empty() {
-            names.push(String::from_utf8_lossy(name).into_owned());
+            events.push((watch, String::from_utf8_lossy(name).into_owned()));
         }
         buf = &buf[HEADER + len..];
     }
-    names
+    events
 }
 
 /// The cgroups directly below `dir`: id → directory name.
@@ -321,11 +481,14 @@ mod tests {
             buf.resize(buf.len() + padded - name.len(), 0);
         }
         assert_eq!(
-            parse_inotify_names(&buf),
-            ["abc", "container-with-a-longer-name"]
+            parse_inotify_events(&buf),
+            [
+                (1, "abc".to_owned()),
+                (1, "container-with-a-longer-name".to_owned())
+            ]
         );
         assert!(
-            parse_inotify_names(&buf[..20]).is_empty(),
+            parse_inotify_events(&buf[..20]).is_empty(),
             "a truncated record is dropped"
         );
     }
