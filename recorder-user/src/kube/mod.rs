@@ -1,3 +1,4 @@
 //! Everything that touches kube: the custom resources, the pod index, the reconcilers.
 
 pub mod crd;
+pub mod index;
