@@ -103,7 +103,10 @@ impl NodeIndex {
             pod.status.as_ref().and_then(|s| s.phase.as_deref()),
             Some("Succeeded" | "Failed")
         );
-        if !self.enabled.contains(&namespace) || finished || pod.metadata.deletion_timestamp.is_some() {
+        if !self.enabled.contains(&namespace)
+            || finished
+            || pod.metadata.deletion_timestamp.is_some()
+        {
             return (None, Vec::new());
         }
         let mut refusals = Vec::new();
@@ -223,7 +226,9 @@ pub fn pod_cgroup_candidates(pod: &Pod) -> Vec<String> {
             let qos = other.to_ascii_lowercase();
             vec![
                 format!("/kubepods/{qos}/pod{uid}"),
-                format!("/kubepods.slice/kubepods-{qos}.slice/kubepods-{qos}-pod{underscored}.slice"),
+                format!(
+                    "/kubepods.slice/kubepods-{qos}.slice/kubepods-{qos}-pod{underscored}.slice"
+                ),
             ]
         }
     }
@@ -299,7 +304,10 @@ mod tests {
     #[test]
     fn a_recording_selects_pods_of_enabled_namespaces_only() {
         let mut index = NodeIndex::default();
-        index.apply_recording(recording("rec", seccomp_bpf(serde_json::json!({"matchLabels": {"app": "web"}}))));
+        index.apply_recording(recording(
+            "rec",
+            seccomp_bpf(serde_json::json!({"matchLabels": {"app": "web"}})),
+        ));
         let web = pod("web-1", serde_json::json!({"app": "web"}));
         assert_eq!(index.selection(&web).0, None, "namespace not enabled");
         index.apply_namespace(&namespace("shop", true));
@@ -309,11 +317,19 @@ mod tests {
             selection.containers,
             ["init", "sidecar", "web"].map(String::from).into()
         );
-        assert_eq!(index.active_workloads(&("shop".into(), "rec".into())), Vec::<String>::new());
-        index.apply_pod(web.clone());
-        assert_eq!(index.active_workloads(&("shop".into(), "rec".into())), ["shop/web-1"]);
         assert_eq!(
-            index.selection(&pod("db-1", serde_json::json!({"app": "db"}))).0,
+            index.active_workloads(&("shop".into(), "rec".into())),
+            Vec::<String>::new()
+        );
+        index.apply_pod(web.clone());
+        assert_eq!(
+            index.active_workloads(&("shop".into(), "rec".into())),
+            ["shop/web-1"]
+        );
+        assert_eq!(
+            index
+                .selection(&pod("db-1", serde_json::json!({"app": "db"})))
+                .0,
             None
         );
         index.apply_namespace(&namespace("shop", false));
@@ -339,15 +355,26 @@ mod tests {
         let (selection, refusals) = index.selection(&web);
         let selection = selection.unwrap();
         assert_eq!(selection.recording, "b-rec");
-        assert_eq!(selection.containers, ["init", "web"].map(String::from).into());
+        assert_eq!(
+            selection.containers,
+            ["init", "web"].map(String::from).into()
+        );
         assert_eq!(refusals.len(), 2, "{refusals:?}");
-        assert!(matches!(&refusals[0], Refusal::Unsupported { recording, .. } if recording == "a-logs"));
-        assert!(matches!(&refusals[1], Refusal::Ambiguous { used, ignored } if used == "b-rec" && ignored == &["c-rec".to_owned()]));
+        assert!(
+            matches!(&refusals[0], Refusal::Unsupported { recording, .. } if recording == "a-logs")
+        );
+        assert!(
+            matches!(&refusals[1], Refusal::Ambiguous { used, ignored } if used == "b-rec" && ignored == &["c-rec".to_owned()])
+        );
         let canary = pod("web-2", serde_json::json!({"app": "web", "canary": "1"}));
         assert_eq!(index.selection(&canary).0.unwrap().recording, "c-rec");
         let mut done = web.clone();
         done.status.as_mut().unwrap().phase = Some("Succeeded".into());
-        assert_eq!(index.selection(&done).0, None, "finished pods are not recorded");
+        assert_eq!(
+            index.selection(&done).0,
+            None,
+            "finished pods are not recorded"
+        );
     }
 
     #[test]
@@ -360,6 +387,9 @@ mod tests {
                 "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod0f6e5a2b_8b1c_4b7e_9d3a_1c2b3d4e5f60.slice"
             ]
         );
-        assert_eq!(container_ids(&web), [("abc".to_owned(), "web".to_owned())].into());
+        assert_eq!(
+            container_ids(&web),
+            [("abc".to_owned(), "web".to_owned())].into()
+        );
     }
 }

@@ -1,0 +1,303 @@
+//! The daemon's recording machinery, without the API server: it keeps the recorder's subtrees
+//! in step with the node index (a selected pod's cgroup is recorded from before its containers
+//! start), collects each container's recording, and when a pod ends turns them into
+//! SeccompProfile objects — named, labelled and stated as upstream — for a publisher to apply.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::{ResourceExt as _, api::ObjectMeta};
+
+use super::{
+    crd::{
+        LABEL_CONTAINER_ID, LABEL_PARTIAL, LABEL_RECORDING_ID, LABEL_RECORDING_NAMESPACE,
+        MergeStrategy, ProfileState, SeccompProfile, SeccompProfileSpec,
+    },
+    index::{Key, NodeIndex, Refusal, Selection, container_ids, pod_cgroup_candidates},
+};
+use crate::{
+    profile::{
+        build::{RecordedSyscalls, add_runtime_handoff, build_profile},
+        crd::{ANNOTATION_CONTAINER_ID, ANNOTATION_DROPPED, ANNOTATION_POD_UID},
+        naming::{NameError, recorded_profile_name, replica_suffix},
+    },
+    record::{
+        RecordError,
+        subtree::{ContainerRecording, Subtrees},
+    },
+};
+
+/// What a sync or a poll produced for the API side.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Profiles to create or update.
+    pub profiles: Vec<SeccompProfile>,
+    /// Recordings that could not produce a profile, and why (reported as Events on them).
+    pub refused: Vec<(Key, String)>,
+    /// Pods whose recording started or ended: their recordings' `activeWorkloads` changed.
+    pub changed_recordings: BTreeSet<Key>,
+}
+
+struct Active {
+    subtree: u64,
+    selection: Selection,
+    /// The pod as last seen (its container statuses name the containers).
+    pod: Pod,
+    /// Container cgroup name → its recordings (a restarted container has several).
+    containers: HashMap<String, ContainerRecording>,
+}
+
+pub struct PodRecordings {
+    subtrees: Subtrees,
+    active: BTreeMap<Key, Active>,
+    /// Refusals already reported, so a pod's refusal is reported once.
+    reported: BTreeSet<(Key, String)>,
+}
+
+impl PodRecordings {
+    pub fn new(subtrees: Subtrees) -> Self {
+        Self {
+            subtrees,
+            active: BTreeMap::new(),
+            reported: BTreeSet::new(),
+        }
+    }
+
+    pub fn subtrees_mut(&mut self) -> &mut Subtrees {
+        &mut self.subtrees
+    }
+
+    /// The pods being recorded.
+    pub fn active_pods(&self) -> impl Iterator<Item = &Key> {
+        self.active.keys()
+    }
+
+    /// Starts recording newly selected pods whose cgroup exists, and ends the recordings of
+    /// pods that are gone, finished or no longer selected (their profiles are in the outcome).
+    pub fn sync(&mut self, index: &NodeIndex) -> Result<Outcome, RecordError> {
+        let mut out = Outcome::default();
+        for (key, pod) in index.pods() {
+            let (selection, refusals) = index.selection(pod);
+            for refusal in refusals {
+                let (recording, reason) = match refusal {
+                    Refusal::Unsupported {
+                        recording,
+                        kind,
+                        recorder,
+                    } => (
+                        recording,
+                        format!(
+                            "{kind:?} with the {recorder:?} recorder is not supported by syscribe (only SeccompProfile with Bpf); pod {}/{} not recorded",
+                            key.0, key.1
+                        ),
+                    ),
+                    Refusal::Ambiguous { used, ignored } => (
+                        ignored.join(","),
+                        format!(
+                            "pod {}/{} is recorded by {used}, which selects it too",
+                            key.0, key.1
+                        ),
+                    ),
+                };
+                let entry = ((key.0.clone(), recording), reason);
+                if self.reported.insert(entry.clone()) {
+                    out.refused.push(entry);
+                }
+            }
+            match (selection, self.active.get_mut(key)) {
+                (Some(_), Some(active)) => active.pod = pod.clone(),
+                (Some(selection), None) => {
+                    let Some(dir) = pod_cgroup_candidates(pod)
+                        .into_iter()
+                        .map(|path| self.subtrees.root().join(path.trim_start_matches('/')))
+                        .find(|dir| dir.is_dir())
+                    else {
+                        continue; // the kubelet has not created it yet: next sync
+                    };
+                    let subtree = self.subtrees.add(&dir)?;
+                    tracing::info!(namespace = %key.0, pod = %key.1, recording = %selection.recording, "recording pod");
+                    out.changed_recordings
+                        .insert((key.0.clone(), selection.recording.clone()));
+                    self.active.insert(
+                        key.clone(),
+                        Active {
+                            subtree,
+                            selection,
+                            pod: pod.clone(),
+                            containers: HashMap::new(),
+                        },
+                    );
+                }
+                (None, _) => {}
+            }
+        }
+        let ended: Vec<Key> = self
+            .active
+            .keys()
+            .filter(|key| {
+                index
+                    .pod(key)
+                    .is_none_or(|pod| index.selection(pod).0.is_none())
+            })
+            .cloned()
+            .collect();
+        for key in ended {
+            self.end(&key, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    /// Collects finished containers' recordings (call it often: their sets go back to the
+    /// kernel side).
+    pub fn poll(&mut self) -> Result<(), RecordError> {
+        for (subtree, recording) in self.subtrees.poll(false)? {
+            self.keep(subtree, recording);
+        }
+        Ok(())
+    }
+
+    /// Profiles of the recording's pods as they are now, without ending anything (the
+    /// snapshot annotation).
+    pub fn snapshot(&mut self, recording: &Key) -> Result<Outcome, RecordError> {
+        let mut out = Outcome::default();
+        let running = self.subtrees.poll(true)?;
+        let mut current: HashMap<u64, Vec<ContainerRecording>> = HashMap::new();
+        for (subtree, recording) in running {
+            if recording.running {
+                current.entry(subtree).or_default().push(recording);
+            } else {
+                self.keep(subtree, recording);
+            }
+        }
+        for (key, active) in &self.active {
+            if key.0 != recording.0 || active.selection.recording != recording.1 {
+                continue;
+            }
+            let mut all: Vec<&ContainerRecording> = active.containers.values().collect();
+            let running = current.remove(&active.subtree).unwrap_or_default();
+            all.extend(running.iter());
+            profiles_of(key, active, &all, &mut out);
+        }
+        Ok(out)
+    }
+
+    fn keep(&mut self, subtree: u64, recording: ContainerRecording) {
+        if let Some(active) = self.active.values_mut().find(|a| a.subtree == subtree) {
+            active.containers.insert(recording.name.clone(), recording);
+        }
+    }
+
+    fn end(&mut self, key: &Key, out: &mut Outcome) -> Result<(), RecordError> {
+        let Some(mut active) = self.active.remove(key) else {
+            return Ok(());
+        };
+        for (subtree, recording) in self.subtrees.poll(false)? {
+            if subtree == active.subtree {
+                active.containers.insert(recording.name.clone(), recording);
+            } else {
+                self.keep(subtree, recording);
+            }
+        }
+        for recording in self.subtrees.remove(active.subtree)? {
+            active.containers.insert(recording.name.clone(), recording);
+        }
+        tracing::info!(namespace = %key.0, pod = %key.1, containers = active.containers.len(), "pod recording ended");
+        out.changed_recordings
+            .insert((key.0.clone(), active.selection.recording.clone()));
+        let all: Vec<&ContainerRecording> = active.containers.values().collect();
+        profiles_of(key, &active, &all, out);
+        Ok(())
+    }
+
+    /// Ends every recording (the daemon stops) and hands back what was recorded.
+    pub async fn finish(mut self) -> Result<Outcome, RecordError> {
+        let mut out = Outcome::default();
+        let keys: Vec<Key> = self.active.keys().cloned().collect();
+        for key in keys {
+            self.end(&key, &mut out)?;
+        }
+        self.subtrees.finish().await?;
+        Ok(out)
+    }
+}
+
+/// One profile per selected container of the pod, from its recordings.
+fn profiles_of(key: &Key, active: &Active, recordings: &[&ContainerRecording], out: &mut Outcome) {
+    let names = container_ids(&active.pod);
+    let mut by_name: BTreeMap<String, (RecordedSyscalls, bool, Vec<String>)> = BTreeMap::new();
+    for recording in recordings {
+        let Some(name) = recording.container_id.as_ref().and_then(|id| names.get(id)) else {
+            tracing::warn!(namespace = %key.0, pod = %key.1, cgroup = %recording.name, "a recorded container is not in the pod's status; no profile for it");
+            continue;
+        };
+        if !active.selection.containers.contains(name) {
+            continue;
+        }
+        let entry = by_name.entry(name.clone()).or_insert_with(|| {
+            (
+                RecordedSyscalls {
+                    numbers: BTreeSet::new(),
+                    out_of_range: 0,
+                },
+                true,
+                Vec::new(),
+            )
+        });
+        entry
+            .0
+            .numbers
+            .extend(recording.syscalls.numbers.iter().copied());
+        entry.0.out_of_range += recording.syscalls.out_of_range;
+        entry.1 &= recording.filter_seen;
+        entry.2.extend(recording.container_id.clone());
+    }
+    let selection = &active.selection;
+    let pod_name = active.pod.name_any();
+    let replica = replica_suffix(&pod_name, active.pod.metadata.generate_name.as_deref());
+    for (container, (syscalls, filter_seen, ids)) in by_name {
+        let name = match recorded_profile_name(&selection.recording, &container, replica) {
+            Ok(name) => name,
+            Err(err @ (NameError::Recording { .. } | NameError::Profile { .. })) => {
+                out.refused.push((
+                    (key.0.clone(), selection.recording.clone()),
+                    err.to_string(),
+                ));
+                continue;
+            }
+        };
+        let mut built = build_profile(&syscalls, Vec::new());
+        if filter_seen {
+            add_runtime_handoff(&mut built.seccomp);
+        }
+        let mut labels = BTreeMap::from([
+            (LABEL_RECORDING_ID.to_owned(), selection.recording.clone()),
+            (LABEL_RECORDING_NAMESPACE.to_owned(), key.0.clone()),
+            (LABEL_CONTAINER_ID.to_owned(), container.clone()),
+        ]);
+        if selection.merge == MergeStrategy::Containers {
+            labels.insert(LABEL_PARTIAL.to_owned(), "true".to_owned());
+        }
+        let mut annotations = BTreeMap::from([(
+            ANNOTATION_DROPPED.to_owned(),
+            (syscalls.out_of_range + built.unnamed.len() as u64).to_string(),
+        )]);
+        annotations.insert(ANNOTATION_CONTAINER_ID.to_owned(), ids.join(","));
+        if let Some(uid) = &active.pod.metadata.uid {
+            annotations.insert(ANNOTATION_POD_UID.to_owned(), uid.clone());
+        }
+        let mut spec = SeccompProfileSpec::from_seccomp(&built.seccomp);
+        if selection.disable_after {
+            spec.state = Some(ProfileState::Disabled);
+        }
+        out.profiles.push(SeccompProfile {
+            metadata: ObjectMeta {
+                name: Some(name),
+                labels: Some(labels),
+                annotations: Some(annotations),
+                ..ObjectMeta::default()
+            },
+            spec,
+            status: None,
+        });
+    }
+}
