@@ -2,4 +2,5 @@
 
 pub mod crd;
 pub mod index;
+pub mod publish;
 pub mod recordings;

@@ -1,0 +1,543 @@
+//! The API side of recording: applying recorded profiles, keeping `activeWorkloads` current,
+//! Events for recordings that cannot produce profiles, the snapshot annotation, and merging
+//! partial profiles when a `mergeStrategy: Containers` recording is deleted. Thin: decisions
+//! are in `profile::` and `kube::recordings`; this only talks to the API server.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::{
+    Api, Client, Resource as _, ResourceExt as _,
+    api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams},
+    runtime::events::{Event, EventType, Recorder, Reporter},
+};
+use thiserror::Error;
+
+use super::{
+    crd::{
+        ANNOTATION_COVERAGE, ANNOTATION_SNAPSHOT, LABEL_CONTAINER_ID, LABEL_PARTIAL,
+        LABEL_RECORDING_ID, LABEL_RECORDING_NAMESPACE, MergeStrategy, ProfileRecording,
+        ProfileStatus, ProfileStatusKind, SeccompProfile, SeccompProfileSpec,
+    },
+    index::Key,
+};
+use crate::profile::{merge::merge_partials, naming::recorded_profile_name};
+
+/// The field manager of everything syscribe writes.
+pub const MANAGER: &str = "syscribe";
+/// Keeps a `mergeStrategy: Containers` recording until its partial profiles are merged.
+pub const FINALIZER_UNMERGED: &str = "spo.x-k8s.io/has-unmerged-profiles";
+
+#[derive(Debug, Error)]
+pub enum PublishError {
+    #[error("{op} {kind} {name}: {source}")]
+    Api {
+        op: &'static str,
+        kind: &'static str,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+fn api_err(
+    op: &'static str,
+    kind: &'static str,
+    name: &str,
+) -> impl FnOnce(kube::Error) -> PublishError {
+    let name = name.to_owned();
+    move |source| PublishError::Api {
+        op,
+        kind,
+        name,
+        source,
+    }
+}
+
+/// Creates or updates a recorded profile (server-side apply); partial ones get status Partial.
+pub async fn apply_profile(client: &Client, profile: &SeccompProfile) -> Result<(), PublishError> {
+    let api: Api<SeccompProfile> = Api::all(client.clone());
+    let name = profile.name_any();
+    let mut body = profile.clone();
+    body.metadata.managed_fields = None;
+    api.patch(
+        &name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map_err(api_err("apply", "SeccompProfile", &name))?;
+    if profile.labels().get(LABEL_PARTIAL).map(String::as_str) == Some("true") {
+        let status = serde_json::json!({"status": ProfileStatus {
+            status: Some(ProfileStatusKind::Partial),
+            ..ProfileStatus::default()
+        }});
+        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+            .await
+            .map_err(api_err("set the status of", "SeccompProfile", &name))?;
+    }
+    Ok(())
+}
+
+/// Sets a recording's `status.activeWorkloads`.
+pub async fn set_active_workloads(
+    client: &Client,
+    recording: &Key,
+    workloads: Vec<String>,
+) -> Result<(), PublishError> {
+    let api: Api<ProfileRecording> = Api::namespaced(client.clone(), &recording.0);
+    let status = serde_json::json!({"status": {"activeWorkloads": workloads}});
+    api.patch_status(
+        &recording.1,
+        &PatchParams::default(),
+        &Patch::Merge(&status),
+    )
+    .await
+    .map_err(api_err(
+        "set the status of",
+        "ProfileRecording",
+        &recording.1,
+    ))?;
+    Ok(())
+}
+
+/// A Warning Event on the recording: why it did not produce a profile.
+pub async fn warn(
+    client: &Client,
+    recording: &Key,
+    reason: &str,
+    note: &str,
+) -> Result<(), PublishError> {
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: MANAGER.into(),
+            instance: std::env::var("NODE_NAME").ok(),
+        },
+    );
+    let reference = ObjectReference {
+        api_version: Some(ProfileRecording::api_version(&()).into_owned()),
+        kind: Some(ProfileRecording::kind(&()).into_owned()),
+        name: Some(recording.1.clone()),
+        namespace: Some(recording.0.clone()),
+        ..ObjectReference::default()
+    };
+    recorder
+        .publish(
+            &Event {
+                type_: EventType::Warning,
+                reason: reason.into(),
+                note: Some(note.chars().take(1024).collect()),
+                action: "Record".into(),
+                secondary: None,
+            },
+            &reference,
+        )
+        .await
+        .map_err(api_err(
+            "publish an event on",
+            "ProfileRecording",
+            &recording.1,
+        ))
+}
+
+/// Removes the snapshot annotation once the snapshot was published.
+pub async fn clear_snapshot(client: &Client, recording: &Key) -> Result<(), PublishError> {
+    let api: Api<ProfileRecording> = Api::namespaced(client.clone(), &recording.0);
+    let patch = serde_json::json!({"metadata": {"annotations": {ANNOTATION_SNAPSHOT: null}}});
+    api.patch(&recording.1, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(api_err(
+            "clear the snapshot annotation of",
+            "ProfileRecording",
+            &recording.1,
+        ))?;
+    Ok(())
+}
+
+/// Makes sure a `mergeStrategy: Containers` recording carries the finalizer that keeps it
+/// until its partial profiles are merged.
+pub async fn ensure_merge_finalizer(
+    client: &Client,
+    recording: &ProfileRecording,
+) -> Result<(), PublishError> {
+    if recording.spec.merge_strategy != MergeStrategy::Containers
+        || recording
+            .finalizers()
+            .iter()
+            .any(|f| f == FINALIZER_UNMERGED)
+        || recording.metadata.deletion_timestamp.is_some()
+    {
+        return Ok(());
+    }
+    let mut finalizers = recording.finalizers().to_vec();
+    finalizers.push(FINALIZER_UNMERGED.to_owned());
+    set_finalizers(client, recording, finalizers).await
+}
+
+async fn set_finalizers(
+    client: &Client,
+    recording: &ProfileRecording,
+    finalizers: Vec<String>,
+) -> Result<(), PublishError> {
+    let api: Api<ProfileRecording> =
+        Api::namespaced(client.clone(), &recording.namespace().unwrap_or_default());
+    let patch = serde_json::json!({"metadata": {"finalizers": finalizers}});
+    api.patch(
+        &recording.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map_err(api_err(
+        "set the finalizers of",
+        "ProfileRecording",
+        &recording.name_any(),
+    ))?;
+    Ok(())
+}
+
+/// A deleted `mergeStrategy: Containers` recording: its partial profiles, grouped by
+/// container, become one `<recording>-<container>` profile each (union, with the coverage
+/// annotation); the partials are deleted and the finalizer removed.
+pub async fn merge_on_deletion(
+    client: &Client,
+    recording: &ProfileRecording,
+) -> Result<Vec<String>, PublishError> {
+    if recording.metadata.deletion_timestamp.is_none()
+        || !recording
+            .finalizers()
+            .iter()
+            .any(|f| f == FINALIZER_UNMERGED)
+    {
+        return Ok(Vec::new());
+    }
+    let name = recording.name_any();
+    let namespace = recording.namespace().unwrap_or_default();
+    let api: Api<SeccompProfile> = Api::all(client.clone());
+    let selector = format!(
+        "{LABEL_RECORDING_ID}={name},{LABEL_RECORDING_NAMESPACE}={namespace},{LABEL_PARTIAL}=true"
+    );
+    let partials = api
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(api_err(
+            "list the partial profiles of",
+            "ProfileRecording",
+            &name,
+        ))?;
+    let mut by_container: BTreeMap<String, Vec<crate::profile::seccomp::Seccomp>> = BTreeMap::new();
+    for partial in &partials.items {
+        if let Some(container) = partial.labels().get(LABEL_CONTAINER_ID) {
+            by_container
+                .entry(container.clone())
+                .or_default()
+                .push(partial.spec.to_seccomp());
+        }
+    }
+    let mut merged_names = Vec::new();
+    for (container, seccomps) in by_container {
+        let Some((merged, coverage)) = merge_partials(&seccomps) else {
+            continue;
+        };
+        let Ok(merged_name) = recorded_profile_name(&name, &container, None) else {
+            continue;
+        };
+        let mut spec = SeccompProfileSpec::from_seccomp(&merged);
+        if recording.spec.disable_profile_after_recording {
+            spec.state = Some(super::crd::ProfileState::Disabled);
+        }
+        let profile = SeccompProfile {
+            metadata: ObjectMeta {
+                name: Some(merged_name.clone()),
+                labels: Some(BTreeMap::from([
+                    (LABEL_RECORDING_ID.to_owned(), name.clone()),
+                    (LABEL_RECORDING_NAMESPACE.to_owned(), namespace.clone()),
+                ])),
+                annotations: Some(BTreeMap::from([(
+                    ANNOTATION_COVERAGE.to_owned(),
+                    serde_json::to_string(&coverage).expect("coverage serializes"),
+                )])),
+                ..ObjectMeta::default()
+            },
+            spec,
+            status: None,
+        };
+        apply_profile(client, &profile).await?;
+        merged_names.push(merged_name);
+    }
+    if !partials.items.is_empty() {
+        api.delete_collection(
+            &DeleteParams::default(),
+            &ListParams::default().labels(&selector),
+        )
+        .await
+        .map_err(api_err(
+            "delete the partial profiles of",
+            "ProfileRecording",
+            &name,
+        ))?;
+    }
+    let finalizers = recording
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER_UNMERGED)
+        .cloned()
+        .collect();
+    set_finalizers(client, recording, finalizers).await?;
+    Ok(merged_names)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use http::{Method, Request, Response, StatusCode};
+    use kube::client::Body;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+    fn mock() -> (Client, Handle) {
+        let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        (Client::new(service, "default"), handle)
+    }
+
+    /// The next request: asserts its method and URI, answers `reply`, returns its JSON body.
+    async fn expect(handle: &mut Handle, method: Method, uri: &str, reply: Value) -> Value {
+        let (request, send) = handle
+            .next_request()
+            .await
+            .expect("the client made a request");
+        assert_eq!(request.method(), method, "{}", request.uri());
+        assert_eq!(request.uri().to_string(), uri);
+        let body = request.into_body().collect_bytes().await.unwrap();
+        send.send_response(
+            Response::builder()
+                .status(StatusCode::OK)
+                .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                .unwrap(),
+        );
+        if body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&body).unwrap()
+        }
+    }
+
+    /// Runs the client side and the API server side together, within a second.
+    async fn scenario<C, S>(client_side: C, server_side: S) -> C::Output
+    where
+        C: std::future::Future,
+        S: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let server = tokio::spawn(server_side);
+        let out = tokio::time::timeout(Duration::from_secs(1), client_side)
+            .await
+            .expect("client side timed out");
+        tokio::time::timeout(Duration::from_secs(1), server)
+            .await
+            .expect("server side timed out")
+            .expect("server side assertions");
+        out
+    }
+
+    const SP: &str = "/apis/security-profiles-operator.x-k8s.io/v1/seccompprofiles";
+    const PR: &str =
+        "/apis/security-profiles-operator.x-k8s.io/v1/namespaces/shop/profilerecordings";
+
+    fn profile(name: &str, partial: bool, names: &[&str]) -> SeccompProfile {
+        let mut labels = json!({
+            LABEL_RECORDING_ID: "rec", LABEL_RECORDING_NAMESPACE: "shop", LABEL_CONTAINER_ID: "app"
+        });
+        if partial {
+            labels[LABEL_PARTIAL] = json!("true");
+        }
+        serde_json::from_value(json!({
+            "apiVersion": "security-profiles-operator.x-k8s.io/v1", "kind": "SeccompProfile",
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64"],
+                     "syscalls": [{"action": "SCMP_ACT_ALLOW", "names": names}]}
+        }))
+        .unwrap()
+    }
+
+    fn recording(merge: &str, deleting: bool, finalizers: &[&str]) -> ProfileRecording {
+        let mut meta = json!({"name": "rec", "namespace": "shop", "finalizers": finalizers});
+        if deleting {
+            meta["deletionTimestamp"] = json!("2026-11-26T17:00:00Z");
+        }
+        serde_json::from_value(json!({
+            "apiVersion": "security-profiles-operator.x-k8s.io/v1", "kind": "ProfileRecording",
+            "metadata": meta,
+            "spec": {"kind": "SeccompProfile", "recorder": "Bpf", "mergeStrategy": merge,
+                     "podSelector": {"matchLabels": {"app": "web"}}, "disableProfileAfterRecording": true}
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_recorded_profile_is_applied_server_side() {
+        let (client, mut handle) = mock();
+        let sp = profile("rec-app-gmbrj", false, &["read", "write"]);
+        let reply = serde_json::to_value(&sp).unwrap();
+        scenario(apply_profile(&client, &sp), async move {
+            let body = expect(
+                &mut handle,
+                Method::PATCH,
+                &format!("{SP}/rec-app-gmbrj?&force=true&fieldManager=syscribe"),
+                reply,
+            )
+            .await;
+            assert_eq!(body["metadata"]["labels"][LABEL_RECORDING_ID], "rec");
+            assert_eq!(
+                body["spec"]["syscalls"][0]["names"],
+                json!(["read", "write"])
+            );
+        })
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_partial_profile_gets_status_partial() {
+        let (client, mut handle) = mock();
+        let sp = profile("rec-app-gmbrj", true, &["read"]);
+        let reply = serde_json::to_value(&sp).unwrap();
+        scenario(apply_profile(&client, &sp), async move {
+            expect(
+                &mut handle,
+                Method::PATCH,
+                &format!("{SP}/rec-app-gmbrj?&force=true&fieldManager=syscribe"),
+                reply.clone(),
+            )
+            .await;
+            let status = expect(
+                &mut handle,
+                Method::PATCH,
+                &format!("{SP}/rec-app-gmbrj/status?"),
+                reply,
+            )
+            .await;
+            assert_eq!(status, json!({"status": {"status": "Partial"}}));
+        })
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn active_workloads_and_snapshot_clearing() {
+        let (client, mut handle) = mock();
+        let key = ("shop".to_owned(), "rec".to_owned());
+        let reply = serde_json::to_value(recording("None", false, &[])).unwrap();
+        scenario(
+            async {
+                set_active_workloads(&client, &key, vec!["shop/web-1".into()])
+                    .await
+                    .unwrap();
+                clear_snapshot(&client, &key).await.unwrap();
+            },
+            async move {
+                let body = expect(
+                    &mut handle,
+                    Method::PATCH,
+                    &format!("{PR}/rec/status?"),
+                    reply.clone(),
+                )
+                .await;
+                assert_eq!(body, json!({"status": {"activeWorkloads": ["shop/web-1"]}}));
+                let body = expect(&mut handle, Method::PATCH, &format!("{PR}/rec?"), reply).await;
+                assert_eq!(
+                    body,
+                    json!({"metadata": {"annotations": {ANNOTATION_SNAPSHOT: null}}})
+                );
+            },
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn an_invalid_recording_name_becomes_a_warning_event() {
+        let (client, mut handle) = mock();
+        let key = ("shop".to_owned(), "Bad_Name".to_owned());
+        let err = recorded_profile_name(&key.1, "app", None)
+            .unwrap_err()
+            .to_string();
+        let note = err.clone();
+        scenario(warn(&client, &key, "InvalidName", &note), async move {
+            let body = expect(
+                &mut handle,
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/shop/events?",
+                json!({"metadata": {"name": "x"}, "eventTime": null, "reportingController": "syscribe", "reportingInstance": "x"}),
+            )
+            .await;
+            assert_eq!(body["type"], "Warning");
+            assert_eq!(body["reason"], "InvalidName");
+            assert_eq!(body["regarding"]["name"], "Bad_Name");
+            assert!(body["note"].as_str().unwrap().contains("not a DNS-1123 label"), "{body}");
+        })
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn containers_merge_strategy_keeps_the_recording_until_merged() {
+        let (client, mut handle) = mock();
+        // Created: the finalizer goes on.
+        let created = recording("Containers", false, &[]);
+        let reply = serde_json::to_value(&created).unwrap();
+        scenario(ensure_merge_finalizer(&client, &created), async move {
+            let body = expect(&mut handle, Method::PATCH, &format!("{PR}/rec?"), reply).await;
+            assert_eq!(
+                body,
+                json!({"metadata": {"finalizers": [FINALIZER_UNMERGED]}})
+            );
+        })
+        .await
+        .unwrap();
+
+        // Deleted: partials merged into rec-app with coverage, partials deleted, finalizer off.
+        let (client, mut handle) = mock();
+        let deleted = recording("Containers", true, &[FINALIZER_UNMERGED]);
+        let reply = serde_json::to_value(&deleted).unwrap();
+        let partials = json!({
+            "apiVersion": "security-profiles-operator.x-k8s.io/v1", "kind": "SeccompProfileList",
+            "metadata": {},
+            "items": [profile("rec-app-aaaaa", true, &["read", "write"]), profile("rec-app-bbbbb", true, &["read", "openat"])]
+        });
+        let merged = scenario(merge_on_deletion(&client, &deleted), async move {
+            let selector = "spo.x-k8s.io%2Frecording-id%3Drec%2Cspo.x-k8s.io%2Frecording-namespace%3Dshop%2Cspo.x-k8s.io%2Fpartial%3Dtrue";
+            expect(&mut handle, Method::GET, &format!("{SP}?&labelSelector={selector}"), partials).await;
+            let body = expect(
+                &mut handle,
+                Method::PATCH,
+                &format!("{SP}/rec-app?&force=true&fieldManager=syscribe"),
+                json!({"apiVersion": "security-profiles-operator.x-k8s.io/v1", "kind": "SeccompProfile", "metadata": {"name": "rec-app"}, "spec": {"defaultAction": "SCMP_ACT_ERRNO"}}),
+            )
+            .await;
+            assert_eq!(body["spec"]["syscalls"][0]["names"], json!(["openat", "read", "write"]));
+            assert_eq!(body["spec"]["state"], "Disabled", "disableProfileAfterRecording");
+            assert!(body["metadata"]["labels"].get(LABEL_PARTIAL).is_none());
+            let coverage: Value = serde_json::from_str(
+                body["metadata"]["annotations"][ANNOTATION_COVERAGE].as_str().unwrap(),
+            )
+            .unwrap();
+            assert_eq!(coverage, json!({"version": "v1", "total": 2, "syscalls": {"openat": 1, "read": 2, "write": 1}}));
+            expect(
+                &mut handle,
+                Method::DELETE,
+                &format!("{SP}?&labelSelector={selector}"),
+                json!({"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Success"}),
+            )
+            .await;
+            let body = expect(&mut handle, Method::PATCH, &format!("{PR}/rec?"), reply).await;
+            assert_eq!(body, json!({"metadata": {"finalizers": []}}));
+        })
+        .await
+        .unwrap();
+        assert_eq!(merged, ["rec-app"]);
+    }
+}
