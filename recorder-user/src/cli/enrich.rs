@@ -29,7 +29,7 @@ use crate::{
     resolve::{
         cgroup::cgroup2_mount,
         process::{ExitLookup, ProcResolver},
-        runtime::RuntimeNames,
+        runtime::{KnownNames, RuntimeNames},
     },
 };
 
@@ -69,6 +69,23 @@ pub struct EnrichArgs {
     /// The kernel log device.
     #[arg(long, default_value = "/dev/kmsg", hide = true)]
     pub kmsg: PathBuf,
+}
+
+impl EnrichArgs {
+    /// What the daemon runs: the best source, following, JSON lines, metrics served.
+    pub fn for_daemon(node: String, metrics_addr: SocketAddr) -> Self {
+        Self {
+            source: Source::Auto,
+            follow: true,
+            format: OutputFormat::Json,
+            node: Some(node),
+            filters: Vec::new(),
+            aggregate: None,
+            metrics_addr: Some(metrics_addr),
+            proc: "/proc".into(),
+            kmsg: "/dev/kmsg".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,7 +197,16 @@ impl<W: Write> Output<W> {
 /// How long a following reader sleeps or waits for input between ticks.
 const IDLE: Duration = Duration::from_millis(200);
 
-pub fn run(paths: &HostPaths, mut args: EnrichArgs) -> Result<i32, CliError> {
+pub fn run(paths: &HostPaths, args: EnrichArgs) -> Result<i32, CliError> {
+    run_with(paths, args, None)
+}
+
+/// `run`, with container names known from elsewhere (the daemon's pod index).
+pub fn run_with(
+    paths: &HostPaths,
+    mut args: EnrichArgs,
+    known: Option<KnownNames>,
+) -> Result<i32, CliError> {
     if args.source == Source::Auto {
         args.source = pick_source(args.follow);
     }
@@ -236,7 +262,10 @@ pub fn run(paths: &HostPaths, mut args: EnrichArgs) -> Result<i32, CliError> {
             metrics,
         },
         ProcResolver::new(args.proc.clone(), cgroup2, exits),
-        RuntimeNames::default(),
+        match known {
+            Some(known) => RuntimeNames::default().with_known(known),
+            None => RuntimeNames::default(),
+        },
     );
     let mut out = Output {
         out: std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock()),

@@ -1,6 +1,6 @@
 //! The `syscribe` command line. Doc comments are the help text.
 
-mod enrich;
+pub mod enrich;
 mod record;
 mod run;
 
@@ -63,6 +63,10 @@ pub enum Command {
     /// Print one line per seccomp, SELinux or AppArmor denial in the audit records, with the
     /// syscall's name, the action, the executable, and the container and pod of the process.
     Enrich(EnrichArgs),
+    /// Run on a Kubernetes node: record the pods ProfileRecordings select (in namespaces
+    /// labelled spo.x-k8s.io/enable-recording), publish their SeccompProfiles, stream enriched
+    /// denials as JSON lines, serve /metrics, /healthz and /readyz.
+    Daemon(crate::kube::daemon::DaemonArgs),
     /// Print the CustomResourceDefinitions syscribe serves (the upstream Security Profiles
     /// Operator's v1 kinds), as YAML.
     Crds,
@@ -82,6 +86,7 @@ impl Cli {
             Command::Record(args) => record::record(&paths, args),
             Command::Run(args) => run::run(args),
             Command::Enrich(args) => enrich::run(&paths, args),
+            Command::Daemon(args) => daemon(paths, args),
             Command::Crds => {
                 print!("{}", crate::kube::crd::crds_yaml());
                 Ok(0)
@@ -96,6 +101,18 @@ impl Cli {
             }
         }
     }
+}
+
+fn daemon(
+    paths: crate::record::HostPaths,
+    args: crate::kube::daemon::DaemonArgs,
+) -> Result<i32, CliError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| CliError::Runtime { source })?;
+    runtime.block_on(crate::kube::daemon::run(paths, args))?;
+    Ok(0)
 }
 
 /// Any command's failure: one line for the user, and an exit status.
@@ -138,6 +155,8 @@ pub enum CliError {
     },
     #[error("--cgroup writes one profile per container: -o must name a directory, not {path}", path = .path.display())]
     OutputNotADirectory { path: PathBuf },
+    #[error(transparent)]
+    Daemon(#[from] crate::kube::daemon::DaemonError),
     #[error("cannot serve metrics on {addr}: {source}")]
     Serve {
         addr: String,

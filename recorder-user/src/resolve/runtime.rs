@@ -18,7 +18,11 @@ pub struct PodNames {
     pub container: Option<String>,
 }
 
+/// Container id → names known from elsewhere (the daemon's pod index), consulted first.
+pub type KnownNames = std::sync::Arc<std::sync::RwLock<HashMap<String, PodNames>>>;
+
 pub struct RuntimeNames {
+    known: Option<KnownNames>,
     /// Runtime state roots: runc-style directories holding `<id>/state.json` or `<id>/status`;
     /// a root ending in `/*` holds one such directory per namespace (containerd's).
     roots: Vec<PathBuf>,
@@ -51,13 +55,27 @@ impl RuntimeNames {
 
     pub fn new(roots: Vec<PathBuf>) -> Self {
         Self {
+            known: None,
             roots,
             cache: HashMap::new(),
             resets: 0,
         }
     }
 
+    /// Consults `known` before the runtime's state.
+    pub fn with_known(mut self, known: KnownNames) -> Self {
+        self.known = Some(known);
+        self
+    }
+
     pub fn names_of(&mut self, container_id: &str) -> Option<PodNames> {
+        if let Some(names) = self
+            .known
+            .as_ref()
+            .and_then(|known| known.read().ok()?.get(container_id).cloned())
+        {
+            return Some(names);
+        }
         if let Some((at, names)) = self.cache.get(container_id) {
             let ttl = if names.is_some() {
                 Self::FOUND_TTL

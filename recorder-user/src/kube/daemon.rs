@@ -1,0 +1,352 @@
+//! `syscribe daemon`: one per node. Watches the node's pods, the namespaces enabled for
+//! recording and the ProfileRecordings; records the selected pods' containers; publishes
+//! their profiles; streams enriched denials as JSON lines on stdout (with the pod index's
+//! names); serves /metrics, /healthz and /readyz.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    net::SocketAddr,
+    time::Duration,
+};
+
+use futures::{StreamExt as _, stream::BoxStream};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::{
+    Api, Client, ResourceExt as _,
+    runtime::watcher::{self, Event, watcher},
+};
+use thiserror::Error;
+
+use super::{
+    crd::{ANNOTATION_SNAPSHOT, LABEL_ENABLE_RECORDING, ProfileRecording, SeccompProfile},
+    index::{Key, NodeIndex, container_ids},
+    publish::{self, PublishError},
+    recordings::{Outcome, PodRecordings},
+};
+use crate::{
+    record::{HostPaths, RecordError, subtree::Subtrees},
+    resolve::runtime::{KnownNames, PodNames},
+};
+
+#[derive(Debug, clap::Args)]
+pub struct DaemonArgs {
+    /// This node's name (the pods recorded are the ones scheduled here).
+    #[arg(long, env = "NODE_NAME")]
+    pub node: String,
+    /// Where /metrics, /healthz and /readyz are served.
+    #[arg(long, default_value = "0.0.0.0:9100")]
+    pub metrics_addr: SocketAddr,
+    /// Do not stream enriched denials.
+    #[arg(long)]
+    pub no_enrich: bool,
+}
+
+#[derive(Debug, Error)]
+pub enum DaemonError {
+    #[error("cannot reach the Kubernetes API (in-cluster config or kubeconfig): {source}")]
+    Client {
+        #[source]
+        source: kube::Error,
+    },
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error("watching {what}: {source}")]
+    Watch {
+        what: &'static str,
+        #[source]
+        source: watcher::Error,
+    },
+}
+
+/// Profiles that could not be published yet are retried; at most this many wait.
+const MAX_RETRIES: usize = 1000;
+
+/// One watch stream's re-list: objects not seen again between Init and InitDone are gone.
+#[derive(Default)]
+struct Relist(Option<BTreeSet<Key>>);
+
+fn key_of<K: kube::Resource>(obj: &K) -> Key {
+    (obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> {
+    let client = Client::try_default()
+        .await
+        .map_err(|source| DaemonError::Client { source })?;
+    let known: KnownNames = KnownNames::default();
+    if !args.no_enrich {
+        let (paths, node, addr, known) = (
+            HostPaths {
+                btf: paths.btf.clone(),
+                mountinfo: paths.mountinfo.clone(),
+            },
+            args.node.clone(),
+            args.metrics_addr,
+            known.clone(),
+        );
+        std::thread::Builder::new()
+            .name("enricher".into())
+            .spawn(move || {
+                let args = crate::cli::enrich::EnrichArgs::for_daemon(node, addr);
+                if let Err(err) = crate::cli::enrich::run_with(&paths, args, Some(known)) {
+                    tracing::error!(error = %err, "the enricher stopped");
+                }
+            })
+            .map_err(|source| RecordError::Wait { source })?;
+    }
+
+    let mut recordings = PodRecordings::new(Subtrees::start(&paths)?);
+    let mut index = NodeIndex::default();
+    let mut pods: BoxStream<_> = watcher(
+        Api::<Pod>::all(client.clone()),
+        watcher::Config::default().fields(&format!("spec.nodeName={}", args.node)),
+    )
+    .boxed();
+    let mut namespaces: BoxStream<_> = watcher(
+        Api::<Namespace>::all(client.clone()),
+        watcher::Config::default().labels(LABEL_ENABLE_RECORDING),
+    )
+    .boxed();
+    let mut recording_events: BoxStream<_> = watcher(
+        Api::<ProfileRecording>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .boxed();
+    let (mut pod_relist, mut ns_relist, mut rec_relist) =
+        (Relist::default(), Relist::default(), Relist::default());
+    let mut retry: Vec<SeccompProfile> = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|source| RecordError::Wait { source })?;
+    tracing::info!(node = %args.node, "daemon started");
+    loop {
+        let mut changed = false;
+        tokio::select! {
+            event = pods.next() => {
+                changed = true;
+                match event {
+                    Some(Ok(event)) => on_pod(&mut index, &known, &mut pod_relist, event),
+                    Some(Err(err)) => tracing::warn!(error = %err, "pod watch"),
+                    None => break,
+                }
+            }
+            event = namespaces.next() => {
+                changed = true;
+                match event {
+                    Some(Ok(event)) => on_namespace(&mut index, &mut ns_relist, event),
+                    Some(Err(err)) => tracing::warn!(error = %err, "namespace watch"),
+                    None => break,
+                }
+            }
+            event = recording_events.next() => {
+                changed = true;
+                match event {
+                    Some(Ok(event)) => {
+                        if let Some(recording) = on_recording(&mut index, &mut rec_relist, event) {
+                            handle_recording(&client, &mut recordings, &mut retry, &recording).await?;
+                        }
+                    }
+                    Some(Err(err)) => tracing::warn!(error = %err, "recording watch"),
+                    None => break,
+                }
+            }
+            created = recordings.subtrees_mut().created() => created?,
+            _ = tick.tick() => {
+                recordings.poll()?;
+                let waiting = std::mem::take(&mut retry);
+                for profile in waiting {
+                    apply_or_retry(&client, &mut retry, profile).await;
+                }
+            }
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+        }
+        if changed {
+            let outcome = recordings.sync(&index)?;
+            publish_outcome(&client, &index, &mut retry, outcome).await;
+        }
+    }
+    tracing::info!("daemon stopping; running recordings end here");
+    let outcome = recordings.finish().await?;
+    tracing::info!(
+        profiles = outcome.profiles.len(),
+        "recordings of pods still running are not published at shutdown"
+    );
+    Ok(())
+}
+
+fn relist<K: kube::Resource>(
+    relist: &mut Relist,
+    event: Event<K>,
+    mut apply: impl FnMut(K),
+    mut delete: impl FnMut(&Key),
+    current: impl Fn() -> Vec<Key>,
+) {
+    match event {
+        Event::Apply(obj) => apply(obj),
+        Event::Delete(obj) => delete(&key_of(&obj)),
+        Event::Init => relist.0 = Some(BTreeSet::new()),
+        Event::InitApply(obj) => {
+            if let Some(seen) = relist.0.as_mut() {
+                seen.insert(key_of(&obj));
+            }
+            apply(obj);
+        }
+        Event::InitDone => {
+            if let Some(seen) = relist.0.take() {
+                for key in current().into_iter().filter(|k| !seen.contains(k)) {
+                    delete(&key);
+                }
+            }
+        }
+    }
+}
+
+fn on_pod(index: &mut NodeIndex, known: &KnownNames, relist_state: &mut Relist, event: Event<Pod>) {
+    let current: Vec<Key> = index.pods().map(|(k, _)| k.clone()).collect();
+    let mut applied = Vec::new();
+    let mut deleted = Vec::new();
+    relist(
+        relist_state,
+        event,
+        |pod| applied.push(pod),
+        |key| deleted.push(key.clone()),
+        || current.clone(),
+    );
+    let Ok(mut names) = known.write() else {
+        return;
+    };
+    for pod in applied {
+        for (id, container) in container_ids(&pod) {
+            names.insert(
+                id,
+                PodNames {
+                    namespace: pod.namespace(),
+                    pod: Some(pod.name_any()),
+                    container: Some(container),
+                },
+            );
+        }
+        index.apply_pod(pod);
+    }
+    for key in deleted {
+        if let Some(pod) = index.delete_pod(&key) {
+            for id in container_ids(&pod).keys() {
+                names.remove(id);
+            }
+        }
+    }
+}
+
+fn on_namespace(index: &mut NodeIndex, relist_state: &mut Relist, event: Event<Namespace>) {
+    let mut applied = Vec::new();
+    let mut deleted = Vec::new();
+    relist(
+        relist_state,
+        event,
+        |ns| applied.push(ns),
+        |key| deleted.push(key.1.clone()),
+        Vec::new,
+    );
+    for ns in applied {
+        index.apply_namespace(&ns);
+    }
+    for name in deleted {
+        index.delete_namespace(&name);
+    }
+}
+
+/// Applies the event to the index; returns the recording to act on, if one was applied.
+fn on_recording(
+    index: &mut NodeIndex,
+    relist_state: &mut Relist,
+    event: Event<ProfileRecording>,
+) -> Option<ProfileRecording> {
+    let mut applied = None;
+    let mut deleted = Vec::new();
+    relist(
+        relist_state,
+        event,
+        |r| applied = Some(r),
+        |key| deleted.push(key.clone()),
+        Vec::new,
+    );
+    for key in deleted {
+        index.delete_recording(&key);
+    }
+    if let Some(recording) = &applied {
+        index.apply_recording(recording.clone());
+    }
+    applied
+}
+
+/// Finalizer and merge for `mergeStrategy: Containers`; the snapshot annotation.
+async fn handle_recording(
+    client: &Client,
+    recordings: &mut PodRecordings,
+    retry: &mut Vec<SeccompProfile>,
+    recording: &ProfileRecording,
+) -> Result<(), DaemonError> {
+    let result: Result<(), PublishError> = async {
+        publish::ensure_merge_finalizer(client, recording).await?;
+        let merged = publish::merge_on_deletion(client, recording).await?;
+        if !merged.is_empty() {
+            tracing::info!(recording = %recording.name_any(), profiles = ?merged, "partial profiles merged");
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(err) = result {
+        tracing::warn!(error = %err, "recording finalization");
+    }
+    if recording.annotations().contains_key(ANNOTATION_SNAPSHOT) {
+        let key = key_of(recording);
+        let outcome = recordings.snapshot(&key)?;
+        tracing::info!(recording = %key.1, profiles = outcome.profiles.len(), "snapshot");
+        for profile in outcome.profiles {
+            apply_or_retry(client, retry, profile).await;
+        }
+        if let Err(err) = publish::clear_snapshot(client, &key).await {
+            tracing::warn!(error = %err, "clearing the snapshot annotation");
+        }
+    }
+    Ok(())
+}
+
+async fn apply_or_retry(client: &Client, retry: &mut Vec<SeccompProfile>, profile: SeccompProfile) {
+    if let Err(err) = publish::apply_profile(client, &profile).await {
+        tracing::warn!(error = %err, "publishing a profile; will retry");
+        if retry.len() < MAX_RETRIES {
+            retry.push(profile);
+        } else {
+            tracing::error!(profile = %profile.name_any(), "too many profiles waiting to be published; dropped");
+        }
+    }
+}
+
+async fn publish_outcome(
+    client: &Client,
+    index: &NodeIndex,
+    retry: &mut Vec<SeccompProfile>,
+    outcome: Outcome,
+) {
+    for profile in outcome.profiles {
+        tracing::info!(profile = %profile.name_any(), "publishing recorded profile");
+        apply_or_retry(client, retry, profile).await;
+    }
+    for (recording, reason) in outcome.refused {
+        if let Err(err) = publish::warn(client, &recording, "ProfileNotRecorded", &reason).await {
+            tracing::warn!(error = %err, %reason, "publishing an event");
+        }
+    }
+    let mut workloads: HashMap<Key, Vec<String>> = HashMap::new();
+    for recording in outcome.changed_recordings {
+        let active = index.active_workloads(&recording);
+        workloads.insert(recording, active);
+    }
+    for (recording, active) in workloads {
+        if let Err(err) = publish::set_active_workloads(client, &recording, active).await {
+            tracing::warn!(error = %err, "updating activeWorkloads");
+        }
+    }
+}
