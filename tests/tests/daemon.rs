@@ -149,8 +149,22 @@ fn a_selected_pod_becomes_a_seccomp_profile_that_replays() {
         assert!(names.contains(needed), "{needed} missing from {names:?}");
     }
 
-    // The published profile, as runc loads it.
-    let oci = serde_json::to_value(profile.spec.to_seccomp()).unwrap();
+    // The published profile, downloaded as users do (`syscribe pull`), as runc loads it.
+    let dir = TempDir::new("daemon-pull");
+    let yaml = dir.join("profile.yaml");
+    std::fs::write(&yaml, serde_yaml::to_string(profile).unwrap()).unwrap();
+    let oci_path = dir.join("profile.json");
+    let pulled = syscribe()
+        .args(["pull", "test-recording-app-gmbrj", "-f"])
+        .arg(&yaml)
+        .arg("-o")
+        .arg(&oci_path)
+        .output()
+        .unwrap();
+    assert!(pulled.status.success(), "{}", stderr(&pulled));
+    let oci: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&oci_path).unwrap()).unwrap();
+    assert_eq!(allowed_names(&oci), names);
     container.set_seccomp(Some(&oci));
     let replayed = container.run("runc");
     assert!(replayed.status.success(), "replay: {}", stderr(&replayed));

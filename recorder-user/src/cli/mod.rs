@@ -1,6 +1,7 @@
 //! The `syscribe` command line. Doc comments are the help text.
 
 pub mod enrich;
+mod pull;
 mod record;
 mod run;
 
@@ -67,6 +68,9 @@ pub enum Command {
     /// labelled spo.x-k8s.io/enable-recording), publish their SeccompProfiles, stream enriched
     /// denials as JSON lines, serve /metrics, /healthz and /readyz.
     Daemon(crate::kube::daemon::DaemonArgs),
+    /// Write a SeccompProfile — from the cluster (kubeconfig) or a YAML file — as the OCI
+    /// seccomp JSON that runc, crun and podman load.
+    Pull(pull::PullArgs),
     /// Print the CustomResourceDefinitions syscribe serves (the upstream Security Profiles
     /// Operator's v1 kinds), as YAML.
     Crds,
@@ -87,6 +91,7 @@ impl Cli {
             Command::Run(args) => run::run(args),
             Command::Enrich(args) => enrich::run(&paths, args),
             Command::Daemon(args) => daemon(paths, args),
+            Command::Pull(args) => pull::run(args),
             Command::Crds => {
                 print!("{}", crate::kube::crd::crds_yaml());
                 Ok(0)
@@ -157,6 +162,8 @@ pub enum CliError {
     OutputNotADirectory { path: PathBuf },
     #[error(transparent)]
     Daemon(#[from] crate::kube::daemon::DaemonError),
+    #[error(transparent)]
+    Pull(#[from] pull::PullError),
     #[error("cannot serve metrics on {addr}: {source}")]
     Serve {
         addr: String,

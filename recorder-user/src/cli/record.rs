@@ -213,7 +213,7 @@ fn dropped(built: &BuiltProfile) -> Dropped {
 /// Writes the whole text to stdout, or to a file: atomically (temporary file + rename) for a
 /// regular file or a new path; directly for anything else (`/dev/null`, a FIFO), which a rename
 /// would replace.
-fn write_output(path: &Path, text: &str) -> Result<(), CliError> {
+pub(super) fn write_output(path: &Path, text: &str) -> Result<(), CliError> {
     let write_err = |source| CliError::Write {
         path: path.to_owned(),
         source,
