@@ -5,3 +5,59 @@ pub mod daemon;
 pub mod index;
 pub mod publish;
 pub mod recordings;
+
+#[cfg(test)]
+mod deploy_tests {
+    //! The committed manifests say what deploy/README.md promises.
+
+    fn documents(file: &str) -> Vec<serde_yaml::Value> {
+        let path = format!("{}/../deploy/{file}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        serde_yaml::Deserializer::from_str(&text)
+            .map(|d| serde::Deserialize::deserialize(d).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn the_daemonset_is_not_privileged_and_lists_its_capabilities() {
+        let ds = &documents("daemonset.yaml")[0];
+        let pod = &ds["spec"]["template"]["spec"];
+        assert_eq!(pod["hostPID"], serde_yaml::Value::Bool(true));
+        let container = &pod["containers"][0];
+        let sc = &container["securityContext"];
+        assert_eq!(sc["privileged"], serde_yaml::Value::Bool(false));
+        assert_eq!(
+            sc["allowPrivilegeEscalation"],
+            serde_yaml::Value::Bool(false)
+        );
+        assert_eq!(sc["readOnlyRootFilesystem"], serde_yaml::Value::Bool(true));
+        let caps: serde_yaml::Value =
+            serde_yaml::from_str("{drop: [ALL], add: [BPF, PERFMON, AUDIT_READ, SYSLOG]}").unwrap();
+        assert_eq!(sc["capabilities"], caps);
+        for mount in container["volumeMounts"].as_sequence().unwrap() {
+            assert_eq!(
+                mount["readOnly"],
+                serde_yaml::Value::Bool(true),
+                "{mount:?}"
+            );
+        }
+        assert_eq!(container["args"][0], serde_yaml::Value::from("daemon"));
+    }
+
+    #[test]
+    fn rbac_has_no_wildcards_and_kustomize_lists_every_manifest() {
+        for doc in documents("rbac.yaml") {
+            for rule in doc["rules"].as_sequence().into_iter().flatten() {
+                for field in ["apiGroups", "resources", "verbs"] {
+                    let values = rule[field].as_sequence().unwrap();
+                    assert!(!values.iter().any(|v| v == "*"), "{rule:?}");
+                }
+            }
+        }
+        let kustomization = &documents("kustomization.yaml")[0];
+        for resource in kustomization["resources"].as_sequence().unwrap() {
+            let file = resource.as_str().unwrap();
+            assert!(!documents(file).is_empty(), "{file}");
+        }
+    }
+}
