@@ -114,7 +114,22 @@ impl PodRecordings {
                     else {
                         continue; // the kubelet has not created it yet: next sync
                     };
-                    let subtree = self.subtrees.add(&dir)?;
+                    let subtree = match self.subtrees.add(&dir) {
+                        Ok(subtree) => subtree,
+                        Err(err) => {
+                            // E.g. the subtree table is full: this pod is not recorded (said
+                            // once), the others go on.
+                            let entry = (
+                                (key.0.clone(), selection.recording.clone()),
+                                format!("pod {}/{} is not recorded: {err}", key.0, key.1),
+                            );
+                            if self.reported.insert(entry.clone()) {
+                                tracing::warn!(reason = %entry.1, "pod not recorded");
+                                out.refused.push(entry);
+                            }
+                            continue;
+                        }
+                    };
                     tracing::info!(namespace = %key.0, pod = %key.1, recording = %selection.recording, "recording pod");
                     out.changed_recordings
                         .insert((key.0.clone(), selection.recording.clone()));
