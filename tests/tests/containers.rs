@@ -22,6 +22,10 @@ struct PodRecording {
 
 impl PodRecording {
     fn start(pod: &PodCgroup, out: &Path) -> Self {
+        Self::start_with(pod, out, &[])
+    }
+
+    fn start_with(pod: &PodCgroup, out: &Path, extra: &[&str]) -> Self {
         let mut child = syscribe()
             .args([
                 "--log-format",
@@ -32,6 +36,7 @@ impl PodRecording {
                 "-o",
             ])
             .arg(out)
+            .args(extra)
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn syscribe record --cgroup");
@@ -483,4 +488,109 @@ fn snapshots_while_running_and_the_end_when_the_pod_cgroup_goes() {
         log.join("\n")
     );
     assert_pod_gone(&relative);
+}
+
+/// bpffs at /sys/fs/bpf for one test: mounted if it was not, unmounted after.
+struct BpfFs {
+    mounted_here: bool,
+}
+
+impl BpfFs {
+    const DIR: &'static str = "/sys/fs/bpf";
+
+    fn ensure() -> Self {
+        let is_bpffs = || {
+            let out = std::process::Command::new("stat")
+                .args(["-f", "-c", "%T", Self::DIR])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).trim() == "bpf_fs"
+        };
+        if is_bpffs() {
+            return Self {
+                mounted_here: false,
+            };
+        }
+        let status = std::process::Command::new("mount")
+            .args(["-t", "bpf", "bpf", Self::DIR])
+            .status()
+            .unwrap();
+        assert!(
+            status.success() && is_bpffs(),
+            "cannot mount bpffs at {}",
+            Self::DIR
+        );
+        Self { mounted_here: true }
+    }
+}
+
+impl Drop for BpfFs {
+    fn drop(&mut self) {
+        if self.mounted_here {
+            let _ = std::process::Command::new("umount").arg(Self::DIR).status();
+        }
+    }
+}
+
+/// syscribe killed (SIGKILL) in the middle of a recording, started again with the same pin
+/// directory: the profile holds what the container did before the kill, while no syscribe
+/// ran, and after the restart.
+#[test]
+fn a_killed_recorder_is_taken_over_without_losing_syscalls() {
+    require_root();
+    let bpffs = BpfFs::ensure();
+    let pin = format!("{}/syscribe-test-{}", BpfFs::DIR, std::process::id());
+    let pod = PodCgroup::new();
+    let out = TempDir::new("restart");
+    let first = PodRecording::start_with(&pod, out.path(), &["--pin", &pin]);
+    let container = bundle(
+        &pod,
+        &[
+            "/bin/sh",
+            "-c",
+            "sync; sleep 1.5; uptime; sleep 2; nproc; sleep 0.3",
+        ],
+    );
+    std::thread::scope(|scope| {
+        let runner = scope.spawn(|| container.run("runc"));
+        std::thread::sleep(Duration::from_millis(800));
+        // Killed: nothing runs its cleanup; the pinned programs go on recording.
+        let mut child = first.child;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(Path::new(&pin).exists(), "the state stays pinned");
+        std::thread::sleep(Duration::from_millis(1400)); // uptime runs meanwhile
+        let second = PodRecording::start_with(&pod, out.path(), &["--pin", &pin]);
+        assert!(
+            second
+                .log
+                .iter()
+                .any(|l| l.contains("adopted the recorder state")),
+            "{:?}",
+            second.log
+        );
+        let ran = runner.join().unwrap();
+        assert!(ran.status.success(), "{}", stderr(&ran));
+        let profile = profile_of(out.path(), &container);
+        let names = allowed_names(&profile);
+        for (when, syscall) in [
+            ("before the kill", "sync"),
+            ("while no syscribe ran", "sysinfo"),
+            ("after the restart", "sched_getaffinity"),
+        ] {
+            assert!(
+                names.contains(syscall),
+                "{syscall} ({when}) missing from {names:?}"
+            );
+        }
+        for setup in RUNTIME_SETUP_ONLY {
+            assert!(!names.contains(setup), "runtime setup {setup} in {names:?}");
+        }
+        assert_no_warnings(&second.stop());
+    });
+    assert!(!Path::new(&pin).exists(), "a clean end removes the pins");
+    drop(container);
+    assert_no_container_leftovers(pod);
+    drop(bpffs);
+    assert_no_leftovers();
 }

@@ -10,15 +10,20 @@ use std::{
 use aya::{
     Btf, BtfError, Ebpf, EbpfError, EbpfLoader, Endianness,
     maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues, Queue},
-    programs::{ProgramError, RawTracePoint, raw_trace_point::RawTracePointLinkId},
+    pin::PinError,
+    programs::{
+        ProgramError, RawTracePoint,
+        links::{FdLink, PinnedLink},
+        raw_trace_point::RawTracePointLinkId,
+    },
 };
 use aya_log::EbpfLogger;
 use recorder_ebpf::{
     CGROUP_ATTACH_PROGRAM, COLLIDED_MAP, COUNTER_CLAIM_FAILED, COUNTERS_MAP, DISCOVERED_MAP,
     DISCOVERY_SLOTS, EXITED_MAP, ExitEntry, FLOOR_PROGRAM, FREE_SLOTS_MAP, GENERATION_MAP,
     INDEX_MAP, IndexEntry, MAX_SUBTREES, NEW_TASK_PROGRAM, OUT_OF_RANGE_MAP, RECORDER_PROGRAM,
-    SETS_MAP, SUBTREES_MAP, SubtreeEntry, SyscallSet, TASK_EXIT_PROGRAM, USER_GENERATION_TAG,
-    index_slot,
+    SETS_MAP, SUBTREES_MAP, SubtreeEntry, SyscallSet, TASK_CACHE_MAP, TASK_EXIT_PROGRAM,
+    USER_GENERATION_TAG, index_slot,
 };
 use thiserror::Error;
 use tokio::io::unix::AsyncFd;
@@ -90,6 +95,20 @@ pub enum BpfError {
         #[source]
         source: io::Error,
     },
+    #[error("cannot create the pin directory {path}: {source}", path = .path.display())]
+    Pin {
+        path: std::path::PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path} is not on a bpf filesystem: mount one (mount -t bpf bpf /sys/fs/bpf) to keep recordings across restarts", path = .path.display())]
+    NotBpffs { path: std::path::PathBuf },
+    #[error("cannot pin a link at {path}: {source}", path = .path.display())]
+    PinLink {
+        path: std::path::PathBuf,
+        #[source]
+        source: PinError,
+    },
     #[error("eBPF diagnostics: {source}")]
     Log {
         #[source]
@@ -116,6 +135,10 @@ pub struct Recorder {
     /// Free `SETS` slots, reused first-in first-out: a slot just freed is reused last, so a
     /// task of a cgroup that stopped being recorded cannot mark a newly recorded one's set.
     free: VecDeque<u32>,
+    /// Pinned mode: where the maps and links are pinned.
+    pin_dir: Option<std::path::PathBuf>,
+    /// Pinned mode: the attached links, pinned (they outlive this process).
+    pinned_links: Vec<PinnedLink>,
 }
 
 impl Recorder {
@@ -123,7 +146,32 @@ impl Recorder {
     /// Nothing is attached yet. Returns the eBPF diagnostics logger too, to be drained with
     /// [`LogForwarder`].
     pub fn load(btf_path: &Path) -> Result<(Self, Option<EbpfLog>), BpfError> {
-        let mut ebpf = load_object(btf_path)?;
+        Self::load_in(btf_path, None)
+    }
+
+    /// Like [`Recorder::load`], with the kernel state pinned in `dir` (on bpffs): the maps, and
+    /// once attached, the links, so the programs keep recording when this process dies. A
+    /// recorder pinned there before (a previous syscribe, killed or stopped) is adopted: its
+    /// sets, discovered containers and subtrees carry on.
+    pub fn load_pinned(btf_path: &Path, dir: &Path) -> Result<(Self, Option<EbpfLog>), BpfError> {
+        std::fs::create_dir_all(dir).map_err(|source| BpfError::Pin {
+            path: dir.to_owned(),
+            source,
+        })?;
+        if !on_bpffs(dir) {
+            return Err(BpfError::NotBpffs {
+                path: dir.to_owned(),
+            });
+        }
+        Self::load_in(btf_path, Some(dir))
+    }
+
+    fn load_in(
+        btf_path: &Path,
+        pin_dir: Option<&Path>,
+    ) -> Result<(Self, Option<EbpfLog>), BpfError> {
+        let adopting = pin_dir.is_some_and(|dir| dir.join(SUBTREES_MAP).exists());
+        let mut ebpf = load_object_pinned(btf_path, pin_dir)?;
         let logger = match EbpfLogger::init(&mut ebpf) {
             Ok(logger) => Some(logger),
             Err(err) => {
@@ -145,9 +193,69 @@ impl Recorder {
             discovery_reserved: false,
             cpus: aya::util::nr_cpus().map_err(|(_, source)| BpfError::Cpus { source })?,
             free: (0..MAX_RECORDED_CGROUPS).collect(),
+            pin_dir: pin_dir.map(Path::to_owned),
+            pinned_links: Vec::new(),
         };
+        if adopting {
+            recorder.adopt()?;
+        }
         recorder.new_generation(0)?;
         Ok((recorder, logger))
+    }
+
+    /// Takes over the state a previous recorder left in the pinned maps: its subtrees, the
+    /// sets the kernel side holds (discovered containers' and the free queue's). Its
+    /// generations are not reused: ours start from the clock.
+    fn adopt(&mut self) -> Result<(), BpfError> {
+        let entries: Vec<SubtreeEntry> = {
+            let map = array::<SubtreeEntry>(&mut self.ebpf, SUBTREES_MAP)?;
+            (0..MAX_SUBTREES)
+                .filter_map(|i| map.get(&i, 0).ok())
+                .take_while(|e| e.cgroup_id != 0)
+                .collect()
+        };
+        self.subtrees = entries.iter().map(|e| (e.cgroup_id, e.level)).collect();
+        let mut kernel_held: Vec<u32> = self
+            .discovered()?
+            .into_iter()
+            .map(|(_, slot)| slot)
+            .collect();
+        {
+            let mut queue: Queue<&mut MapData, u32> =
+                Queue::try_from(map(&mut self.ebpf, FREE_SLOTS_MAP)?)
+                    .map_err(open_err(FREE_SLOTS_MAP))?;
+            let mut queued = Vec::new();
+            while let Ok(slot) = queue.pop(0) {
+                queued.push(slot);
+            }
+            for slot in &queued {
+                queue
+                    .push(slot, 0)
+                    .map_err(slot_err(FREE_SLOTS_MAP, "push back", *slot))?;
+            }
+            kernel_held.extend(queued);
+        }
+        self.discovery_reserved = !kernel_held.is_empty() || !self.subtrees.is_empty();
+        self.free.retain(|slot| !kernel_held.contains(slot));
+        self.generations = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64 & 0x0000_ffff_ffff_ffff);
+        tracing::info!(
+            subtrees = self.subtrees.len(),
+            kernel_sets = kernel_held.len(),
+            "adopted the recorder state pinned by a previous syscribe"
+        );
+        Ok(())
+    }
+
+    /// Pinned mode, at a clean end: removes the pins (the kernel frees what nothing holds).
+    pub fn unpin(&mut self) -> Result<(), BpfError> {
+        let Some(dir) = self.pin_dir.take() else {
+            return Ok(());
+        };
+        self.detach()?;
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
     }
 
     /// Starts recording the cgroup with this v2 id (its set starts empty). Call it before any
@@ -354,8 +462,11 @@ impl Recorder {
     /// Attaches the recorder to `sys_enter`, and the programs that keep its per-CPU decision
     /// cache honest to `task_newtask` and `cgroup_attach_task` (idempotent).
     pub fn attach(&mut self) -> Result<(), BpfError> {
-        if !self.links.is_empty() {
+        if !self.links.is_empty() || !self.pinned_links.is_empty() {
             return Ok(());
+        }
+        if let Some(dir) = self.pin_dir.clone() {
+            return self.attach_pinned(&dir);
         }
         // Cache keepers first: the recorder must never run without them.
         for name in ATTACHED_PROGRAMS.into_iter().rev() {
@@ -370,8 +481,40 @@ impl Recorder {
         Ok(())
     }
 
+    /// Pinned mode: attaches our programs, then replaces the links a previous recorder pinned
+    /// (its programs ran until ours were attached: nothing is missed), and pins ours.
+    fn attach_pinned(&mut self, dir: &Path) -> Result<(), BpfError> {
+        let mut fresh = Vec::new();
+        for name in ATTACHED_PROGRAMS.into_iter().rev() {
+            let prog = program(&mut self.ebpf, name)?;
+            let id = prog
+                .attach(tracepoint_of(name))
+                .map_err(|source| BpfError::Program { name, source })?;
+            let link = prog
+                .take_link(id)
+                .map_err(|source| BpfError::Program { name, source })?;
+            fresh.push((name, FdLink::from(link)));
+        }
+        for (name, link) in fresh {
+            let path = dir.join(format!("link-{name}"));
+            if let Ok(old) = PinnedLink::from_pin(&path) {
+                // Dropping the unpinned link detaches the previous recorder's program.
+                let _ = old.unpin();
+            }
+            let pinned = link.pin(&path).map_err(|source| BpfError::PinLink {
+                path: path.clone(),
+                source,
+            })?;
+            self.pinned_links.push(pinned);
+        }
+        Ok(())
+    }
+
     /// Detaches everything: from here on syscalls cost nothing.
     pub fn detach(&mut self) -> Result<(), BpfError> {
+        for link in self.pinned_links.drain(..) {
+            let _ = link.unpin();
+        }
         // The recorder first (attached last), then the cache keepers.
         while let Some((name, link)) = self.links.pop() {
             program(&mut self.ebpf, name)?
@@ -389,6 +532,28 @@ impl Recorder {
 
 /// Parses the kernel BTF and loads the object: maps created, no program loaded yet.
 fn load_object(btf_path: &Path) -> Result<Ebpf, BpfError> {
+    load_object_pinned(btf_path, None)
+}
+
+/// The recorder's maps, by name: what is pinned in pinned mode.
+const PINNED_MAPS: [&str; 12] = [
+    INDEX_MAP,
+    SETS_MAP,
+    COLLIDED_MAP,
+    OUT_OF_RANGE_MAP,
+    SUBTREES_MAP,
+    FREE_SLOTS_MAP,
+    DISCOVERED_MAP,
+    COUNTERS_MAP,
+    TASK_CACHE_MAP,
+    GENERATION_MAP,
+    "GENERATION_EVENTS",
+    EXITED_MAP,
+];
+
+/// With `pin_dir`, every recorder map is opened from `pin_dir/<name>` when pinned there, else
+/// created and pinned there.
+fn load_object_pinned(btf_path: &Path, pin_dir: Option<&Path>) -> Result<Ebpf, BpfError> {
     if OBJECT.is_empty() {
         return Err(BpfError::NotBuilt);
     }
@@ -396,10 +561,29 @@ fn load_object(btf_path: &Path) -> Result<Ebpf, BpfError> {
         path: btf_path.to_owned(),
         source,
     })?;
-    EbpfLoader::new()
-        .btf(Some(&btf))
+    let mut loader = EbpfLoader::new();
+    loader.btf(Some(&btf));
+    if let Some(dir) = pin_dir {
+        for name in PINNED_MAPS {
+            loader.map_pin_path(name, dir.join(name));
+        }
+    }
+    loader
         .load(OBJECT)
         .map_err(|source| BpfError::Load { source })
+}
+
+/// Whether `dir` is on a bpf filesystem (where maps and links can be pinned).
+fn on_bpffs(dir: &Path) -> bool {
+    const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+    let Ok(c_dir) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: a zeroed statfs is valid; the path is NUL-terminated.
+    unsafe {
+        let mut fs: libc::statfs = std::mem::zeroed();
+        libc::statfs(c_dir.as_ptr(), &mut fs) == 0 && fs.f_type as i64 == BPF_FS_MAGIC
+    }
 }
 
 /// The kernel's memory of exited processes (`sched_process_exit` → `EXITED`), for the log

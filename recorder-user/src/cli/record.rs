@@ -38,6 +38,11 @@ pub struct RecordArgs {
     /// the running containers as they are so far.
     #[arg(long, value_name = "PATH", conflicts_with = "command")]
     pub cgroup: Option<PathBuf>,
+    /// With --cgroup: keep the recorder's kernel state pinned in DIR (on a bpf filesystem,
+    /// e.g. /sys/fs/bpf/syscribe), so the recording goes on if syscribe is killed, and a
+    /// syscribe started again with the same DIR and cgroup takes it over.
+    #[arg(long, value_name = "DIR", requires = "cgroup")]
+    pub pin: Option<PathBuf>,
     /// The command to record, and its arguments.
     #[arg(last = true, required_unless_present = "cgroup", value_name = "CMD")]
     pub command: Vec<String>,
@@ -98,7 +103,7 @@ fn record_cgroup(
         source,
     })?;
     let mut failed = None;
-    let ended = runtime.block_on(record_subtree(paths, cgroup, |recording| {
+    let ended = runtime.block_on(record_subtree(paths, cgroup, args.pin.as_deref(), |recording| {
         let label = recording
             .container_id
             .as_deref()

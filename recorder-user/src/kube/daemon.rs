@@ -39,6 +39,10 @@ pub struct DaemonArgs {
     /// Do not stream enriched denials.
     #[arg(long)]
     pub no_enrich: bool,
+    /// Where the recorder's kernel state is pinned (bpffs) so recordings survive a restart of
+    /// the daemon; without a bpf filesystem there, recordings end with the daemon.
+    #[arg(long, default_value = "/sys/fs/bpf/syscribe")]
+    pub pin_dir: std::path::PathBuf,
 }
 
 #[derive(Debug, Error)]
@@ -95,7 +99,15 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
             .map_err(|source| RecordError::Wait { source })?;
     }
 
-    let mut recordings = PodRecordings::new(Subtrees::start(&paths)?);
+    let (subtrees, pinned) = match Subtrees::start_pinned(&paths, &args.pin_dir) {
+        Ok(subtrees) => (subtrees, true),
+        Err(RecordError::Bpf(err)) if matches!(*err, crate::bpf::BpfError::NotBpffs { .. }) => {
+            tracing::warn!(error = %err, "recordings will not survive a restart of the daemon");
+            (Subtrees::start(&paths)?, false)
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let mut recordings = PodRecordings::new(subtrees);
     let mut index = NodeIndex::default();
     let mut pods: BoxStream<_> = watcher(
         Api::<Pod>::all(client.clone()),
@@ -166,12 +178,13 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
             publish_outcome(&client, &index, &mut retry, outcome).await;
         }
     }
-    tracing::info!("daemon stopping; running recordings end here");
-    let outcome = recordings.finish().await?;
-    tracing::info!(
-        profiles = outcome.profiles.len(),
-        "recordings of pods still running are not published at shutdown"
-    );
+    if pinned && recordings.active_pods().next().is_some() {
+        tracing::info!(pin_dir = %args.pin_dir.display(), "daemon stopping; recordings go on in the kernel for the next daemon");
+        recordings.suspend().await?;
+    } else {
+        tracing::info!("daemon stopping");
+        recordings.finish().await?;
+    }
     Ok(())
 }
 

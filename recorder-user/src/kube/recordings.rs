@@ -224,6 +224,12 @@ impl PodRecordings {
         Ok(())
     }
 
+    /// Stops here without ending anything: with a pinned recorder the kernel goes on recording
+    /// and the next daemon takes over (a restart loses nothing of running containers).
+    pub async fn suspend(self) -> Result<(), RecordError> {
+        self.subtrees.suspend().await
+    }
+
     /// Ends every recording (the daemon stops) and hands back what was recorded.
     pub async fn finish(mut self) -> Result<Outcome, RecordError> {
         let mut out = Outcome::default();

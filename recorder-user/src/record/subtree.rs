@@ -71,9 +71,10 @@ pub fn subtree_dir(root: &Path, path: &Path) -> (PathBuf, u32) {
 pub async fn record_subtree(
     paths: &HostPaths,
     path: &Path,
+    pin_dir: Option<&Path>,
     mut deliver: impl FnMut(ContainerRecording),
 ) -> Result<Ended, RecordError> {
-    let mut subtrees = Subtrees::start(paths)?;
+    let mut subtrees = Subtrees::start_in(paths, pin_dir)?;
     let subtree = subtrees.add(path)?;
 
     let wait_err = |source| RecordError::Wait { source };
@@ -139,10 +140,24 @@ struct Tree {
 impl Subtrees {
     /// Loads the recorder (root needed); nothing is attached yet.
     pub fn start(paths: &HostPaths) -> Result<Self, RecordError> {
+        Self::start_in(paths, None)
+    }
+
+    /// Like [`Subtrees::start`], with the kernel state pinned in `pin_dir` (bpffs): the
+    /// recording goes on while this process is dead, and a later one started with the same
+    /// directory takes it over (re-add its subtrees).
+    pub fn start_pinned(paths: &HostPaths, pin_dir: &Path) -> Result<Self, RecordError> {
+        Self::start_in(paths, Some(pin_dir))
+    }
+
+    fn start_in(paths: &HostPaths, pin_dir: Option<&Path>) -> Result<Self, RecordError> {
         use std::os::fd::FromRawFd as _;
         require_root()?;
         let root = cgroup2_mount(&paths.mountinfo)?;
-        let (recorder, logger) = Recorder::load(&paths.btf)?;
+        let (recorder, logger) = match pin_dir {
+            Some(dir) => Recorder::load_pinned(&paths.btf, dir)?,
+            None => Recorder::load(&paths.btf)?,
+        };
         let log_forwarder = logger.map(LogForwarder::spawn).transpose()?;
         let io_err = |source| RecordError::CgroupIo {
             op: "watch",
@@ -355,7 +370,18 @@ impl Subtrees {
         Ok(out)
     }
 
-    /// Reports what went wrong on the kernel side, detaches, and flushes its diagnostics.
+    /// Leaves the kernel state pinned (it goes on recording) and stops here: what a daemon
+    /// being restarted does. Without pins, the same as [`Subtrees::finish`].
+    pub async fn suspend(mut self) -> Result<(), RecordError> {
+        // Dropping our handles leaves the pinned links and maps to the kernel.
+        if let Some(forwarder) = self.log_forwarder.take() {
+            forwarder.finish().await;
+        }
+        Ok(())
+    }
+
+    /// Reports what went wrong on the kernel side, detaches (and removes the pins), and
+    /// flushes its diagnostics.
     pub async fn finish(mut self) -> Result<(), RecordError> {
         let claim_failures = self.recorder.claim_failures()?;
         if claim_failures > 0 {
@@ -364,6 +390,7 @@ impl Subtrees {
                 "containers could not be recorded: all discovery sets were in use"
             );
         }
+        self.recorder.unpin()?;
         self.recorder.detach()?;
         if let Some(forwarder) = self.log_forwarder.take() {
             forwarder.finish().await;
