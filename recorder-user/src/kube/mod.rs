@@ -35,9 +35,11 @@ mod deploy_tests {
             serde_yaml::from_str("{drop: [ALL], add: [BPF, PERFMON, AUDIT_READ, SYSLOG]}").unwrap();
         assert_eq!(sc["capabilities"], caps);
         for mount in container["volumeMounts"].as_sequence().unwrap() {
+            // Only the bpffs is written (pins); every other host path is read-only.
+            let writable = mount["mountPath"].as_str() == Some("/sys/fs/bpf");
             assert_eq!(
                 mount["readOnly"],
-                serde_yaml::Value::Bool(true),
+                serde_yaml::Value::Bool(!writable),
                 "{mount:?}"
             );
         }
