@@ -78,7 +78,14 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
         .await
         .map_err(|source| DaemonError::Client { source })?;
     let known: KnownNames = KnownNames::default();
-    if !args.no_enrich {
+    if args.no_enrich {
+        // /healthz, /readyz (and the plain counters) without the enricher.
+        let metrics = std::sync::Arc::new(std::sync::Mutex::new(
+            crate::audit::metrics::Metrics::default(),
+        ));
+        crate::audit::metrics::serve(args.metrics_addr, metrics)
+            .map_err(|source| RecordError::Wait { source })?;
+    } else {
         let (paths, node, addr, known) = (
             HostPaths {
                 btf: paths.btf.clone(),
