@@ -54,6 +54,17 @@ pub enum DaemonError {
     },
     #[error(transparent)]
     Record(#[from] RecordError),
+    #[error("cannot serve /metrics and /healthz on {addr}: {source}")]
+    Serve {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start a thread: {source}")]
+    Thread {
+        #[source]
+        source: std::io::Error,
+    },
     #[error("watching {what}: {source}")]
     Watch {
         what: &'static str,
@@ -83,8 +94,12 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
         let metrics = std::sync::Arc::new(std::sync::Mutex::new(
             crate::audit::metrics::Metrics::default(),
         ));
-        crate::audit::metrics::serve(args.metrics_addr, metrics)
-            .map_err(|source| RecordError::Wait { source })?;
+        crate::audit::metrics::serve(args.metrics_addr, metrics).map_err(|source| {
+            DaemonError::Serve {
+                addr: args.metrics_addr,
+                source,
+            }
+        })?;
     } else {
         let (paths, node, addr, known) = (
             HostPaths {
@@ -103,7 +118,7 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
                     tracing::error!(error = %err, "the enricher stopped");
                 }
             })
-            .map_err(|source| RecordError::Wait { source })?;
+            .map_err(|source| DaemonError::Thread { source })?;
     }
 
     let (subtrees, pinned) = match Subtrees::start_pinned(&paths, &args.pin_dir) {
