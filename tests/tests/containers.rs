@@ -327,10 +327,16 @@ fn replay(runtime: &str, port: u16) {
     require_root();
     let pod = PodCgroup::new();
     let out = TempDir::new(&format!("replay-{runtime}"));
+    // Deterministic on a loaded machine, and never hanging: the listener is restarted until
+    // it has received something, the client retries until it has, both boundedly; the shell
+    // polls instead of `wait` (which suspends, rt_sigsuspend, only if the listener is still
+    // running: one run would need it and the other not).
     let script = format!(
-        "set -e; echo hello > /tmp/f; cat /tmp/f; \
-         nc -l -p {port} > /tmp/got & sleep 0.3; \
-         echo ping | nc -w 2 127.0.0.1 {port}; wait; cat /tmp/got"
+        "set -e; : > /tmp/got; echo hello > /tmp/f; cat /tmp/f; \
+         (for i in $(seq 1 50); do [ -s /tmp/got ] && break; nc -l -p {port} > /tmp/got || true; done) & \
+         for i in $(seq 1 50); do [ -s /tmp/got ] && break; \
+         echo ping | nc -w 1 127.0.0.1 {port} 2>/dev/null || true; sleep 0.1; done; \
+         cat /tmp/got"
     );
     let container = bundle(&pod, &["/bin/sh", "-c", &script]);
     let recording = PodRecording::start(&pod, out.path());
