@@ -184,9 +184,16 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
                     None => break,
                 }
             }
-            created = recordings.subtrees_mut().created() => created?,
+            created = recordings.subtrees_mut().created() => {
+                if let Err(err) = created {
+                    tracing::warn!(error = %err, "watching pods' cgroups");
+                }
+            }
             _ = tick.tick() => {
-                recordings.poll()?;
+                // A failed read is retried at the next tick; the daemon goes on.
+                if let Err(err) = recordings.poll() {
+                    tracing::warn!(error = %err, "collecting recordings");
+                }
                 let waiting = std::mem::take(&mut retry);
                 for profile in waiting {
                     apply_or_retry(&client, &mut retry, profile).await;
@@ -196,8 +203,10 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
             _ = term.recv() => break,
         }
         if changed {
-            let outcome = recordings.sync(&index)?;
-            publish_outcome(&client, &index, &mut retry, outcome).await;
+            match recordings.sync(&index) {
+                Ok(outcome) => publish_outcome(&client, &index, &mut retry, outcome).await,
+                Err(err) => tracing::warn!(error = %err, "starting or ending pod recordings"),
+            }
         }
     }
     if pinned && recordings.active_pods().next().is_some() {
