@@ -4,6 +4,7 @@ pub mod enrich;
 mod pull;
 mod record;
 mod run;
+mod validate;
 
 use std::path::PathBuf;
 
@@ -71,6 +72,11 @@ pub enum Command {
     /// Write a SeccompProfile — from the cluster (kubeconfig) or a YAML file — as the OCI
     /// seccomp JSON that runc, crun and podman load.
     Pull(pull::PullArgs),
+    /// Check seccomp profiles (OCI JSON, SeccompProfile YAML/JSON) and report every problem
+    /// with its field path: unknown fields, wrong types, unknown actions, architectures, flags,
+    /// comparisons, syscall names unknown on a listed architecture (with "did you mean"),
+    /// duplicates, dead rules, errnoRet misuse, bad arguments. Exit status 0 when no errors.
+    Validate(validate::ValidateArgs),
     /// Print the CustomResourceDefinitions syscribe serves (the upstream Security Profiles
     /// Operator's v1 kinds), as YAML.
     Crds,
@@ -92,6 +98,7 @@ impl Cli {
             Command::Enrich(args) => enrich::run(&paths, args),
             Command::Daemon(args) => daemon(paths, args),
             Command::Pull(args) => pull::run(args),
+            Command::Validate(args) => validate::run(args),
             Command::Crds => {
                 print!("{}", crate::kube::crd::crds_yaml());
                 Ok(0)

@@ -8,3 +8,4 @@ pub mod load;
 pub mod merge;
 pub mod naming;
 pub mod seccomp;
+pub mod validate;
