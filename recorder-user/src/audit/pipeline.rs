@@ -231,11 +231,6 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Whether AVCs are waiting for their SYSCALL record (the source should not block long).
-    pub fn has_waiting(&self) -> bool {
-        !self.waiting.is_empty()
-    }
-
     /// Publishes the counters to the metrics (if any); `lost` is the source's.
     pub fn publish(&self, lost: u64) {
         let Some(metrics) = &self.options.metrics else {

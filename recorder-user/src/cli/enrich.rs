@@ -333,19 +333,14 @@ pub fn run_with(
         }
         Source::File(path) => {
             let file = std::fs::File::open(path).map_err(read_err(path))?;
-            for_each_line(file, |line| pipeline.line(line, &mut out)).map_err(|err| match err {
-                LinesError::Read(source) => read_err(path)(source),
-                LinesError::Handle(source) => write_err(source),
-            })?;
+            for_each_line(file, |line| pipeline.line(line, &mut out))
+                .map_err(|err| lines_err(err, path))?;
         }
         Source::Stdin => {
             for_each_line(std::io::stdin().lock(), |line| {
                 pipeline.line(line, &mut out)
             })
-            .map_err(|err| match err {
-                LinesError::Read(source) => read_err(Path::new("-"))(source),
-                LinesError::Handle(source) => write_err(source),
-            })?;
+            .map_err(|err| lines_err(err, Path::new("-")))?;
         }
     }
     pipeline.finish(&mut out).map_err(write_err)?;
@@ -366,6 +361,20 @@ pub fn run_with(
         r.unresolved
     );
     Ok(0)
+}
+
+/// A line-reading failure: reading `path`, or writing the output.
+fn lines_err(err: LinesError, path: &Path) -> CliError {
+    match err {
+        LinesError::Read(source) => CliError::Read {
+            path: path.to_owned(),
+            source,
+        },
+        LinesError::Handle(source) => CliError::Write {
+            path: "-".into(),
+            source,
+        },
+    }
 }
 
 /// `key=value` pairs, quoted where a value has spaces.

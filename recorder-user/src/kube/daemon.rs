@@ -247,15 +247,15 @@ fn relist<K: kube::Resource>(
 }
 
 fn on_pod(index: &mut NodeIndex, known: &KnownNames, relist_state: &mut Relist, event: Event<Pod>) {
-    let current: Vec<Key> = index.pods().map(|(k, _)| k.clone()).collect();
     let mut applied = Vec::new();
     let mut deleted = Vec::new();
+    // The index's keys are listed only when a re-list ends, not for every pod event.
     relist(
         relist_state,
         event,
         |pod| applied.push(pod),
         |key| deleted.push(key.clone()),
-        || current.clone(),
+        || index.pods().map(|(k, _)| k.clone()).collect(),
     );
     let Ok(mut names) = known.write() else {
         return;

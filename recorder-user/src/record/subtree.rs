@@ -237,10 +237,6 @@ impl Subtrees {
             .is_none_or(|tree| !tree.dir.exists())
     }
 
-    pub fn subtree_ids(&self) -> Vec<u64> {
-        self.trees.keys().copied().collect()
-    }
-
     /// Waits for new container cgroups and learns their names (containers can live for
     /// milliseconds: their names are taken the moment their directory is created). Never
     /// returns while there is no subtree.
@@ -419,12 +415,13 @@ impl Subtrees {
         slot: u32,
         running: bool,
     ) -> Result<ContainerRecording, RecordError> {
-        let tree = self.trees.get(&subtree_id);
-        let dir = tree.map(|t| t.dir.clone()).unwrap_or_default();
+        // Disjoint fields: the recorder is written, the subtree's names only read.
         let empty = HashMap::new();
-        let names = tree.map_or(&empty, |t| &t.names);
-        let names = names.clone();
-        read(&mut self.recorder, &dir, &names, container, slot, running)
+        let (dir, names) = match self.trees.get(&subtree_id) {
+            Some(tree) => (tree.dir.as_path(), &tree.names),
+            None => (Path::new(""), &empty),
+        };
+        read(&mut self.recorder, dir, names, container, slot, running)
     }
 }
 
