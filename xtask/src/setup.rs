@@ -46,6 +46,7 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 
 pub fn setup() -> Result<()> {
     apt_install(TEST_PACKAGES)?;
+    lint_components()?;
     nightly_rust_src()?;
     bpf_linker()?;
     Ok(())
@@ -99,6 +100,19 @@ fn dpkg_installed(pkg: &str) -> bool {
         .output()
         .map(|out| String::from_utf8_lossy(&out.stdout).contains("install ok installed"))
         .unwrap_or(false)
+}
+
+/// rustfmt and clippy for the toolchain that runs the tests (`cargo fmt --check`, clippy):
+/// a machine's rustup toolchain may come without them.
+fn lint_components() -> Result<()> {
+    let installed = stdout_of(Command::new("rustup").args(["component", "list", "--installed"]))?;
+    for component in ["rustfmt", "clippy"] {
+        if !installed.lines().any(|line| line.starts_with(component)) {
+            eprintln!("xtask: adding {component} to the default toolchain");
+            run(Command::new("rustup").args(["component", "add", component]))?;
+        }
+    }
+    Ok(())
 }
 
 fn nightly_rust_src() -> Result<()> {
