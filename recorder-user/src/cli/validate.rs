@@ -1,70 +1,75 @@
-//! `syscribe validate FILE…`: every problem of every profile, one line each.
+//! `syscribe validate FILE…`: every problem of every profile, one line each, compiler style:
+//! `FILE:LINE:COLUMN: error: PATH: reason`.
 
 use std::path::PathBuf;
 
-use serde::Deserialize as _;
-
 use super::CliError;
-use crate::profile::validate::{Severity, Validator};
+use crate::profile::validate::{SelinuxPolicy, Severity, Validator, validate_text};
 
 #[derive(Debug, clap::Args)]
 pub struct ValidateArgs {
-    /// Profiles: OCI seccomp JSON, or SeccompProfile YAML/JSON (one or many documents).
+    /// Profiles: OCI seccomp JSON, SeccompProfile or SelinuxProfile YAML/JSON (one or many
+    /// documents per file).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
+    /// An SELinux policy to check classes and permissions against, laid out as selinuxfs
+    /// (`DIR/class/<class>/perms/<permission>`). Default: /sys/fs/selinux when SELinux is on,
+    /// else only the syntax of types, classes and permissions is checked.
+    #[arg(long, value_name = "DIR")]
+    pub selinux_policy: Option<PathBuf>,
 }
 
 /// Exit status 0 only when no file has an error (warnings are printed, not fatal).
 pub fn run(args: ValidateArgs) -> Result<i32, CliError> {
-    let mut validator = Validator::default();
+    let mut validator = match &args.selinux_policy {
+        Some(dir) => {
+            Validator::with_selinux_policy(SelinuxPolicy::load(dir).map_err(|source| {
+                CliError::Read {
+                    path: dir.join("class"),
+                    source,
+                }
+            })?)
+        }
+        None => Validator::for_this_host(),
+    };
     let (mut errors, mut warnings) = (0usize, 0usize);
     for path in &args.files {
         let text = std::fs::read_to_string(path).map_err(|source| CliError::Read {
             path: path.clone(),
             source,
         })?;
-        let many = text.lines().filter(|l| l.trim_end() == "---").count() > 1
-            || (text.contains("\n---") && !text.trim_start().starts_with("---"));
-        // Lazily: after a syntax error the stream yields that error forever.
-        for (i, document) in serde_yaml::Deserializer::from_str(&text).enumerate() {
-            let at = if many {
-                format!("{} (document {})", path.display(), i + 1)
-            } else {
-                path.display().to_string()
-            };
-            let value = match serde_yaml::Value::deserialize(document) {
-                Ok(value) => value,
-                Err(err) => {
+        let found = validate_text(&mut validator, &text);
+        let many = crate::profile::position::index(&text).len() > 1;
+        for located in found {
+            let label = match located.problem.severity {
+                Severity::Error => {
                     errors += 1;
-                    let position = err
-                        .location()
-                        .map(|l| format!(":{}:{}", l.line(), l.column()))
-                        .unwrap_or_default();
-                    let message = err.to_string();
-                    let message = message.split(" at line ").next().unwrap_or(&message);
-                    println!("{}{position}: error: {message}", path.display());
-                    // A syntax error ends the document stream.
-                    break;
+                    "error"
+                }
+                Severity::Warning => {
+                    warnings += 1;
+                    "warning"
                 }
             };
-            for problem in validator.validate(&value) {
-                let label = match problem.severity {
-                    Severity::Error => {
-                        errors += 1;
-                        "error"
-                    }
-                    Severity::Warning => {
-                        warnings += 1;
-                        "warning"
-                    }
-                };
-                let field = if problem.path.is_empty() {
-                    String::new()
-                } else {
-                    format!(" {}:", problem.path)
-                };
-                println!("{at}:{field} {label}: {}", problem.message);
-            }
+            let position = located
+                .position
+                .map(|p| format!(":{}:{}", p.line, p.column))
+                .unwrap_or_default();
+            let document = if many {
+                format!(" document {}:", located.document)
+            } else {
+                String::new()
+            };
+            let field = if located.problem.path.is_empty() {
+                String::new()
+            } else {
+                format!(" {}:", located.problem.path)
+            };
+            println!(
+                "{}{position}:{document} {label}:{field} {}",
+                path.display(),
+                located.problem.message
+            );
         }
     }
     eprintln!(

@@ -7,5 +7,6 @@ pub mod enforce;
 pub mod load;
 pub mod merge;
 pub mod naming;
+pub mod position;
 pub mod seccomp;
 pub mod validate;

@@ -1,10 +1,12 @@
-//! Validating seccomp profiles — OCI seccomp JSON or a SeccompProfile's spec — beyond a schema:
-//! every problem, each with the JSON path of its field and a reason a person understands.
-//! Syscall names are checked with libseccomp for every listed architecture, with a "did you
-//! mean". Works on the parsed document tree, so unknown fields and wrong types are reported
-//! together with everything else, not one at a time.
+//! Validating profiles — OCI seccomp JSON, a SeccompProfile, a SelinuxProfile — beyond a
+//! schema: every problem, each with the JSON path of its field and a reason a person
+//! understands. Syscall names are checked with libseccomp for every listed architecture, with a
+//! "did you mean"; SELinux classes and permissions against the loaded policy when there is one
+//! (else their syntax). Works on the parsed document tree, so unknown fields and wrong types are
+//! reported together with everything else, not one at a time.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
 
 use libseccomp::{ScmpArch, ScmpSyscall};
 use serde_yaml::Value;
@@ -89,10 +91,43 @@ const OCI_ONLY_FIELDS: [&str; 1] = ["syscribe"];
 const RULE_FIELDS: [&str; 6] = ["names", "action", "errnoRet", "args", "comment", "includes"];
 const ARG_FIELDS: [&str; 4] = ["index", "value", "valueTwo", "op"];
 
-/// Syscall names per architecture, from libseccomp (built once per validator).
+const STATES: [&str; 2] = ["Enabled", "Disabled"];
+const SELINUX_FIELDS: [&str; 5] = ["inherit", "allow", "mode", "permissive", "state"];
+const INHERIT_FIELDS: [&str; 2] = ["kind", "name"];
+const INHERIT_KINDS: [&str; 2] = ["System", "SelinuxProfile"];
+const SELINUX_MODES: [&str; 2] = ["Enforcing", "Permissive"];
+
+/// The object classes of an SELinux policy with their permissions (common ones included), as
+/// selinuxfs lists them: `<dir>/class/<class>/perms/<permission>`.
+#[derive(Debug, Default, Clone)]
+pub struct SelinuxPolicy {
+    pub classes: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl SelinuxPolicy {
+    /// The kernel's loaded policy, when SELinux is on.
+    pub const SELINUXFS: &str = "/sys/fs/selinux";
+
+    pub fn load(dir: &Path) -> std::io::Result<Self> {
+        let mut classes = BTreeMap::new();
+        for class in std::fs::read_dir(dir.join("class"))? {
+            let class = class?;
+            let mut perms = BTreeSet::new();
+            for perm in std::fs::read_dir(class.path().join("perms"))? {
+                perms.insert(perm?.file_name().to_string_lossy().into_owned());
+            }
+            classes.insert(class.file_name().to_string_lossy().into_owned(), perms);
+        }
+        Ok(Self { classes })
+    }
+}
+
+/// Syscall names per architecture, from libseccomp (built once per validator), and the SELinux
+/// policy to check allow rules against, if any.
 #[derive(Default)]
 pub struct Validator {
     names: HashMap<String, Vec<String>>,
+    selinux: Option<SelinuxPolicy>,
 }
 
 struct Report<'a> {
@@ -159,6 +194,50 @@ fn suggestion<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> 
         .unwrap_or_default()
 }
 
+/// Each key of `map` that is not in `allowed`, with the closest allowed one.
+fn unknown_fields(
+    map: &serde_yaml::Mapping,
+    prefix: &str,
+    allowed: &[&str],
+    report: &mut Report<'_>,
+) {
+    for key in map.keys() {
+        let key = key.as_str().unwrap_or("?");
+        if !allowed.contains(&key) {
+            report.error(
+                join(prefix, key),
+                format!("unknown field{}", suggestion(key, allowed.iter().copied())),
+            );
+        }
+    }
+}
+
+/// A string field with a fixed set of values.
+fn one_of(value: &Value, path: &str, what: &str, allowed: &[&str], report: &mut Report<'_>) {
+    match value.as_str() {
+        Some(v) if allowed.contains(&v) => {}
+        Some(v) => report.error(
+            path,
+            format!("unknown {what} {v:?} (expected {})", allowed.join(" or ")),
+        ),
+        None => report.error(
+            path,
+            format!(
+                "must be a string ({}), not {}",
+                allowed.join(" or "),
+                type_name(value)
+            ),
+        ),
+    }
+}
+
+/// `spec.state`: Enabled or Disabled.
+fn state(spec: &Value, report: &mut Report<'_>) {
+    if let Some(state) = spec.get("state") {
+        one_of(state, "spec.state", "state", &STATES, report);
+    }
+}
+
 fn type_name(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
@@ -171,7 +250,35 @@ fn type_name(value: &Value) -> &'static str {
     }
 }
 
+/// `[A-Za-z_][A-Za-z0-9_]*`, with a lowercase-only variant for classes and permissions.
+fn identifier(word: &str, lowercase: bool) -> bool {
+    let mut chars = word.chars();
+    chars.next().is_some_and(|c| {
+        c == '_' || c.is_ascii_alphabetic() && (!lowercase || c.is_ascii_lowercase())
+    }) && chars.all(|c| {
+        c == '_'
+            || c.is_ascii_digit()
+            || c.is_ascii_alphabetic() && (!lowercase || c.is_ascii_lowercase())
+    })
+}
+
 impl Validator {
+    /// A validator that checks SELinux classes and permissions against `policy`.
+    pub fn with_selinux_policy(policy: SelinuxPolicy) -> Self {
+        Self {
+            selinux: Some(policy),
+            ..Self::default()
+        }
+    }
+
+    /// The loaded policy's classes when selinuxfs is mounted; else syntax checks only.
+    pub fn for_this_host() -> Self {
+        match SelinuxPolicy::load(Path::new(SelinuxPolicy::SELINUXFS)) {
+            Ok(policy) if !policy.classes.is_empty() => Self::with_selinux_policy(policy),
+            _ => Self::default(),
+        }
+    }
+
     fn names_of(&mut self, arch: ScmpArch, label: &str) -> &[String] {
         self.names.entry(label.to_owned()).or_insert_with(|| {
             (0..2048)
@@ -180,15 +287,24 @@ impl Validator {
         })
     }
 
-    /// Every problem of one document: an OCI seccomp document, or a SeccompProfile.
+    /// Every problem of one document: an OCI seccomp document, a SeccompProfile or a
+    /// SelinuxProfile. Errors first, then warnings, each in document order.
     pub fn validate(&mut self, doc: &Value) -> Vec<Problem> {
         let mut problems = Vec::new();
         let mut report = Report {
             problems: &mut problems,
         };
-        match doc.get("kind") {
+        if !doc.is_mapping() {
+            report.error(
+                "",
+                format!("a profile must be a mapping, not {}", type_name(doc)),
+            );
+            return problems;
+        }
+        let kind = doc.get("kind").map(|k| (k, k.as_str()));
+        match kind {
             None => self.seccomp(doc, "", false, &mut report),
-            Some(kind) if kind.as_str() == Some("SeccompProfile") => {
+            Some((_, Some(kind @ ("SeccompProfile" | "SelinuxProfile")))) => {
                 match doc.get("apiVersion").and_then(Value::as_str) {
                     Some(v) if v.starts_with("security-profiles-operator.x-k8s.io/") => {}
                     other => report.error(
@@ -200,17 +316,178 @@ impl Validator {
                     ),
                 }
                 match doc.get("spec") {
-                    Some(spec) => self.seccomp(spec, "spec", true, &mut report),
-                    None => report.error("spec", "missing: a SeccompProfile needs a spec"),
+                    Some(spec) if kind == "SeccompProfile" => {
+                        self.seccomp(spec, "spec", true, &mut report)
+                    }
+                    Some(spec) => self.selinux(spec, &mut report),
+                    None => report.error("spec", format!("missing: a {kind} needs a spec")),
                 }
             }
-            Some(kind) => report.error(
+            Some((kind, _)) => report.error(
                 "kind",
-                format!("{kind:?} is not a seccomp profile (expected SeccompProfile, or an OCI seccomp document without kind)"),
+                format!(
+                    "{} is not a seccomp or SELinux profile (expected SeccompProfile, SelinuxProfile, or an OCI seccomp document without kind)",
+                    serde_json::to_string(kind).unwrap_or_default()
+                ),
             ),
         }
         problems.sort_by_key(|p| p.severity);
         problems
+    }
+
+    fn selinux(&mut self, spec: &Value, report: &mut Report<'_>) {
+        let Some(map) = spec.as_mapping() else {
+            report.error(
+                "spec",
+                format!("must be a mapping, not {}", type_name(spec)),
+            );
+            return;
+        };
+        unknown_fields(map, "spec", &SELINUX_FIELDS, report);
+        state(spec, report);
+        if let Some(inherit) = spec.get("inherit") {
+            match inherit.as_sequence() {
+                None => report.error(
+                    "spec.inherit",
+                    format!("must be a list, not {}", type_name(inherit)),
+                ),
+                Some(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        let path = format!("spec.inherit[{i}]");
+                        let Some(item_map) = item.as_mapping() else {
+                            report.error(
+                                &path,
+                                format!("must be a mapping, not {}", type_name(item)),
+                            );
+                            continue;
+                        };
+                        unknown_fields(item_map, &path, &INHERIT_FIELDS, report);
+                        if let Some(kind) = item.get("kind") {
+                            one_of(
+                                kind,
+                                &format!("{path}.kind"),
+                                "kind",
+                                &INHERIT_KINDS,
+                                report,
+                            );
+                        }
+                        match item.get("name") {
+                            None => report.error(
+                                format!("{path}.name"),
+                                "missing: the policy to inherit from",
+                            ),
+                            Some(Value::String(name)) if name.is_empty() => report
+                                .error(format!("{path}.name"), "empty: the policy to inherit from"),
+                            Some(Value::String(_)) => {}
+                            Some(other) => report.error(
+                                format!("{path}.name"),
+                                format!("must be a string, not {}", type_name(other)),
+                            ),
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(mode) = spec.get("mode") {
+            one_of(mode, "spec.mode", "mode", &SELINUX_MODES, report);
+        }
+        if let Some(permissive) = spec.get("permissive")
+            && !permissive.is_bool()
+        {
+            report.error(
+                "spec.permissive",
+                format!("must be a boolean, not {}", type_name(permissive)),
+            );
+        }
+        let Some(allow) = spec.get("allow") else {
+            return;
+        };
+        let Some(allow) = allow.as_mapping() else {
+            report.error(
+                "spec.allow",
+                format!(
+                    "must be a mapping of type → class → permissions, not {}",
+                    type_name(allow)
+                ),
+            );
+            return;
+        };
+        for (label, classes) in allow {
+            let label = label.as_str().unwrap_or("?");
+            let path = format!("spec.allow.{label}");
+            if label != "@self" && !identifier(label, false) {
+                report.error(
+                    &path,
+                    format!("{label:?} is not a valid SELinux type (letters, digits and _, not starting with a digit; or @self)"),
+                );
+            }
+            let Some(classes) = classes.as_mapping() else {
+                report.error(
+                    &path,
+                    format!(
+                        "must be a mapping of class → permissions, not {}",
+                        type_name(classes)
+                    ),
+                );
+                continue;
+            };
+            for (class, perms) in classes {
+                let class = class.as_str().unwrap_or("?");
+                let class_path = format!("{path}.{class}");
+                let known = self.selinux.as_ref().map(|p| p.classes.get(class));
+                match known {
+                    Some(None) => {
+                        let classes = self.selinux.as_ref().map(|p| &p.classes);
+                        report.error(
+                            &class_path,
+                            format!(
+                                "unknown class {class:?} in the loaded policy{}",
+                                suggestion(
+                                    class,
+                                    classes
+                                        .into_iter()
+                                        .flat_map(|c| c.keys().map(String::as_str))
+                                )
+                            ),
+                        );
+                    }
+                    None if !identifier(class, true) => report.error(
+                        &class_path,
+                        format!(
+                            "{class:?} is not a valid class name (lowercase letters, digits and _)"
+                        ),
+                    ),
+                    _ => {}
+                }
+                let Some(list) = self.string_list(Some(perms), &class_path, report) else {
+                    continue;
+                };
+                if list.is_empty() && perms.is_sequence() {
+                    report.error(&class_path, "empty: list the permissions to allow");
+                }
+                let mut seen = BTreeSet::new();
+                for (k, (perm, _)) in list.iter().enumerate() {
+                    let perm_path = format!("{class_path}[{k}]");
+                    match known {
+                        Some(Some(perms)) if !perms.contains(perm) => report.error(
+                            &perm_path,
+                            format!(
+                                "unknown permission {perm:?} for class {class}{}",
+                                suggestion(perm, perms.iter().map(String::as_str))
+                            ),
+                        ),
+                        None if !identifier(perm, true) => report.error(
+                            &perm_path,
+                            format!("{perm:?} is not a valid permission name (lowercase letters, digits and _)"),
+                        ),
+                        _ => {}
+                    }
+                    if !seen.insert(perm.as_str()) {
+                        report.warning(&perm_path, format!("{perm:?} is listed twice"));
+                    }
+                }
+            }
+        }
     }
 
     fn seccomp(&mut self, doc: &Value, prefix: &str, is_spec: bool, report: &mut Report<'_>) {
@@ -227,12 +504,15 @@ impl Validator {
             })
             .copied()
             .collect();
-        for key in map.keys() {
-            let key = key.as_str().unwrap_or("?");
-            if !allowed.contains(&key) {
+        unknown_fields(map, prefix, &allowed, report);
+        if is_spec {
+            state(doc, report);
+            if let Some(base) = doc.get("baseProfileName")
+                && !base.is_string()
+            {
                 report.error(
-                    join(prefix, key),
-                    format!("unknown field{}", suggestion(key, allowed.iter().copied())),
+                    "spec.baseProfileName",
+                    format!("must be a string, not {}", type_name(base)),
                 );
             }
         }
@@ -298,15 +578,7 @@ impl Validator {
                 report.error(&path, format!("must be a mapping, not {}", type_name(rule)));
                 continue;
             };
-            for key in rule_map.keys() {
-                let key = key.as_str().unwrap_or("?");
-                if !RULE_FIELDS.contains(&key) {
-                    report.error(
-                        format!("{path}.{key}"),
-                        format!("unknown field{}", suggestion(key, RULE_FIELDS)),
-                    );
-                }
-            }
+            unknown_fields(rule_map, &path, &RULE_FIELDS, report);
             let action = match rule.get("action") {
                 None => {
                     report.error(format!("{path}.action"), "missing: a rule needs an action");
@@ -413,15 +685,7 @@ impl Validator {
                 );
                 continue;
             };
-            for key in map.keys() {
-                let key = key.as_str().unwrap_or("?");
-                if !ARG_FIELDS.contains(&key) {
-                    report.error(
-                        format!("{arg_path}.{key}"),
-                        format!("unknown field{}", suggestion(key, ARG_FIELDS)),
-                    );
-                }
-            }
+            unknown_fields(map, &arg_path, &ARG_FIELDS, report);
             match arg.get("index").map(|v| v.as_u64()) {
                 None => report.error(
                     format!("{arg_path}.index"),
@@ -509,6 +773,59 @@ impl Validator {
                 .collect(),
         )
     }
+}
+
+/// A problem of one document of a text, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    /// 1-based index of the document in a multi-document text.
+    pub document: usize,
+    pub position: Option<super::position::Position>,
+    pub problem: Problem,
+}
+
+/// Every problem of every document of a YAML/JSON text. A syntax error is a problem too (with
+/// the parser's position and no path) and ends the text: what follows it cannot be read.
+pub fn validate_text(validator: &mut Validator, text: &str) -> Vec<Located> {
+    use serde::Deserialize as _;
+    let positions = super::position::index(text);
+    let mut found = Vec::new();
+    // Lazily: after a syntax error serde_yaml's stream yields that error forever.
+    for (i, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        match Value::deserialize(document) {
+            Ok(value) => {
+                let at = positions.get(i);
+                found.extend(
+                    validator
+                        .validate(&value)
+                        .into_iter()
+                        .map(|problem| Located {
+                            document: i + 1,
+                            position: at.and_then(|a| a.find(&problem.path)),
+                            problem,
+                        }),
+                );
+            }
+            Err(err) => {
+                let message = err.to_string();
+                let message = message.split(" at line ").next().unwrap_or(&message);
+                found.push(Located {
+                    document: i + 1,
+                    position: err.location().map(|l| super::position::Position {
+                        line: l.line(),
+                        column: l.column(),
+                    }),
+                    problem: Problem {
+                        severity: Severity::Error,
+                        path: String::new(),
+                        message: format!("not valid YAML/JSON: {message}"),
+                    },
+                });
+                break;
+            }
+        }
+    }
+    found
 }
 
 #[cfg(test)]
@@ -651,6 +968,91 @@ spec:
             "{found:?}"
         );
         let found = problems("{kind: ConfigMap}");
-        assert!(found[0].2.contains("not a seccomp profile"), "{found:?}");
+        assert!(
+            found[0].2.contains("not a seccomp or SELinux profile"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn selinux_allow_rules_against_a_policy_or_their_syntax() {
+        let doc = r#"
+apiVersion: security-profiles-operator.x-k8s.io/v1alpha2
+kind: SelinuxProfile
+metadata: {name: errorlogger}
+spec:
+  inherit: [{kind: System, name: container}]
+  allow:
+    var_log_t:
+      fiel: [read]
+      dir: [open, raed, open]
+"#;
+        let value: Value = serde_yaml::from_str(doc).unwrap();
+        // Syntax only: all of these are well-formed names.
+        let syntax: Vec<_> = Validator::default().validate(&value);
+        assert_eq!(
+            syntax
+                .iter()
+                .map(|p| (p.severity, p.path.as_str()))
+                .collect::<Vec<_>>(),
+            [(Severity::Warning, "spec.allow.var_log_t.dir[2]")],
+            "{syntax:?}"
+        );
+        // Against a policy laid out as selinuxfs.
+        let dir = std::env::temp_dir().join(format!("syscribe-policy-{}", std::process::id()));
+        for (class, perms) in [("file", ["read", "open"]), ("dir", ["read", "open"])] {
+            for perm in perms {
+                std::fs::create_dir_all(dir.join("class").join(class).join("perms")).unwrap();
+                std::fs::write(dir.join("class").join(class).join("perms").join(perm), "").unwrap();
+            }
+        }
+        let policy = SelinuxPolicy::load(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let found = Validator::with_selinux_policy(policy).validate(&value);
+        let messages: Vec<(&str, &str)> = found
+            .iter()
+            .map(|p| (p.path.as_str(), p.message.as_str()))
+            .collect();
+        assert_eq!(
+            messages,
+            [
+                (
+                    "spec.allow.var_log_t.fiel",
+                    "unknown class \"fiel\" in the loaded policy (did you mean \"file\"?)"
+                ),
+                (
+                    "spec.allow.var_log_t.dir[1]",
+                    "unknown permission \"raed\" for class dir (did you mean \"read\"?)"
+                ),
+                ("spec.allow.var_log_t.dir[2]", "\"open\" is listed twice"),
+            ]
+        );
+    }
+
+    #[test]
+    fn positions_of_problems_and_syntax_errors() {
+        let found = validate_text(
+            &mut Validator::default(),
+            "defaultAction: SCMP_ACT_ERRNO\nsyscalls:\n- names: [read, opne]\n  action: SCMP_ACT_ALLOW\n---\n{\"defaultAction\": [\n",
+        );
+        let summary: Vec<_> = found
+            .iter()
+            .map(|l| {
+                (
+                    l.document,
+                    l.position.map(|p| (p.line, p.column)),
+                    l.problem.path.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (1, Some((3, 17)), "syscalls[0].names[1]"),
+                (2, Some((7, 1)), "")
+            ],
+            "{found:#?}"
+        );
+        assert!(found[1].problem.message.starts_with("not valid YAML/JSON"));
     }
 }
