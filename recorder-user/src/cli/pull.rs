@@ -4,11 +4,16 @@
 
 use std::path::{Path, PathBuf};
 
-use kube::{Api, Client, ResourceExt as _};
+use std::collections::BTreeMap;
+
+use kube::{Api, Client, ResourceExt as _, api::ListParams};
 use serde::Deserialize as _;
 
 use super::CliError;
-use crate::kube::crd::SeccompProfile;
+use crate::kube::{
+    crd::SeccompProfile,
+    install::{BaseError, resolve_bases},
+};
 
 #[derive(Debug, clap::Args)]
 pub struct PullArgs {
@@ -32,16 +37,14 @@ pub enum PullError {
         #[source]
         source: serde_yaml::Error,
     },
-    #[error("no SeccompProfile named {name} in {from}")]
-    NotFound { name: String, from: String },
-    #[error("cannot get SeccompProfile {name} from the cluster: {source}")]
+    #[error(transparent)]
+    Base(#[from] BaseError),
+    #[error("cannot list SeccompProfiles in the cluster (for {name}): {source}")]
     Api {
         name: String,
         #[source]
         source: kube::Error,
     },
-    #[error("base profiles of {name} form a cycle through {base}")]
-    Cycle { name: String, base: String },
 }
 
 /// Where profiles come from.
@@ -78,57 +81,25 @@ impl ProfileSource {
         Ok(Self::File(path.to_owned(), profiles))
     }
 
-    async fn get(&self, name: &str) -> Result<SeccompProfile, PullError> {
-        match self {
-            Self::File(path, profiles) => profiles
-                .iter()
-                .find(|p| p.name_any() == name)
-                .cloned()
-                .ok_or_else(|| PullError::NotFound {
-                    name: name.to_owned(),
-                    from: path.display().to_string(),
-                }),
-            Self::Cluster(client) => Api::<SeccompProfile>::all(client.clone())
-                .get(name)
-                .await
-                .map_err(|source| match source {
-                    kube::Error::Api(status) if status.code == 404 => PullError::NotFound {
-                        name: name.to_owned(),
-                        from: "the cluster".to_owned(),
-                    },
-                    source => PullError::Api {
+    /// The profile as OCI JSON, its base profiles' rules first. From the cluster: one list of
+    /// every SeccompProfile, then the same resolution as the daemon's.
+    pub async fn oci(&self, name: &str) -> Result<crate::profile::seccomp::Seccomp, PullError> {
+        let (profiles, from): (Vec<SeccompProfile>, String) = match self {
+            Self::File(path, profiles) => (profiles.clone(), path.display().to_string()),
+            Self::Cluster(client) => {
+                let listed = Api::<SeccompProfile>::all(client.clone())
+                    .list(&ListParams::default())
+                    .await
+                    .map_err(|source| PullError::Api {
                         name: name.to_owned(),
                         source,
-                    },
-                }),
-        }
-    }
-
-    /// The profile as OCI JSON, its base profiles' rules first.
-    pub async fn oci(&self, name: &str) -> Result<crate::profile::seccomp::Seccomp, PullError> {
-        let profile = self.get(name).await?;
-        let mut seccomp = profile.spec.to_seccomp();
-        let mut seen = vec![name.to_owned()];
-        let mut base_name = profile.spec.base_profile_name.clone();
-        while let Some(base) = base_name.take() {
-            if seen.contains(&base) {
-                return Err(PullError::Cycle {
-                    name: name.to_owned(),
-                    base,
-                });
+                    })?;
+                (listed.items, "the cluster".to_owned())
             }
-            let base_profile = self.get(&base).await?;
-            let mut rules = base_profile.spec.to_seccomp().syscalls;
-            for rule in seccomp.syscalls.drain(..) {
-                if !rules.contains(&rule) {
-                    rules.push(rule);
-                }
-            }
-            seccomp.syscalls = rules;
-            seen.push(base);
-            base_name = base_profile.spec.base_profile_name.clone();
-        }
-        Ok(seccomp)
+        };
+        let profiles: BTreeMap<String, SeccompProfile> =
+            profiles.into_iter().map(|p| (p.name_any(), p)).collect();
+        Ok(resolve_bases(name, &profiles, &from)?)
     }
 }
 
@@ -207,8 +178,7 @@ spec:
                 "defaultAction": "SCMP_ACT_ERRNO",
                 "architectures": ["SCMP_ARCH_X86_64"],
                 "syscalls": [
-                    {"names": ["futex", "execve"], "action": "SCMP_ACT_ALLOW"},
-                    {"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"}
+                    {"names": ["futex", "execve", "read", "write"], "action": "SCMP_ACT_ALLOW"}
                 ]
             })
         );
@@ -230,12 +200,16 @@ spec:
             assert_eq!(request.method(), http::Method::GET);
             assert_eq!(
                 request.uri().to_string(),
-                "/apis/security-profiles-operator.x-k8s.io/v1/seccompprofiles/app"
+                "/apis/security-profiles-operator.x-k8s.io/v1/seccompprofiles?"
             );
             let body = serde_json::json!({
-                "apiVersion": "security-profiles-operator.x-k8s.io/v1", "kind": "SeccompProfile",
-                "metadata": {"name": "app"},
-                "spec": {"defaultAction": "SCMP_ACT_LOG"}
+                "apiVersion": "security-profiles-operator.x-k8s.io/v1", "kind": "SeccompProfileList",
+                "metadata": {},
+                "items": [{
+                    "apiVersion": "security-profiles-operator.x-k8s.io/v1", "kind": "SeccompProfile",
+                    "metadata": {"name": "app"},
+                    "spec": {"defaultAction": "SCMP_ACT_LOG"}
+                }]
             });
             send.send_response(Response::new(Body::from(
                 serde_json::to_vec(&body).unwrap(),

@@ -346,7 +346,8 @@ pub const LABEL_PROFILE_KIND: &str = "spo.x-k8s.io/profile-kind";
     status = "NodeStatus",
     printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status.status"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
-    printcolumn = r#"{"name":"Node","type":"string","jsonPath":".spec.nodeName","priority":10}"#
+    printcolumn = r#"{"name":"Node","type":"string","jsonPath":".spec.nodeName","priority":10}"#,
+    printcolumn = r#"{"name":"Message","type":"string","jsonPath":".status.message","priority":10}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct SecurityProfileNodeStatusSpec {
@@ -358,6 +359,9 @@ pub struct SecurityProfileNodeStatusSpec {
 pub struct NodeStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ProfileStatusKind>,
+    /// Why, when the status is Error or Terminating.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// Every CRD syscribe serves, as one multi-document YAML (what `syscribe crds` prints and

@@ -3,8 +3,12 @@
 pub mod crd;
 pub mod daemon;
 pub mod index;
+pub mod install;
 pub mod publish;
 pub mod recordings;
+
+#[cfg(test)]
+pub(crate) mod testing;
 
 #[cfg(test)]
 mod deploy_tests {

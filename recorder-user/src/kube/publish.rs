@@ -40,7 +40,7 @@ pub enum PublishError {
     },
 }
 
-fn api_err(
+pub(crate) fn api_err(
     op: &'static str,
     kind: &'static str,
     name: &str,
@@ -290,59 +290,12 @@ pub async fn merge_on_deletion(
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
-    use http::{Method, Request, Response, StatusCode};
-    use kube::client::Body;
+    use http::Method;
     use serde_json::{Value, json};
 
     use super::*;
 
-    type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
-
-    fn mock() -> (Client, Handle) {
-        let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-        (Client::new(service, "default"), handle)
-    }
-
-    /// The next request: asserts its method and URI, answers `reply`, returns its JSON body.
-    async fn expect(handle: &mut Handle, method: Method, uri: &str, reply: Value) -> Value {
-        let (request, send) = handle
-            .next_request()
-            .await
-            .expect("the client made a request");
-        assert_eq!(request.method(), method, "{}", request.uri());
-        assert_eq!(request.uri().to_string(), uri);
-        let body = request.into_body().collect_bytes().await.unwrap();
-        send.send_response(
-            Response::builder()
-                .status(StatusCode::OK)
-                .body(Body::from(serde_json::to_vec(&reply).unwrap()))
-                .unwrap(),
-        );
-        if body.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&body).unwrap()
-        }
-    }
-
-    /// Runs the client side and the API server side together, within a second.
-    async fn scenario<C, S>(client_side: C, server_side: S) -> C::Output
-    where
-        C: std::future::Future,
-        S: std::future::Future<Output = ()> + Send + 'static,
-    {
-        let server = tokio::spawn(server_side);
-        let out = tokio::time::timeout(Duration::from_secs(1), client_side)
-            .await
-            .expect("client side timed out");
-        tokio::time::timeout(Duration::from_secs(1), server)
-            .await
-            .expect("server side timed out")
-            .expect("server side assertions");
-        out
-    }
+    use crate::kube::testing::{expect, mock, scenario};
 
     const SP: &str = "/apis/security-profiles-operator.x-k8s.io/v1/seccompprofiles";
     const PR: &str =

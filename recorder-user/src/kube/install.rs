@@ -1,0 +1,1121 @@
+//! Installing SeccompProfiles on this node: each enabled profile (its base profiles merged in)
+//! becomes `<kubelet dir>/seccomp/operator/<name>.json`, the file pods name with
+//! `localhostProfile: operator/<name>.json`. Invalid profiles are never written. A disabled or
+//! deleted profile's file is removed, unless a running pod on the node uses it: then it stays,
+//! with status Terminating, until the last such pod is gone.
+//!
+//! What each node did is one SecurityProfileNodeStatus `<profile>-<node>` (owned by the
+//! profile, so it goes with it); the profile's own `status` is the summary over all nodes.
+//! The files and the decisions are here; the API calls are thin.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    io::Write as _,
+    path::{Path, PathBuf},
+};
+
+use k8s_openapi::{
+    api::core::v1::{Pod, SeccompProfile as PodSeccompProfile},
+    apimachinery::pkg::apis::meta::v1::{Condition, OwnerReference, Time},
+};
+use kube::{
+    Api, Client, Resource as _, ResourceExt as _,
+    api::{ListParams, Patch, PatchParams},
+};
+use thiserror::Error;
+
+use super::{
+    crd::{
+        LABEL_NODE_NAME, LABEL_PARTIAL, LABEL_PROFILE_ID, LABEL_PROFILE_KIND, LABEL_PROFILE_STATE,
+        NodeStatus, ProfileState, ProfileStatus, ProfileStatusKind, SeccompProfile,
+        SecurityProfileNodeStatus,
+    },
+    publish::{MANAGER, PublishError, api_err},
+};
+use crate::profile::{
+    seccomp::Seccomp,
+    validate::{Severity, Validator},
+};
+
+/// Where, under the kubelet's directory, profiles are installed.
+pub const OPERATOR_DIR: &str = "seccomp/operator";
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum BaseError {
+    #[error("no SeccompProfile named {name} in {from}")]
+    NotFound { name: String, from: String },
+    #[error("base profiles of {name} form a cycle through {base}")]
+    Cycle { name: String, base: String },
+}
+
+/// The profile as OCI JSON with its base profiles' rules first (upstream's union); rules with
+/// the same action are joined, so a syscall allowed by both is listed once.
+pub fn resolve_bases(
+    name: &str,
+    profiles: &BTreeMap<String, SeccompProfile>,
+    from: &str,
+) -> Result<Seccomp, BaseError> {
+    let get = |n: &str| {
+        profiles.get(n).ok_or_else(|| BaseError::NotFound {
+            name: n.to_owned(),
+            from: from.to_owned(),
+        })
+    };
+    let profile = get(name)?;
+    let mut seccomp = profile.spec.to_seccomp();
+    let mut seen = vec![name.to_owned()];
+    let mut base_name = profile.spec.base_profile_name.clone();
+    while let Some(base) = base_name.take() {
+        if seen.contains(&base) {
+            return Err(BaseError::Cycle {
+                name: name.to_owned(),
+                base,
+            });
+        }
+        let base_profile = get(&base)?;
+        // Rules with the same action (and errno, and arguments) become one, each name once.
+        let mut rules = base_profile.spec.to_seccomp().syscalls;
+        for rule in seccomp.syscalls.drain(..) {
+            match rules.iter_mut().find(|r| {
+                r.action == rule.action && r.errno_ret == rule.errno_ret && r.args == rule.args
+            }) {
+                Some(same) => {
+                    for name in rule.names {
+                        if !same.names.contains(&name) {
+                            same.names.push(name);
+                        }
+                    }
+                }
+                None => rules.push(rule),
+            }
+        }
+        seccomp.syscalls = rules;
+        seen.push(base);
+        base_name = base_profile.spec.base_profile_name.clone();
+    }
+    Ok(seccomp)
+}
+
+#[derive(Debug, Error)]
+pub enum InstallError {
+    #[error(
+        "{name:?} cannot be a profile file name: a DNS subdomain of at most 250 characters is needed (no '/', no leading '.')"
+    )]
+    Name { name: String },
+    #[error("{op} {path}: {source}", path = .path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> InstallError {
+    let path = path.to_owned();
+    move |source| InstallError::Io { op, path, source }
+}
+
+/// The profile files of one node.
+#[derive(Debug, Clone)]
+pub struct Installer {
+    dir: PathBuf,
+}
+
+/// A DNS-1123 subdomain (what the API server allows as a name) short enough for `<name>.json`
+/// to be a file name: nothing that could leave the directory.
+fn valid_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 250
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+}
+
+impl Installer {
+    pub fn new(kubelet_dir: &Path) -> Self {
+        Self {
+            dir: kubelet_dir.join(OPERATOR_DIR),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `<dir>/<name>.json`; refuses names that are not plain file names.
+    pub fn path_of(&self, name: &str) -> Result<PathBuf, InstallError> {
+        if !valid_file_name(name) {
+            return Err(InstallError::Name {
+                name: name.to_owned(),
+            });
+        }
+        Ok(self.dir.join(format!("{name}.json")))
+    }
+
+    /// Writes the profile atomically (a temporary file in the same directory, synced, renamed
+    /// over the old one): a pod starting meanwhile reads the old or the new file, never half
+    /// of one. Returns false when the file already held exactly this.
+    pub fn install(&self, name: &str, seccomp: &Seccomp) -> Result<bool, InstallError> {
+        let path = self.path_of(name)?;
+        let mut text = serde_json::to_string_pretty(seccomp).expect("profiles serialize");
+        text.push('\n');
+        if std::fs::read(&path).is_ok_and(|old| old == text.as_bytes()) {
+            return Ok(false);
+        }
+        std::fs::create_dir_all(&self.dir).map_err(io("create", &self.dir))?;
+        let temporary = self
+            .dir
+            .join(format!(".{name}.json.{}.tmp", std::process::id()));
+        let written = (|| {
+            let mut file = std::fs::File::create(&temporary)?;
+            file.write_all(text.as_bytes())?;
+            file.sync_all()
+        })();
+        if let Err(source) = written {
+            let _ = std::fs::remove_file(&temporary);
+            return Err(io("write", &temporary)(source));
+        }
+        std::fs::rename(&temporary, &path).map_err(|source| {
+            let _ = std::fs::remove_file(&temporary);
+            io("rename into place", &path)(source)
+        })?;
+        // The rename is durable once the directory is.
+        if let Ok(dir) = std::fs::File::open(&self.dir) {
+            let _ = dir.sync_all();
+        }
+        Ok(true)
+    }
+
+    /// Removes the profile's file; false when there was none.
+    pub fn remove(&self, name: &str) -> Result<bool, InstallError> {
+        let path = self.path_of(name)?;
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(source) => Err(io("remove", &path)(source)),
+        }
+    }
+}
+
+/// `namespace/pod` of each pod that is not finished and whose pod- or container-level
+/// securityContext uses `operator/<name>.json`.
+pub fn users<'a>(name: &str, pods: impl IntoIterator<Item = &'a Pod>) -> Vec<String> {
+    let wanted = format!("operator/{name}.json");
+    let uses = |p: Option<&PodSeccompProfile>| {
+        p.is_some_and(|p| p.type_ == "Localhost" && p.localhost_profile.as_deref() == Some(&wanted))
+    };
+    pods.into_iter()
+        .filter(|pod| {
+            let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+            !matches!(phase, Some("Succeeded" | "Failed"))
+        })
+        .filter(|pod| {
+            let Some(spec) = &pod.spec else {
+                return false;
+            };
+            let pod_level = spec
+                .security_context
+                .as_ref()
+                .and_then(|sc| sc.seccomp_profile.as_ref());
+            let containers = spec
+                .containers
+                .iter()
+                .chain(spec.init_containers.iter().flatten())
+                .map(|c| c.security_context.as_ref());
+            let ephemeral = spec
+                .ephemeral_containers
+                .iter()
+                .flatten()
+                .map(|c| c.security_context.as_ref());
+            uses(pod_level)
+                || containers
+                    .chain(ephemeral)
+                    .any(|sc| uses(sc.and_then(|sc| sc.seccomp_profile.as_ref())))
+        })
+        .map(|pod| format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any()))
+        .collect()
+}
+
+/// What this node does about one profile.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Plan {
+    /// Recorded partial profiles are not installed (they are merged first).
+    Skip,
+    Install(Seccomp),
+    /// Not installable: the reason (validation errors, a missing base profile…).
+    Refuse(String),
+    /// Disabled or deleted, and unused: remove the file (and, when deleted, let it go).
+    Remove {
+        deleted: bool,
+    },
+    /// Disabled or deleted, but these pods still use it: keep the file.
+    Hold {
+        users: Vec<String>,
+    },
+}
+
+/// Decides what to do with `name` on this node. Pure: the profiles and pods are given.
+pub fn plan<'a>(
+    name: &str,
+    profiles: &BTreeMap<String, SeccompProfile>,
+    pods: impl IntoIterator<Item = &'a Pod>,
+    validator: &mut Validator,
+) -> Plan {
+    let Some(profile) = profiles.get(name) else {
+        return Plan::Remove { deleted: true };
+    };
+    if profile.labels().get(LABEL_PARTIAL).map(String::as_str) == Some("true") {
+        return Plan::Skip;
+    }
+    let deleted = profile.meta().deletion_timestamp.is_some();
+    if deleted || profile.spec.state == Some(ProfileState::Disabled) {
+        let users = users(name, pods);
+        return if users.is_empty() {
+            Plan::Remove { deleted }
+        } else {
+            Plan::Hold { users }
+        };
+    }
+    let seccomp = match resolve_bases(name, profiles, "the cluster") {
+        Ok(seccomp) => seccomp,
+        Err(err) => return Plan::Refuse(err.to_string()),
+    };
+    // The validator reads the merged profile as it will be written.
+    let value = serde_yaml::to_value(&seccomp).expect("profiles serialize");
+    let errors: Vec<String> = validator
+        .validate(&value)
+        .into_iter()
+        .filter(|p| p.severity == Severity::Error)
+        .map(|p| {
+            if p.path.is_empty() {
+                p.message
+            } else {
+                format!("{}: {}", p.path, p.message)
+            }
+        })
+        .collect();
+    if errors.is_empty() {
+        Plan::Install(seccomp)
+    } else {
+        Plan::Refuse(format!("invalid profile: {}", errors.join("; ")))
+    }
+}
+
+/// The finalizer a node keeps on a profile whose file it may hold (upstream's spelling).
+pub fn node_finalizer(node: &str) -> String {
+    format!("{node}-deleted")
+}
+
+/// `<profile>-<node>`.
+pub fn node_status_name(profile: &str, node: &str) -> String {
+    format!("{profile}-{node}")
+}
+
+/// The profile-id label value of a seccomp profile's node statuses.
+pub fn profile_id(profile: &str) -> String {
+    format!("SeccompProfile-{profile}")
+}
+
+/// The profile's status over all nodes: Error if any node failed, else Terminating, else
+/// Pending (any node not done yet), else Installed; Disabled when every node has it disabled.
+pub fn summary(statuses: &[ProfileStatusKind]) -> Option<ProfileStatusKind> {
+    use ProfileStatusKind::*;
+    if statuses.is_empty() {
+        return None;
+    }
+    for kind in [Error, Terminating, Pending, InProgress] {
+        if statuses.contains(&kind) {
+            return Some(kind);
+        }
+    }
+    if statuses.iter().all(|s| *s == Disabled) {
+        Some(Disabled)
+    } else {
+        Some(Installed)
+    }
+}
+
+/// This node's view of the profiles: the cache the watcher keeps, what was last written.
+pub struct NodeProfiles {
+    node: String,
+    installer: Installer,
+    validator: Validator,
+    /// Every SeccompProfile (base profiles are looked up here).
+    pub profiles: BTreeMap<String, SeccompProfile>,
+    /// The node status last written per profile (nothing written again when unchanged).
+    written: BTreeMap<String, (ProfileStatusKind, Option<String>)>,
+    /// Profiles kept only because pods use them: re-planned when pods change.
+    held: BTreeSet<String>,
+}
+
+impl NodeProfiles {
+    pub fn new(node: String, installer: Installer, validator: Validator) -> Self {
+        Self {
+            node,
+            installer,
+            validator,
+            profiles: BTreeMap::new(),
+            written: BTreeMap::new(),
+            held: BTreeSet::new(),
+        }
+    }
+
+    /// Profiles waiting for their last user to go.
+    pub fn held(&self) -> Vec<String> {
+        self.held.iter().cloned().collect()
+    }
+
+    /// The profiles to reconcile after `name` changed: itself and every profile that has it
+    /// in its base chain.
+    pub fn affected(&self, name: &str) -> Vec<String> {
+        let mut out = vec![name.to_owned()];
+        let mut i = 0;
+        while i < out.len() {
+            let current = out[i].clone();
+            for (other, profile) in &self.profiles {
+                if profile.spec.base_profile_name.as_deref() == Some(current.as_str())
+                    && !out.contains(other)
+                {
+                    out.push(other.clone());
+                }
+            }
+            i += 1;
+        }
+        out
+    }
+
+    /// Brings the node in line with the profile `name`: file, finalizer, node status, summary.
+    pub async fn reconcile<'a>(
+        &mut self,
+        client: &Client,
+        name: &str,
+        pods: impl IntoIterator<Item = &'a Pod>,
+    ) -> Result<(), PublishError> {
+        let plan = plan(name, &self.profiles, pods, &mut self.validator);
+        let Some(profile) = self.profiles.get(name).cloned() else {
+            // Gone without our finalizer (force-deleted): the file goes too.
+            if let Err(err) = self.installer.remove(name) {
+                tracing::warn!(error = %err, "removing a deleted profile's file");
+            }
+            self.written.remove(name);
+            self.held.remove(name);
+            return Ok(());
+        };
+        self.held.remove(name);
+        let finalizer = node_finalizer(&self.node);
+        let has_finalizer = profile.finalizers().contains(&finalizer);
+        match plan {
+            Plan::Skip => Ok(()),
+            Plan::Install(seccomp) => {
+                if !has_finalizer {
+                    self.set_finalizer(client, name, true).await?;
+                }
+                let new_here = !self.installer.path_of(name).is_ok_and(|p| p.exists());
+                if new_here && !self.written.contains_key(name) {
+                    self.set_status(client, &profile, ProfileStatusKind::Pending, None)
+                        .await?;
+                }
+                match self.installer.install(name, &seccomp) {
+                    Ok(changed) => {
+                        if changed {
+                            tracing::info!(profile = name, path = %self.installer.path_of(name).unwrap_or_default().display(), "installed");
+                        }
+                        self.set_status(client, &profile, ProfileStatusKind::Installed, None)
+                            .await
+                    }
+                    Err(err) => {
+                        self.set_status(
+                            client,
+                            &profile,
+                            ProfileStatusKind::Error,
+                            Some(err.to_string()),
+                        )
+                        .await
+                    }
+                }
+            }
+            Plan::Refuse(reason) => {
+                tracing::warn!(profile = name, %reason, "not installed");
+                self.set_status(client, &profile, ProfileStatusKind::Error, Some(reason))
+                    .await
+            }
+            Plan::Hold { users } => {
+                self.held.insert(name.to_owned());
+                let reason = format!("still used by {}", users.join(", "));
+                self.set_status(
+                    client,
+                    &profile,
+                    ProfileStatusKind::Terminating,
+                    Some(reason),
+                )
+                .await
+            }
+            Plan::Remove { deleted } => {
+                let removed = self.installer.remove(name);
+                if let Err(err) = removed {
+                    return self
+                        .set_status(
+                            client,
+                            &profile,
+                            ProfileStatusKind::Error,
+                            Some(err.to_string()),
+                        )
+                        .await;
+                }
+                if deleted {
+                    // The node status goes with the profile (owner reference).
+                    self.written.remove(name);
+                    if has_finalizer {
+                        self.set_finalizer(client, name, false).await?;
+                    }
+                    Ok(())
+                } else {
+                    self.set_status(client, &profile, ProfileStatusKind::Disabled, None)
+                        .await
+                }
+            }
+        }
+    }
+
+    /// Adds or removes this node's finalizer: a server-side apply by this node's own field
+    /// manager touches only its own entry of the list, never another node's.
+    async fn set_finalizer(
+        &self,
+        client: &Client,
+        name: &str,
+        present: bool,
+    ) -> Result<(), PublishError> {
+        let api: Api<SeccompProfile> = Api::all(client.clone());
+        let finalizers: Vec<String> = if present {
+            vec![node_finalizer(&self.node)]
+        } else {
+            Vec::new()
+        };
+        let body = serde_json::json!({
+            "apiVersion": SeccompProfile::api_version(&()),
+            "kind": SeccompProfile::kind(&()),
+            "metadata": {"name": name, "finalizers": finalizers},
+        });
+        api.patch(
+            name,
+            &PatchParams::apply(&format!("{MANAGER}-{}", self.node)),
+            &Patch::Apply(&body),
+        )
+        .await
+        .map_err(api_err("set the node finalizer of", "SeccompProfile", name))?;
+        Ok(())
+    }
+
+    /// Writes this node's status (when it changed) and then the profile's summary.
+    async fn set_status(
+        &mut self,
+        client: &Client,
+        profile: &SeccompProfile,
+        status: ProfileStatusKind,
+        message: Option<String>,
+    ) -> Result<(), PublishError> {
+        let name = profile.name_any();
+        let now = (status, message.clone());
+        if self.written.get(&name) == Some(&now) {
+            return Ok(());
+        }
+        let node_statuses: Api<SecurityProfileNodeStatus> = Api::all(client.clone());
+        let status_name = node_status_name(&name, &self.node);
+        let state = serde_json::to_value(status).expect("statuses serialize");
+        let owner = OwnerReference {
+            api_version: SeccompProfile::api_version(&()).into_owned(),
+            kind: SeccompProfile::kind(&()).into_owned(),
+            name: name.clone(),
+            uid: profile.uid().unwrap_or_default(),
+            ..OwnerReference::default()
+        };
+        let body = serde_json::json!({
+            "apiVersion": SecurityProfileNodeStatus::api_version(&()),
+            "kind": SecurityProfileNodeStatus::kind(&()),
+            "metadata": {
+                "name": status_name,
+                "labels": {
+                    LABEL_PROFILE_ID: profile_id(&name),
+                    LABEL_NODE_NAME: self.node,
+                    LABEL_PROFILE_STATE: state,
+                    LABEL_PROFILE_KIND: "SeccompProfile",
+                },
+                "ownerReferences": [owner],
+            },
+            "spec": {"nodeName": self.node},
+        });
+        let params = PatchParams::apply(MANAGER).force();
+        node_statuses
+            .patch(&status_name, &params, &Patch::Apply(&body))
+            .await
+            .map_err(api_err("apply", "SecurityProfileNodeStatus", &status_name))?;
+        let status_body = serde_json::json!({
+            "apiVersion": SecurityProfileNodeStatus::api_version(&()),
+            "kind": SecurityProfileNodeStatus::kind(&()),
+            "status": NodeStatus { status: Some(status), message: message.clone() },
+        });
+        node_statuses
+            .patch_status(&status_name, &params, &Patch::Apply(&status_body))
+            .await
+            .map_err(api_err(
+                "set the status of",
+                "SecurityProfileNodeStatus",
+                &status_name,
+            ))?;
+        self.written.insert(name.clone(), now);
+        self.summarize(client, profile, message).await
+    }
+
+    /// The profile's status from every node's status (listed by the profile-id label).
+    async fn summarize(
+        &self,
+        client: &Client,
+        profile: &SeccompProfile,
+        message: Option<String>,
+    ) -> Result<(), PublishError> {
+        let name = profile.name_any();
+        let node_statuses: Api<SecurityProfileNodeStatus> = Api::all(client.clone());
+        let listed = node_statuses
+            .list(
+                &ListParams::default().labels(&format!("{LABEL_PROFILE_ID}={}", profile_id(&name))),
+            )
+            .await
+            .map_err(api_err("list", "SecurityProfileNodeStatus", &name))?;
+        let kinds: Vec<ProfileStatusKind> = listed
+            .items
+            .iter()
+            .filter_map(|s| s.status.as_ref().and_then(|s| s.status))
+            .collect();
+        let Some(summary) = summary(&kinds) else {
+            return Ok(());
+        };
+        let current = profile.status.clone().unwrap_or_default();
+        let installed = matches!(summary, ProfileStatusKind::Installed);
+        let mut wanted = ProfileStatus {
+            status: Some(summary),
+            path: installed.then(|| {
+                self.installer
+                    .dir()
+                    .join(format!("{name}.json"))
+                    .display()
+                    .to_string()
+            }),
+            localhost_profile: installed.then(|| format!("operator/{name}.json")),
+            ..current.clone()
+        };
+        let ready = Condition {
+            type_: "Ready".into(),
+            status: if installed { "True" } else { "False" }.into(),
+            reason: format!("{summary:?}"),
+            message: message.unwrap_or_default(),
+            observed_generation: profile.meta().generation,
+            last_transition_time: Time(k8s_openapi::jiff::Timestamp::now()),
+        };
+        let same_condition = current.conditions.iter().any(|c| {
+            c.type_ == ready.type_
+                && c.status == ready.status
+                && c.reason == ready.reason
+                && c.message == ready.message
+        });
+        if !same_condition {
+            wanted.conditions.retain(|c| c.type_ != "Ready");
+            wanted.conditions.push(ready);
+        }
+        if wanted == current {
+            return Ok(());
+        }
+        let api: Api<SeccompProfile> = Api::all(client.clone());
+        api.patch_status(
+            &name,
+            &PatchParams::default(),
+            // Explicit nulls: a merge patch removes what is no longer true.
+            &Patch::Merge(&serde_json::json!({ "status": {
+                "status": wanted.status,
+                "path": wanted.path,
+                "localhostProfile": wanted.localhost_profile,
+                "conditions": wanted.conditions,
+            }})),
+        )
+        .await
+        .map_err(api_err("set the status of", "SeccompProfile", &name))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::Method;
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::kube::testing::{expect, mock, scenario};
+
+    const SP: &str = "/apis/security-profiles-operator.x-k8s.io/v1/seccompprofiles";
+    const SPNS: &str = "/apis/security-profiles-operator.x-k8s.io/v1/securityprofilenodestatuses";
+
+    fn profile(name: &str, extra_spec: Value, meta: Value) -> SeccompProfile {
+        let mut spec = json!({"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64"],
+                              "syscalls": [{"action": "SCMP_ACT_ALLOW", "names": ["read", "write"]}]});
+        for (k, v) in extra_spec.as_object().unwrap() {
+            spec[k] = v.clone();
+        }
+        let mut metadata = json!({"name": name, "uid": format!("uid-{name}"), "generation": 1});
+        for (k, v) in meta.as_object().unwrap() {
+            metadata[k] = v.clone();
+        }
+        serde_json::from_value(json!({
+            "apiVersion": "security-profiles-operator.x-k8s.io/v1", "kind": "SeccompProfile",
+            "metadata": metadata, "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    fn pod_using(profile_file: &str, phase: &str, container_level: bool) -> Pod {
+        let sc = json!({"seccompProfile": {"type": "Localhost", "localhostProfile": profile_file}});
+        let (pod_sc, container_sc) = if container_level {
+            (json!({}), sc)
+        } else {
+            (sc, json!({}))
+        };
+        serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {"securityContext": pod_sc,
+                     "containers": [{"name": "app", "image": "x", "securityContext": container_sc}]},
+            "status": {"phase": phase},
+        }))
+        .unwrap()
+    }
+
+    fn profile_reply() -> Value {
+        serde_json::to_value(profile("p", json!({}), json!({}))).unwrap()
+    }
+
+    fn profiles(list: Vec<SeccompProfile>) -> BTreeMap<String, SeccompProfile> {
+        list.into_iter().map(|p| (p.name_any(), p)).collect()
+    }
+
+    fn temp_kubelet(tag: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("syscribe-kubelet-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn names_that_could_leave_the_directory_are_refused() {
+        let installer = Installer::new(Path::new("/var/lib/kubelet"));
+        assert_eq!(
+            installer.path_of("web-app.v2").unwrap(),
+            Path::new("/var/lib/kubelet/seccomp/operator/web-app.v2.json")
+        );
+        let long = "a".repeat(251);
+        for bad in [
+            "../etc/passwd",
+            "a/b",
+            ".hidden",
+            "..",
+            "Upper",
+            "",
+            "-x",
+            long.as_str(),
+        ] {
+            let err = installer.path_of(bad).unwrap_err().to_string();
+            assert!(
+                err.contains("cannot be a profile file name"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn installs_atomically_once_and_removes() {
+        let kubelet = temp_kubelet("files");
+        let installer = Installer::new(&kubelet);
+        let seccomp = profile("p", json!({}), json!({})).spec.to_seccomp();
+        assert!(installer.install("p", &seccomp).unwrap(), "written");
+        assert!(!installer.install("p", &seccomp).unwrap(), "unchanged");
+        let path = kubelet.join("seccomp/operator/p.json");
+        let back: Seccomp = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(back, seccomp);
+        // No temporary file is left behind.
+        let entries: Vec<_> = std::fs::read_dir(installer.dir()).unwrap().collect();
+        assert_eq!(entries.len(), 1);
+        assert!(installer.remove("p").unwrap());
+        assert!(!installer.remove("p").unwrap());
+        assert!(!path.exists());
+        std::fs::remove_dir_all(&kubelet).unwrap();
+    }
+
+    #[test]
+    fn running_pods_that_name_the_file_use_it() {
+        let file = "operator/p.json";
+        assert_eq!(
+            users("p", [&pod_using(file, "Running", false)]),
+            ["shop/web"]
+        );
+        assert_eq!(
+            users("p", [&pod_using(file, "Pending", true)]),
+            ["shop/web"]
+        );
+        assert!(users("p", [&pod_using(file, "Succeeded", true)]).is_empty());
+        assert!(users("p", [&pod_using("operator/other.json", "Running", true)]).is_empty());
+        assert!(users("p", [&pod_using("p.json", "Running", true)]).is_empty());
+    }
+
+    #[test]
+    fn plans() {
+        let mut validator = Validator::default();
+        let base = profile(
+            "base",
+            json!({"syscalls": [{"action": "SCMP_ACT_ALLOW", "names": ["futex", "read"]}]}),
+            json!({}),
+        );
+        let app = profile("app", json!({"baseProfileName": "base"}), json!({}));
+        let all = profiles(vec![base, app]);
+        let Plan::Install(merged) = plan("app", &all, [], &mut validator) else {
+            panic!("app installs");
+        };
+        assert_eq!(merged.syscalls.len(), 1, "{merged:?}");
+        assert_eq!(
+            merged.syscalls[0].names,
+            ["futex", "read", "write"],
+            "base names first, each once"
+        );
+
+        let orphan = profiles(vec![profile(
+            "app",
+            json!({"baseProfileName": "nope"}),
+            json!({}),
+        )]);
+        assert_eq!(
+            plan("app", &orphan, [], &mut validator),
+            Plan::Refuse("no SeccompProfile named nope in the cluster".into())
+        );
+        let typo = profiles(vec![profile(
+            "t",
+            json!({"syscalls": [{"action": "SCMP_ACT_ALLOW", "names": ["raed"]}]}),
+            json!({}),
+        )]);
+        let Plan::Refuse(reason) = plan("t", &typo, [], &mut validator) else {
+            panic!("invalid profiles are refused");
+        };
+        assert!(
+            reason.contains("syscalls[0].names[0]: unknown syscall \"raed\"")
+                && reason.contains("did you mean \"read\""),
+            "{reason}"
+        );
+        let partial = profiles(vec![profile(
+            "r",
+            json!({}),
+            json!({"labels": {LABEL_PARTIAL: "true"}}),
+        )]);
+        assert_eq!(plan("r", &partial, [], &mut validator), Plan::Skip);
+        let disabled = profiles(vec![profile("p", json!({"state": "Disabled"}), json!({}))]);
+        let user = pod_using("operator/p.json", "Running", false);
+        assert_eq!(
+            plan("p", &disabled, [&user], &mut validator),
+            Plan::Hold {
+                users: vec!["shop/web".into()]
+            }
+        );
+        assert_eq!(
+            plan("p", &disabled, [], &mut validator),
+            Plan::Remove { deleted: false }
+        );
+        let deleted = profiles(vec![profile(
+            "p",
+            json!({}),
+            json!({"deletionTimestamp": "2026-11-26T20:00:00Z"}),
+        )]);
+        assert_eq!(
+            plan("p", &deleted, [], &mut validator),
+            Plan::Remove { deleted: true }
+        );
+    }
+
+    #[test]
+    fn summaries() {
+        use ProfileStatusKind::*;
+        assert_eq!(summary(&[]), None);
+        assert_eq!(summary(&[Installed, Installed]), Some(Installed));
+        assert_eq!(summary(&[Installed, Pending]), Some(Pending));
+        assert_eq!(summary(&[Terminating, Pending]), Some(Terminating));
+        assert_eq!(summary(&[Installed, Error, Terminating]), Some(Error));
+        assert_eq!(summary(&[Disabled, Disabled]), Some(Disabled));
+        assert_eq!(summary(&[Disabled, Installed]), Some(Installed));
+    }
+
+    fn node_list(statuses: &[&str]) -> Value {
+        json!({"apiVersion": "security-profiles-operator.x-k8s.io/v1", "kind": "SecurityProfileNodeStatusList",
+               "metadata": {}, "items": statuses.iter().enumerate().map(|(i, s)| json!({
+                   "apiVersion": "security-profiles-operator.x-k8s.io/v1", "kind": "SecurityProfileNodeStatus",
+                   "metadata": {"name": format!("p-node{i}")}, "spec": {"nodeName": format!("node{i}")},
+                   "status": {"status": s}})).collect::<Vec<_>>()})
+    }
+
+    /// This node's status write: apply of the object, apply of its status, list of all nodes'
+    /// statuses; returns the object and status bodies.
+    async fn node_status(
+        handle: &mut crate::kube::testing::Handle,
+        others: &[&str],
+    ) -> (Value, Value) {
+        let reply = json!({"apiVersion": "security-profiles-operator.x-k8s.io/v1",
+            "kind": "SecurityProfileNodeStatus", "metadata": {"name": "p-node1"},
+            "spec": {"nodeName": "node1"}});
+        let uri = format!("{SPNS}/p-node1?&force=true&fieldManager=syscribe");
+        let object = expect(handle, Method::PATCH, &uri, reply.clone()).await;
+        let uri = format!("{SPNS}/p-node1/status?&force=true&fieldManager=syscribe");
+        let status = expect(handle, Method::PATCH, &uri, reply.clone()).await;
+        let state = status["status"]["status"].as_str().unwrap().to_owned();
+        let mut all: Vec<&str> = others.to_vec();
+        all.push(&state);
+        let selector = "spo.x-k8s.io%2Fprofile-id%3DSeccompProfile-p";
+        expect(
+            handle,
+            Method::GET,
+            &format!("{SPNS}?&labelSelector={selector}"),
+            node_list(&all),
+        )
+        .await;
+        (object, status)
+    }
+
+    #[tokio::test]
+    async fn a_new_profile_goes_pending_then_installed() {
+        let kubelet = temp_kubelet("new");
+        let (client, mut handle) = mock();
+        let mut node = NodeProfiles::new(
+            "node1".into(),
+            Installer::new(&kubelet),
+            Validator::default(),
+        );
+        node.profiles = profiles(vec![profile("p", json!({}), json!({}))]);
+        let server = async move {
+            let finalizer = expect(
+                &mut handle,
+                Method::PATCH,
+                &format!("{SP}/p?&fieldManager=syscribe-node1"),
+                profile_reply(),
+            )
+            .await;
+            assert_eq!(
+                finalizer["metadata"]["finalizers"],
+                json!(["node1-deleted"])
+            );
+            let (object, status) = node_status(&mut handle, &[]).await;
+            assert_eq!(object["metadata"]["labels"][LABEL_PROFILE_STATE], "Pending");
+            assert_eq!(object["metadata"]["labels"][LABEL_NODE_NAME], "node1");
+            assert_eq!(object["metadata"]["ownerReferences"][0]["uid"], "uid-p");
+            assert_eq!(object["spec"]["nodeName"], "node1");
+            assert_eq!(status["status"]["status"], "Pending");
+            let summary = expect(
+                &mut handle,
+                Method::PATCH,
+                &format!("{SP}/p/status?"),
+                profile_reply(),
+            )
+            .await;
+            assert_eq!(summary["status"]["status"], "Pending");
+            assert_eq!(summary["status"]["path"], Value::Null);
+            let (_, status) = node_status(&mut handle, &["Installed"]).await;
+            assert_eq!(status["status"]["status"], "Installed");
+            let summary = expect(
+                &mut handle,
+                Method::PATCH,
+                &format!("{SP}/p/status?"),
+                profile_reply(),
+            )
+            .await;
+            assert_eq!(summary["status"]["status"], "Installed");
+            assert_eq!(summary["status"]["localhostProfile"], "operator/p.json");
+            assert!(
+                summary["status"]["path"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("seccomp/operator/p.json")
+            );
+            assert_eq!(summary["status"]["conditions"][0]["status"], "True");
+        };
+        scenario(node.reconcile(&client, "p", []), server)
+            .await
+            .unwrap();
+        let file = kubelet.join("seccomp/operator/p.json");
+        let installed: Seccomp = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        assert_eq!(installed.syscalls[0].names, ["read", "write"]);
+        // The watcher brings our own writes back: nothing is written again.
+        let mut p = profile("p", json!({}), json!({"finalizers": ["node1-deleted"]}));
+        p.status = Some(ProfileStatus {
+            status: Some(ProfileStatusKind::Installed),
+            ..ProfileStatus::default()
+        });
+        node.profiles = profiles(vec![p]);
+        let (client, _handle) = mock();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(1),
+            node.reconcile(&client, "p", []),
+        )
+        .await
+        .expect("no API request")
+        .unwrap();
+        std::fs::remove_dir_all(&kubelet).unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_invalid_profile_is_an_error_and_never_written() {
+        let kubelet = temp_kubelet("invalid");
+        let (client, mut handle) = mock();
+        let mut node = NodeProfiles::new(
+            "node1".into(),
+            Installer::new(&kubelet),
+            Validator::default(),
+        );
+        node.profiles = profiles(vec![profile(
+            "p",
+            json!({"syscalls": [{"action": "SCMP_ACT_ALLOW", "names": ["opne"]}]}),
+            json!({"finalizers": ["node1-deleted"]}),
+        )]);
+        let server = async move {
+            let (object, status) = node_status(&mut handle, &["Installed"]).await;
+            assert_eq!(object["metadata"]["labels"][LABEL_PROFILE_STATE], "Error");
+            let message = status["status"]["message"].as_str().unwrap();
+            assert!(
+                message.contains("syscalls[0].names[0]: unknown syscall \"opne\""),
+                "{message}"
+            );
+            assert!(message.contains("did you mean \"open\""), "{message}");
+            let summary = expect(
+                &mut handle,
+                Method::PATCH,
+                &format!("{SP}/p/status?"),
+                profile_reply(),
+            )
+            .await;
+            assert_eq!(summary["status"]["status"], "Error");
+            assert_eq!(summary["status"]["conditions"][0]["status"], "False");
+            assert!(
+                summary["status"]["conditions"][0]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("opne")
+            );
+        };
+        scenario(node.reconcile(&client, "p", []), server)
+            .await
+            .unwrap();
+        assert!(!kubelet.join("seccomp/operator/p.json").exists());
+        let _ = std::fs::remove_dir_all(&kubelet);
+    }
+
+    #[tokio::test]
+    async fn a_deleted_profile_in_use_stays_terminating_until_its_pod_is_gone() {
+        let kubelet = temp_kubelet("deleted");
+        let installer = Installer::new(&kubelet);
+        let p = profile(
+            "p",
+            json!({}),
+            json!({"finalizers": ["node1-deleted"], "deletionTimestamp": "2026-11-26T20:00:00Z"}),
+        );
+        installer.install("p", &p.spec.to_seccomp()).unwrap();
+        let mut node = NodeProfiles::new("node1".into(), installer, Validator::default());
+        node.profiles = profiles(vec![p]);
+        let user = pod_using("operator/p.json", "Running", true);
+        let (client, mut handle) = mock();
+        let server = async move {
+            let (object, status) = node_status(&mut handle, &[]).await;
+            assert_eq!(
+                object["metadata"]["labels"][LABEL_PROFILE_STATE],
+                "Terminating"
+            );
+            assert_eq!(status["status"]["message"], "still used by shop/web");
+            let summary = expect(
+                &mut handle,
+                Method::PATCH,
+                &format!("{SP}/p/status?"),
+                profile_reply(),
+            )
+            .await;
+            assert_eq!(summary["status"]["status"], "Terminating");
+        };
+        scenario(node.reconcile(&client, "p", [&user]), server)
+            .await
+            .unwrap();
+        let file = kubelet.join("seccomp/operator/p.json");
+        assert!(file.exists(), "kept while used");
+        assert_eq!(node.held(), ["p"]);
+        // The pod is gone: the file goes, then this node's finalizer.
+        let (client, mut handle) = mock();
+        let server = async move {
+            let body = expect(
+                &mut handle,
+                Method::PATCH,
+                &format!("{SP}/p?&fieldManager=syscribe-node1"),
+                profile_reply(),
+            )
+            .await;
+            assert_eq!(body["metadata"]["finalizers"], json!([]));
+        };
+        scenario(node.reconcile(&client, "p", []), server)
+            .await
+            .unwrap();
+        assert!(!file.exists());
+        assert!(node.held().is_empty());
+        std::fs::remove_dir_all(&kubelet).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_disabled_profile_is_removed_and_says_so() {
+        let kubelet = temp_kubelet("disabled");
+        let installer = Installer::new(&kubelet);
+        let p = profile(
+            "p",
+            json!({"state": "Disabled"}),
+            json!({"finalizers": ["node1-deleted"]}),
+        );
+        installer.install("p", &p.spec.to_seccomp()).unwrap();
+        let mut node = NodeProfiles::new("node1".into(), installer, Validator::default());
+        node.profiles = profiles(vec![p]);
+        let (client, mut handle) = mock();
+        let server = async move {
+            let (_, status) = node_status(&mut handle, &["Disabled"]).await;
+            assert_eq!(status["status"]["status"], "Disabled");
+            let summary = expect(
+                &mut handle,
+                Method::PATCH,
+                &format!("{SP}/p/status?"),
+                profile_reply(),
+            )
+            .await;
+            assert_eq!(summary["status"]["status"], "Disabled");
+            assert_eq!(summary["status"]["localhostProfile"], Value::Null);
+        };
+        scenario(node.reconcile(&client, "p", []), server)
+            .await
+            .unwrap();
+        assert!(!kubelet.join("seccomp/operator/p.json").exists());
+        std::fs::remove_dir_all(&kubelet).unwrap();
+    }
+
+    #[test]
+    fn a_base_change_reaches_every_profile_built_on_it() {
+        let mut node = NodeProfiles::new(
+            "n".into(),
+            Installer::new(Path::new("/nonexistent")),
+            Validator::default(),
+        );
+        node.profiles = profiles(vec![
+            profile("base", json!({}), json!({})),
+            profile("mid", json!({"baseProfileName": "base"}), json!({})),
+            profile("top", json!({"baseProfileName": "mid"}), json!({})),
+            profile("other", json!({}), json!({})),
+        ]);
+        assert_eq!(node.affected("base"), ["base", "mid", "top"]);
+        assert_eq!(node.affected("other"), ["other"]);
+    }
+}
