@@ -20,6 +20,7 @@ use thiserror::Error;
 use super::{
     crd::{ANNOTATION_SNAPSHOT, LABEL_ENABLE_RECORDING, ProfileRecording, SeccompProfile},
     index::{Key, NodeIndex, container_ids},
+    install::{Installer, NodeProfiles},
     publish::{self, PublishError},
     recordings::{Outcome, PodRecordings},
 };
@@ -43,6 +44,13 @@ pub struct DaemonArgs {
     /// the daemon; without a bpf filesystem there, recordings end with the daemon.
     #[arg(long, default_value = "/sys/fs/bpf/syscribe")]
     pub pin_dir: std::path::PathBuf,
+    /// The kubelet's root directory: SeccompProfiles are installed in its
+    /// `seccomp/operator/` for pods' `localhostProfile: operator/<name>.json`.
+    #[arg(long, env = "KUBELET_DIR", default_value = "/var/lib/kubelet")]
+    pub kubelet_dir: std::path::PathBuf,
+    /// Do not install SeccompProfiles on this node (record only).
+    #[arg(long)]
+    pub no_install: bool,
 }
 
 #[derive(Debug, Error)]
@@ -146,8 +154,24 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
         watcher::Config::default(),
     )
     .boxed();
-    let (mut pod_relist, mut ns_relist, mut rec_relist) =
-        (Relist::default(), Relist::default(), Relist::default());
+    let mut profile_events: BoxStream<_> = if args.no_install {
+        futures::stream::pending().boxed()
+    } else {
+        watcher(Api::<SeccompProfile>::all(client.clone()), watcher::Config::default()).boxed()
+    };
+    let mut installed = NodeProfiles::new(
+        args.node.clone(),
+        Installer::new(&args.kubelet_dir),
+        crate::profile::validate::Validator::for_this_host(),
+    );
+    // Profiles whose reconcile failed (the API was unreachable…): tried again each tick.
+    let mut unreconciled: BTreeSet<String> = BTreeSet::new();
+    let (mut pod_relist, mut ns_relist, mut rec_relist, mut profile_relist) = (
+        Relist::default(),
+        Relist::default(),
+        Relist::default(),
+        Relist::default(),
+    );
     let mut retry: Vec<SeccompProfile> = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -159,8 +183,19 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
             event = pods.next() => {
                 changed = true;
                 match event {
-                    Some(Ok(event)) => on_pod(&mut index, &known, &mut pod_relist, event),
+                    Some(Ok(event)) => {
+                        on_pod(&mut index, &known, &mut pod_relist, event);
+                        // A profile kept for its users may be free to go now.
+                        unreconciled.extend(installed.held());
+                    }
                     Some(Err(err)) => tracing::warn!(error = %err, "pod watch"),
+                    None => break,
+                }
+            }
+            event = profile_events.next() => {
+                match event {
+                    Some(Ok(event)) => unreconciled.extend(on_profile(&mut installed, &mut profile_relist, event)),
+                    Some(Err(err)) => tracing::warn!(error = %err, "SeccompProfile watch"),
                     None => break,
                 }
             }
@@ -201,6 +236,13 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
             }
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
+        }
+        for name in std::mem::take(&mut unreconciled) {
+            let pods = index.pods().map(|(_, pod)| pod);
+            if let Err(err) = installed.reconcile(&client, &name, pods).await {
+                tracing::warn!(error = %err, profile = %name, "installing a profile; will retry");
+                unreconciled.insert(name);
+            }
         }
         if changed {
             match recordings.sync(&index) {
@@ -298,6 +340,49 @@ fn on_namespace(index: &mut NodeIndex, relist_state: &mut Relist, event: Event<N
     for name in deleted {
         index.delete_namespace(&name);
     }
+}
+
+/// Keeps the profile cache; returns the profiles to reconcile (the changed ones and every
+/// profile built on them).
+fn on_profile(
+    installed: &mut NodeProfiles,
+    relist_state: &mut Relist,
+    event: Event<SeccompProfile>,
+) -> Vec<String> {
+    let mut applied = Vec::new();
+    let mut deleted = Vec::new();
+    relist(
+        relist_state,
+        event,
+        |p| applied.push(p),
+        |key| deleted.push(key.1.clone()),
+        || {
+            installed
+                .profiles
+                .keys()
+                .map(|name| (String::new(), name.clone()))
+                .collect()
+        },
+    );
+    let mut changed = Vec::new();
+    for profile in applied {
+        let name = profile.name_any();
+        installed.profiles.insert(name.clone(), profile);
+        changed.push(name);
+    }
+    for name in deleted {
+        installed.profiles.remove(&name);
+        changed.push(name);
+    }
+    let mut out: Vec<String> = Vec::new();
+    for name in changed {
+        for affected in installed.affected(&name) {
+            if !out.contains(&affected) {
+                out.push(affected);
+            }
+        }
+    }
+    out
 }
 
 /// Applies the event to the index; returns the recording to act on, if one was applied.

@@ -39,8 +39,12 @@ mod deploy_tests {
             serde_yaml::from_str("{drop: [ALL], add: [BPF, PERFMON, AUDIT_READ, SYSLOG]}").unwrap();
         assert_eq!(sc["capabilities"], caps);
         for mount in container["volumeMounts"].as_sequence().unwrap() {
-            // Only the bpffs is written (pins); every other host path is read-only.
-            let writable = mount["mountPath"].as_str() == Some("/sys/fs/bpf");
+            // Only the bpffs (pins) and the kubelet's seccomp directory (installed profiles)
+            // are written; every other host path is read-only.
+            let writable = matches!(
+                mount["mountPath"].as_str(),
+                Some("/sys/fs/bpf" | "/var/lib/kubelet/seccomp")
+            );
             assert_eq!(
                 mount["readOnly"],
                 serde_yaml::Value::Bool(!writable),
