@@ -17,6 +17,16 @@ pub struct ValidateArgs {
     /// else only the syntax of types, classes and permissions is checked.
     #[arg(long, value_name = "DIR")]
     pub selinux_policy: Option<PathBuf>,
+    /// `text`: one line per problem, compiler style. `json`: one JSON object per line
+    /// (file, document, line, column, severity, path, message) for tools.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
 }
 
 /// Exit status 0 only when no file has an error (warnings are printed, not fatal).
@@ -38,7 +48,10 @@ pub fn run(args: ValidateArgs) -> Result<i32, CliError> {
             path: path.clone(),
             source,
         })?;
-        let found = validate_text(&mut validator, &text);
+        let json = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+        let found = validate_text(&mut validator, &text, json);
         let many = crate::profile::position::index(&text).len() > 1;
         for located in found {
             let label = match located.problem.severity {
@@ -51,6 +64,19 @@ pub fn run(args: ValidateArgs) -> Result<i32, CliError> {
                     "warning"
                 }
             };
+            if args.format == Format::Json {
+                let line = serde_json::json!({
+                    "file": path,
+                    "document": located.document,
+                    "line": located.position.map(|p| p.line),
+                    "column": located.position.map(|p| p.column),
+                    "severity": label,
+                    "path": located.problem.path,
+                    "message": located.problem.message,
+                });
+                println!("{line}");
+                continue;
+            }
             let position = located
                 .position
                 .map(|p| format!(":{}:{}", p.line, p.column))

@@ -157,7 +157,11 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
     let mut profile_events: BoxStream<_> = if args.no_install {
         futures::stream::pending().boxed()
     } else {
-        watcher(Api::<SeccompProfile>::all(client.clone()), watcher::Config::default()).boxed()
+        watcher(
+            Api::<SeccompProfile>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .boxed()
     };
     let mut installed = NodeProfiles::new(
         args.node.clone(),

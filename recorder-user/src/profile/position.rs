@@ -29,9 +29,11 @@ impl Positions {
             if let Some(p) = self.at.get(path) {
                 return Some(*p);
             }
-            // Drop the last segment: `.field` or `[n]`.
-            let cut = path.rfind(['.', '['])?;
-            path = &path[..cut];
+            if path.is_empty() {
+                return None;
+            }
+            // Drop the last segment: `.field` or `[n]` (a top-level field: the document).
+            path = &path[..path.rfind(['.', '[']).unwrap_or(0)];
         }
     }
 }

@@ -88,9 +88,12 @@ const OCI_FIELDS: [&str; 7] = [
 const SPEC_ONLY_FIELDS: [&str; 2] = ["baseProfileName", "state"];
 /// syscribe's recording metadata in OCI documents it wrote (runtimes ignore it).
 const OCI_ONLY_FIELDS: [&str; 1] = ["syscribe"];
-const RULE_FIELDS: [&str; 6] = ["names", "action", "errnoRet", "args", "comment", "includes"];
+/// The OCI runtime-spec's (and SeccompProfile's) rule fields; nothing else is read by runc.
+const RULE_FIELDS: [&str; 4] = ["names", "action", "errnoRet", "args"];
 const ARG_FIELDS: [&str; 4] = ["index", "value", "valueTwo", "op"];
 
+/// Top-level fields of a SeccompProfile or SelinuxProfile object.
+const OBJECT_FIELDS: [&str; 5] = ["apiVersion", "kind", "metadata", "spec", "status"];
 const STATES: [&str; 2] = ["Enabled", "Disabled"];
 const SELINUX_FIELDS: [&str; 5] = ["inherit", "allow", "mode", "permissive", "state"];
 const INHERIT_FIELDS: [&str; 2] = ["kind", "name"];
@@ -176,23 +179,62 @@ fn distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
-/// ` (did you mean "x"?)` for the closest candidate within a third of the word's length
-/// (at least 2 edits: a swapped pair of letters is two).
+/// ` (did you mean "x"?)` for the closest candidate: at most a third of the part of the word
+/// that differs from it (after their common prefix — `SCMP_ARCH_` says nothing) may change,
+/// and at least 2 edits (a swapped pair of letters is two); or one is the other cut short. Ties go to the longer common
+/// prefix (`open` → `openat`, not `fsopen`).
 fn suggestion<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
-    let limit = (word.len() / 3).max(2);
+    let word = word.to_ascii_lowercase();
     candidates
         .into_iter()
-        .map(|c| {
-            (
-                distance(&word.to_ascii_lowercase(), &c.to_ascii_lowercase()),
-                c,
-            )
+        .filter_map(|c| {
+            let lower = c.to_ascii_lowercase();
+            let common = word
+                .bytes()
+                .zip(lower.bytes())
+                .take_while(|(a, b)| a == b)
+                .count();
+            let d = distance(&word, &lower);
+            let limit = ((word.len() - common) / 3).max(2);
+            // One is the other cut short (`SCMP_CMP_EQUAL`, `SCMP_CMP_MASKED`).
+            let (short, long) = (word.len().min(lower.len()), word.len().max(lower.len()));
+            let cut_short = common == short && short * 3 >= long * 2;
+            (d <= limit || cut_short).then_some((d, std::cmp::Reverse(common), c))
         })
-        .filter(|(d, _)| *d <= limit)
         .min()
-        .map(|(_, c)| format!(" (did you mean {c:?}?)"))
+        .map(|(_, _, c)| format!(" (did you mean {c:?}?)"))
         .unwrap_or_default()
 }
+
+/// Other names people give architectures.
+const ARCH_ALIASES: [(&str, &str); 7] = [
+    ("x86_32", "SCMP_ARCH_X86"),
+    ("amd64", "SCMP_ARCH_X86_64"),
+    ("x86_64", "SCMP_ARCH_X86_64"),
+    ("arm64", "SCMP_ARCH_AARCH64"),
+    ("i386", "SCMP_ARCH_X86"),
+    ("i686", "SCMP_ARCH_X86"),
+    ("x86", "SCMP_ARCH_X86"),
+];
+
+/// The suggestion for an unknown architecture: aliases (`amd64`, `SCMP_ARCH_ARM64`) and names
+/// without the `SCMP_ARCH_` prefix first, then spelling.
+fn arch_suggestion(name: &str) -> String {
+    let lower = name.to_ascii_lowercase();
+    let bare = lower.strip_prefix("scmp_arch_").unwrap_or(&lower);
+    if let Some((_, arch)) = ARCH_ALIASES.iter().find(|(alias, _)| *alias == bare) {
+        return format!(" (did you mean {arch:?}?)");
+    }
+    let prefixed = format!("SCMP_ARCH_{}", bare.to_ascii_uppercase());
+    if let Some((arch, _)) = ARCHES.iter().find(|(n, _)| *n == prefixed) {
+        return format!(" (did you mean {arch:?}?)");
+    }
+    suggestion(name, ARCHES.iter().map(|(n, _)| *n))
+}
+
+/// Fields of Docker's seccomp format, which OCI runtimes ignore (so its conditions would not
+/// apply): named as such rather than as typos.
+const DOCKER_FIELDS: [&str; 3] = ["archMap", "includes", "excludes"];
 
 /// Each key of `map` that is not in `allowed`, with the closest allowed one.
 fn unknown_fields(
@@ -203,12 +245,26 @@ fn unknown_fields(
 ) {
     for key in map.keys() {
         let key = key.as_str().unwrap_or("?");
-        if !allowed.contains(&key) {
-            report.error(
-                join(prefix, key),
-                format!("unknown field{}", suggestion(key, allowed.iter().copied())),
-            );
+        if allowed.contains(&key) {
+            continue;
         }
+        let top = allowed.contains(&"apiVersion");
+        if key == "comment" && !top {
+            report.warning(
+                join(prefix, key),
+                "ignored: OCI runtimes and SeccompProfile have no comments (syscribe run refuses it)",
+            );
+            continue;
+        }
+        let message = if DOCKER_FIELDS.contains(&key) && !top {
+            "unknown field: Docker's seccomp format, which OCI runtimes (runc, crun) ignore"
+                .to_owned()
+        } else if top && (OCI_FIELDS.contains(&key) || SELINUX_FIELDS.contains(&key)) {
+            "unknown field here: it belongs in spec".to_owned()
+        } else {
+            format!("unknown field{}", suggestion(key, allowed.iter().copied()))
+        };
+        report.error(join(prefix, key), message);
     }
 }
 
@@ -242,6 +298,8 @@ fn type_name(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
+        Value::Number(n) if n.as_i64().is_some_and(|n| n < 0) => "a negative number",
+        Value::Number(n) if n.is_f64() => "a fraction",
         Value::Number(_) => "a number",
         Value::String(_) => "a string",
         Value::Sequence(_) => "a list",
@@ -305,15 +363,28 @@ impl Validator {
         match kind {
             None => self.seccomp(doc, "", false, &mut report),
             Some((_, Some(kind @ ("SeccompProfile" | "SelinuxProfile")))) => {
-                match doc.get("apiVersion").and_then(Value::as_str) {
-                    Some(v) if v.starts_with("security-profiles-operator.x-k8s.io/") => {}
-                    other => report.error(
+                if let Some(map) = doc.as_mapping() {
+                    unknown_fields(map, "", &OBJECT_FIELDS, &mut report);
+                }
+                // The versions upstream served, newest first.
+                let versions: &[&str] = if kind == "SeccompProfile" {
+                    &["v1", "v1beta1", "v1alpha1"]
+                } else {
+                    &["v1", "v1alpha2"]
+                };
+                let api_version = doc.get("apiVersion").and_then(Value::as_str);
+                let known = api_version
+                    .and_then(|v| v.strip_prefix("security-profiles-operator.x-k8s.io/"))
+                    .is_some_and(|v| versions.contains(&v));
+                if !known {
+                    report.error(
                         "apiVersion",
                         format!(
-                            "expected security-profiles-operator.x-k8s.io/v1, found {}",
-                            other.map_or("nothing".to_owned(), |v| format!("{v:?}"))
+                            "expected security-profiles-operator.x-k8s.io/v1 for a {kind} (older: {}), found {}",
+                            versions[1..].join(", "),
+                            api_version.map_or("nothing".to_owned(), |v| format!("{v:?}"))
                         ),
-                    ),
+                    );
                 }
                 match doc.get("spec") {
                     Some(spec) if kind == "SeccompProfile" => {
@@ -462,11 +533,11 @@ impl Validator {
                 let Some(list) = self.string_list(Some(perms), &class_path, report) else {
                     continue;
                 };
-                if list.is_empty() && perms.is_sequence() {
+                if perms.as_sequence().is_some_and(Vec::is_empty) {
                     report.error(&class_path, "empty: list the permissions to allow");
                 }
                 let mut seen = BTreeSet::new();
-                for (k, (perm, _)) in list.iter().enumerate() {
+                for (k, perm) in &list {
                     let perm_path = format!("{class_path}[{k}]");
                     match known {
                         Some(Some(perms)) if !perms.contains(perm) => report.error(
@@ -505,6 +576,24 @@ impl Validator {
             .copied()
             .collect();
         unknown_fields(map, prefix, &allowed, report);
+        if let Some(v) = doc.get("defaultErrnoRet")
+            && v.as_u64().is_none()
+        {
+            report.error(
+                join(prefix, "defaultErrnoRet"),
+                format!("must be a number ≥ 0, not {}", type_name(v)),
+            );
+        }
+        for field in ["listenerPath", "listenerMetadata"] {
+            if let Some(v) = doc.get(field)
+                && !v.is_string()
+            {
+                report.error(
+                    join(prefix, field),
+                    format!("must be a string, not {}", type_name(v)),
+                );
+            }
+        }
         if is_spec {
             state(doc, report);
             if let Some(base) = doc.get("baseProfileName")
@@ -533,15 +622,12 @@ impl Validator {
             &join(prefix, "architectures"),
             report,
         ) {
-            for (i, (name, _)) in list.iter().enumerate() {
+            for (i, name) in &list {
                 match ARCHES.iter().find(|(n, _)| n == name) {
                     Some((n, arch)) => arches.push(((*n).to_owned(), *arch)),
                     None => report.error(
                         format!("{}[{i}]", join(prefix, "architectures")),
-                        format!(
-                            "unknown architecture {name:?}{}",
-                            suggestion(name, ARCHES.iter().map(|(n, _)| *n))
-                        ),
+                        format!("unknown architecture {name:?}{}", arch_suggestion(name)),
                     ),
                 }
             }
@@ -550,7 +636,7 @@ impl Validator {
             arches.push(("the native architecture".to_owned(), ScmpArch::Native));
         }
         if let Some(list) = self.string_list(doc.get("flags"), &join(prefix, "flags"), report) {
-            for (i, (name, _)) in list.iter().enumerate() {
+            for (i, name) in &list {
                 if !FLAGS.contains(&name.as_str()) {
                     report.error(
                         format!("{}[{i}]", join(prefix, "flags")),
@@ -587,9 +673,27 @@ impl Validator {
                 Some(v) => self.action(v, &format!("{path}.action"), report),
             };
             allow_rules |= action == Some("SCMP_ACT_ALLOW");
+            let conditional = rule
+                .get("args")
+                .and_then(Value::as_sequence)
+                .is_some_and(|a| !a.is_empty());
+            // Same action and same errno as the default: the rule changes nothing.
+            // Without a number, SCMP_ACT_ERRNO returns EPERM (runc, crun).
+            const EPERM: u64 = 1;
+            let default_errno = doc
+                .get("defaultErrnoRet")
+                .and_then(Value::as_u64)
+                .unwrap_or(EPERM);
+            let same_errno = action != Some("SCMP_ACT_ERRNO")
+                || rule
+                    .get("errnoRet")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(EPERM)
+                    == default_errno;
             if let (Some(action), Some(default)) = (action, default_action)
                 && action == default
-                && rule.get("args").is_none()
+                && same_errno
+                && !conditional
             {
                 report.warning(
                     format!("{path}.action"),
@@ -613,17 +717,25 @@ impl Validator {
                     format!("must be a number ≥ 0, not {}", type_name(v)),
                 );
             }
-            match self.string_list(rule.get("names"), &format!("{path}.names"), report) {
-                None => report.error(
+            let names_value = rule.get("names");
+            match self.string_list(names_value, &format!("{path}.names"), report) {
+                None if names_value.is_none() => report.error(
                     format!("{path}.names"),
                     "missing: a rule needs the syscalls it is about",
                 ),
-                Some(names) if names.is_empty() => report.error(
-                    format!("{path}.names"),
-                    "empty: a rule needs at least one syscall",
-                ),
+                None => {}
+                Some(_)
+                    if names_value
+                        .and_then(Value::as_sequence)
+                        .is_some_and(Vec::is_empty) =>
+                {
+                    report.error(
+                        format!("{path}.names"),
+                        "empty: a rule needs at least one syscall",
+                    )
+                }
                 Some(names) => {
-                    for (n, (name, _)) in names.iter().enumerate() {
+                    for (n, name) in &names {
                         let name_path = format!("{path}.names[{n}]");
                         // Like libseccomp: a name only needs to exist on one of the listed
                         // architectures (x86_64 profiles list i386 and x32 too, whose tables
@@ -642,10 +754,17 @@ impl Validator {
                                 format!("unknown syscall {name:?} on {}{hint}", listed.join(", ")),
                             );
                         }
+                        // Several rules for one syscall are fine when they compare
+                        // arguments (Docker's default profile does this); two
+                        // unconditional ones are a mistake (libseccomp refuses different
+                        // actions, and the same one twice is noise).
+                        if conditional {
+                            continue;
+                        }
                         if let Some(first) = first_seen.get(name) {
                             report.error(
                                 &name_path,
-                                format!("{name:?} is already in {first}: one syscall, one rule"),
+                                format!("{name:?} is already in {first}: one syscall, one unconditional rule"),
                             );
                         } else {
                             first_seen.insert(name.clone(), name_path);
@@ -744,24 +863,25 @@ impl Validator {
         }
     }
 
-    /// A list of strings (each with its value); `None` when absent. Non-strings are reported.
+    /// The strings of a list, each with its index in the list; `None` when absent or not a
+    /// list (reported). Items that are not strings are reported and left out.
     fn string_list(
         &self,
         value: Option<&Value>,
         path: &str,
         report: &mut Report<'_>,
-    ) -> Option<Vec<(String, Value)>> {
+    ) -> Option<Vec<(usize, String)>> {
         let value = value?;
         let Some(items) = value.as_sequence() else {
             report.error(path, format!("must be a list, not {}", type_name(value)));
-            return Some(Vec::new());
+            return None;
         };
         Some(
             items
                 .iter()
                 .enumerate()
                 .filter_map(|(i, item)| match item.as_str() {
-                    Some(s) => Some((s.to_owned(), item.clone())),
+                    Some(s) => Some((i, s.to_owned())),
                     None => {
                         report.error(
                             format!("{path}[{i}]"),
@@ -784,10 +904,35 @@ pub struct Located {
     pub problem: Problem,
 }
 
-/// Every problem of every document of a YAML/JSON text. A syntax error is a problem too (with
-/// the parser's position and no path) and ends the text: what follows it cannot be read.
-pub fn validate_text(validator: &mut Validator, text: &str) -> Vec<Located> {
+/// Every problem of every document of a YAML text (or a JSON one, `json`: read strictly, as
+/// runtimes read it — YAML would forgive a trailing comma). A syntax error is a problem too
+/// (with the parser's position and no path) and ends the text: what follows it cannot be read.
+pub fn validate_text(validator: &mut Validator, text: &str, json: bool) -> Vec<Located> {
     use serde::Deserialize as _;
+    let syntax_error = |line: usize, column: usize, message: String| Located {
+        document: 1,
+        position: Some(super::position::Position { line, column }),
+        problem: Problem {
+            severity: Severity::Error,
+            path: String::new(),
+            message,
+        },
+    };
+    if text.trim().is_empty() {
+        return vec![Located {
+            position: None,
+            ..syntax_error(0, 0, "empty: no profile in this file".to_owned())
+        }];
+    }
+    if json && let Err(err) = serde_json::from_str::<serde_json::Value>(text) {
+        let message = err.to_string();
+        let message = message.split(" at line ").next().unwrap_or(&message);
+        return vec![syntax_error(
+            err.line(),
+            err.column(),
+            format!("not valid JSON: {message}"),
+        )];
+    }
     let positions = super::position::index(text);
     let mut found = Vec::new();
     // Lazily: after a syntax error serde_yaml's stream yields that error forever.
@@ -1034,6 +1179,7 @@ spec:
         let found = validate_text(
             &mut Validator::default(),
             "defaultAction: SCMP_ACT_ERRNO\nsyscalls:\n- names: [read, opne]\n  action: SCMP_ACT_ALLOW\n---\n{\"defaultAction\": [\n",
+            false,
         );
         let summary: Vec<_> = found
             .iter()
@@ -1054,5 +1200,41 @@ spec:
             "{found:#?}"
         );
         assert!(found[1].problem.message.starts_with("not valid YAML/JSON"));
+    }
+
+    #[test]
+    fn rules_comparing_arguments_may_share_a_syscall() {
+        // Docker's default profile: personality allowed for three argument values.
+        let found = problems(
+            r#"{"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64"], "syscalls": [
+                {"names": ["personality"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 0, "value": 0, "op": "SCMP_CMP_EQ"}]},
+                {"names": ["personality"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 0, "value": 8, "op": "SCMP_CMP_EQ"}]},
+                {"names": ["read"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}]}"#,
+        );
+        // ERRNO with another errno than the default's EPERM is not a dead rule.
+        assert_eq!(found, [], "{found:?}");
+    }
+
+    #[test]
+    fn suggestions_look_past_shared_prefixes() {
+        let arches = ARCHES.iter().map(|(n, _)| *n);
+        assert_eq!(suggestion("SCMP_ARCH_AMD64", arches), "");
+        assert_eq!(
+            arch_suggestion("SCMP_ARCH_AMD64"),
+            " (did you mean \"SCMP_ARCH_X86_64\"?)"
+        );
+        assert_eq!(
+            arch_suggestion("aarch64"),
+            " (did you mean \"SCMP_ARCH_AARCH64\"?)"
+        );
+        assert_eq!(
+            suggestion("SCMP_CMP_EQUAL", OPS),
+            " (did you mean \"SCMP_CMP_EQ\"?)"
+        );
+        assert_eq!(suggestion("SCMP_ACT_DENY", ACTIONS), "");
+        assert_eq!(
+            suggestion("open", ["fsopen", "openat", "close"]),
+            " (did you mean \"openat\"?)"
+        );
     }
 }
