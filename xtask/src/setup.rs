@@ -19,7 +19,9 @@ use crate::{run, stdout_of};
 /// - libseccomp-dev: the userspace links libseccomp (syscall names per arch, filter loading).
 /// - busybox-static: the replay tests record and replay busybox applets.
 /// - strace: ground truth for "which syscalls did this program make".
-/// - curl, python3: real programs the replay tests record (Debian's /usr/bin/python3).
+/// - curl, python3: real programs the replay tests record (Debian's /usr/bin/python3); curl is
+///   also the HTTPS client of the webhook test.
+/// - openssl: the webhook test makes its own certificates.
 /// - util-linux: `setpriv` runs syscribe unprivileged in the non-root test.
 /// - runc, crun: real container runtimes for the container recording tests.
 /// - auditd: the enricher's audit-log test starts Debian's auditd itself (and stops it): a
@@ -30,6 +32,7 @@ pub const TEST_PACKAGES: &[&str] = &[
     "busybox-static",
     "strace",
     "curl",
+    "openssl",
     "util-linux",
     "python3",
     "runc",

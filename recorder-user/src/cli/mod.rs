@@ -72,11 +72,16 @@ pub enum Command {
     /// Write a SeccompProfile — from the cluster (kubeconfig) or a YAML file — as the OCI
     /// seccomp JSON that runc, crun and podman load.
     Pull(pull::PullArgs),
-    /// Check seccomp profiles (OCI JSON, SeccompProfile YAML/JSON) and report every problem
-    /// with its field path: unknown fields, wrong types, unknown actions, architectures, flags,
-    /// comparisons, syscall names unknown on a listed architecture (with "did you mean"),
-    /// duplicates, dead rules, errnoRet misuse, bad arguments. Exit status 0 when no errors.
+    /// Check profiles (OCI seccomp JSON, SeccompProfile, SelinuxProfile; YAML or JSON) and
+    /// report every problem with its line:column and field path: syntax, unknown fields, wrong
+    /// types, unknown actions, architectures, flags, comparisons, syscall names unknown on every
+    /// listed architecture (with "did you mean"), duplicates, dead rules, errnoRet misuse, bad
+    /// arguments, SELinux types, classes and permissions. Exit status 0 when no errors.
     Validate(validate::ValidateArgs),
+    /// Serve a validating admission webhook (HTTPS, AdmissionReview v1): SeccompProfile and
+    /// SelinuxProfile creates and updates are checked as `validate` checks them; invalid ones
+    /// are refused with every problem.
+    Webhook(crate::kube::webhook::WebhookArgs),
     /// Print the CustomResourceDefinitions syscribe serves (the upstream Security Profiles
     /// Operator's v1 kinds), as YAML.
     Crds,
@@ -99,6 +104,7 @@ impl Cli {
             Command::Daemon(args) => daemon(paths, args),
             Command::Pull(args) => pull::run(args),
             Command::Validate(args) => validate::run(args),
+            Command::Webhook(args) => webhook(args),
             Command::Crds => {
                 print!("{}", crate::kube::crd::crds_yaml());
                 Ok(0)
@@ -124,6 +130,15 @@ fn daemon(
         .build()
         .map_err(|source| CliError::Runtime { source })?;
     runtime.block_on(crate::kube::daemon::run(paths, args))?;
+    Ok(0)
+}
+
+fn webhook(args: crate::kube::webhook::WebhookArgs) -> Result<i32, CliError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| CliError::Runtime { source })?;
+    runtime.block_on(crate::kube::webhook::run(args))?;
     Ok(0)
 }
 
@@ -169,6 +184,8 @@ pub enum CliError {
     OutputNotADirectory { path: PathBuf },
     #[error(transparent)]
     Daemon(#[from] crate::kube::daemon::DaemonError),
+    #[error(transparent)]
+    Webhook(#[from] crate::kube::webhook::WebhookError),
     #[error(transparent)]
     Pull(#[from] pull::PullError),
     #[error("cannot serve metrics on {addr}: {source}")]

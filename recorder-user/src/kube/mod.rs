@@ -6,6 +6,7 @@ pub mod index;
 pub mod install;
 pub mod publish;
 pub mod recordings;
+pub mod webhook;
 
 #[cfg(test)]
 pub(crate) mod testing;
@@ -68,6 +69,66 @@ mod deploy_tests {
         for resource in kustomization["resources"].as_sequence().unwrap() {
             let file = resource.as_str().unwrap();
             assert!(!documents(file).is_empty(), "{file}");
+        }
+    }
+
+    #[test]
+    fn the_webhook_is_asked_about_profile_writes_on_the_path_it_serves() {
+        let config = &documents("webhook/validatingwebhookconfiguration.yaml")[0];
+        let hook = &config["webhooks"][0];
+        assert_eq!(hook["admissionReviewVersions"][0], "v1");
+        assert_eq!(hook["failurePolicy"], "Fail");
+        let service = &hook["clientConfig"]["service"];
+        assert_eq!(
+            service["path"], "/validate",
+            "the route crate::kube::webhook serves"
+        );
+        let rule = &hook["rules"][0];
+        let list = |v: &serde_yaml::Value| -> Vec<String> {
+            v.as_sequence()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(
+            list(&rule["resources"]),
+            ["seccompprofiles", "selinuxprofiles"]
+        );
+        assert_eq!(list(&rule["operations"]), ["CREATE", "UPDATE"]);
+        // The Service the configuration names exists and reaches the Deployment's port.
+        let svc = &documents("webhook/service.yaml")[0];
+        assert_eq!(svc["metadata"]["name"], service["name"]);
+        assert_eq!(svc["spec"]["ports"][0]["port"], service["port"]);
+        let deployment = &documents("webhook/deployment.yaml")[0];
+        let pod = &deployment["spec"]["template"]["spec"];
+        assert_eq!(pod["automountServiceAccountToken"], false);
+        let container = &pod["containers"][0];
+        assert_eq!(container["args"][0], "webhook");
+        assert_eq!(container["securityContext"]["runAsNonRoot"], true);
+        assert_eq!(
+            container["securityContext"]["capabilities"]["drop"][0],
+            "ALL"
+        );
+        // The certificate cert-manager makes is the Secret the Deployment mounts, for the
+        // Service's name.
+        let certificate = &documents("webhook/certificate.yaml")[1];
+        assert_eq!(
+            certificate["spec"]["secretName"],
+            pod["volumes"][0]["secret"]["secretName"]
+        );
+        assert_eq!(
+            certificate["spec"]["dnsNames"][0],
+            serde_yaml::Value::from(format!(
+                "{}.{}.svc",
+                service["name"].as_str().unwrap(),
+                service["namespace"].as_str().unwrap()
+            ))
+        );
+        let kustomization = &documents("webhook/kustomization.yaml")[0];
+        for resource in kustomization["resources"].as_sequence().unwrap() {
+            let file = format!("webhook/{}", resource.as_str().unwrap());
+            assert!(!documents(&file).is_empty(), "{file}");
         }
     }
 }
