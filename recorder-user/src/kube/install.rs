@@ -248,7 +248,7 @@ pub fn users<'a>(name: &str, pods: impl IntoIterator<Item = &'a Pod>) -> Vec<Str
 pub enum Plan {
     /// Recorded partial profiles are not installed (they are merged first).
     Skip,
-    Install(Seccomp),
+    Install(Box<Seccomp>),
     /// Not installable: the reason (validation errors, a missing base profile…).
     Refuse(String),
     /// Disabled or deleted, and unused: remove the file (and, when deleted, let it go).
@@ -302,7 +302,7 @@ pub fn plan<'a>(
         })
         .collect();
     if errors.is_empty() {
-        Plan::Install(seccomp)
+        Plan::Install(Box::new(seccomp))
     } else {
         Plan::Refuse(format!("invalid profile: {}", errors.join("; ")))
     }
