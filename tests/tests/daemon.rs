@@ -1,14 +1,16 @@
 //! The daemon's recording machinery end to end, without an API server: a real runc container
 //! at the kubelet cgroup path of a Pod object fed to the node index is recorded, and the pod's
 //! end produces the SeccompProfile object upstream would create (captured where it would be
-//! sent to the API server); that profile replays under runc.
+//! sent to the API server); that profile replays under runc, pulled as users download it and
+//! installed as the daemon writes it on the node.
 
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::ResourceExt as _;
 use syscribe::{
-    kube::{crd::ProfileRecording, index::NodeIndex, recordings::PodRecordings},
+    kube::{crd::ProfileRecording, index::NodeIndex, install, recordings::PodRecordings},
+    profile::validate::Validator,
     record::{HostPaths, subtree::Subtrees},
 };
 use syscribe_tests::{
@@ -168,6 +170,41 @@ fn a_selected_pod_becomes_a_seccomp_profile_that_replays() {
     container.set_seccomp(Some(&oci));
     let replayed = container.run("runc");
     assert!(replayed.status.success(), "replay: {}", stderr(&replayed));
+    assert_eq!(stdout(&replayed), recorded_output);
+
+    // The same object as the daemon installs it on the node: planned (validated), written to
+    // <kubelet>/seccomp/operator/<name>.json, and that file — what the kubelet hands runc for
+    // `localhostProfile: operator/test-recording-app-gmbrj.json` — replays the container too.
+    let kubelet = TempDir::new("daemon-kubelet");
+    let all: std::collections::BTreeMap<String, _> = [(profile.name_any(), profile.clone())]
+        .into_iter()
+        .collect();
+    let plan = install::plan(
+        "test-recording-app-gmbrj",
+        &all,
+        [],
+        &mut Validator::default(),
+    );
+    let install::Plan::Install(seccomp) = plan else {
+        panic!("a recorded profile installs: {plan:?}");
+    };
+    let installer = install::Installer::new(kubelet.path());
+    assert!(
+        installer
+            .install("test-recording-app-gmbrj", &seccomp)
+            .unwrap()
+    );
+    let installed_path = kubelet.join("seccomp/operator/test-recording-app-gmbrj.json");
+    let installed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&installed_path).unwrap()).unwrap();
+    assert_eq!(allowed_names(&installed), names);
+    container.set_seccomp(Some(&installed));
+    let replayed = container.run("runc");
+    assert!(
+        replayed.status.success(),
+        "installed replay: {}",
+        stderr(&replayed)
+    );
     assert_eq!(stdout(&replayed), recorded_output);
     drop(container);
     drop(pod_cgroup);
