@@ -237,6 +237,9 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
                 for profile in waiting {
                     apply_or_retry(&client, &mut retry, profile).await;
                 }
+                if let Err(err) = installed.recheck_due(&client).await {
+                    tracing::warn!(error = %err, "summarizing a profile's status");
+                }
             }
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,

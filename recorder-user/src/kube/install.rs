@@ -353,7 +353,13 @@ pub struct NodeProfiles {
     written: BTreeMap<String, (ProfileStatusKind, Option<String>)>,
     /// Profiles kept only because pods use them: re-planned when pods change.
     held: BTreeSet<String>,
+    /// Profiles whose summary said Pending: summarized again at the instant given, since
+    /// another node's status may have changed between this node's list and its write.
+    recheck: BTreeMap<String, std::time::Instant>,
 }
+
+/// How long after a Pending summary the summary is made again.
+const RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl NodeProfiles {
     pub fn new(node: String, installer: Installer, validator: Validator) -> Self {
@@ -364,6 +370,7 @@ impl NodeProfiles {
             profiles: BTreeMap::new(),
             written: BTreeMap::new(),
             held: BTreeSet::new(),
+            recheck: BTreeMap::new(),
         }
     }
 
@@ -406,6 +413,7 @@ impl NodeProfiles {
             }
             self.written.remove(name);
             self.held.remove(name);
+            self.recheck.remove(name);
             return Ok(());
         };
         self.held.remove(name);
@@ -481,6 +489,32 @@ impl NodeProfiles {
                         .await
                 }
             }
+        }
+    }
+
+    /// Summarizes again the profiles whose last summary said Pending, once their time came:
+    /// the nodes' statuses settle, and one of the nodes writes the final summary.
+    pub async fn recheck_due(&mut self, client: &Client) -> Result<(), PublishError> {
+        let now = std::time::Instant::now();
+        let due: Vec<String> = self
+            .recheck
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in due {
+            self.recheck.remove(&name);
+            if let Some(profile) = self.profiles.get(&name).cloned() {
+                self.summarize(client, &profile, None).await?;
+            }
+        }
+        Ok(())
+    }
+
+    #[cfg(test)]
+    fn expire_rechecks(&mut self) {
+        for at in self.recheck.values_mut() {
+            *at = std::time::Instant::now();
         }
     }
 
@@ -575,7 +609,7 @@ impl NodeProfiles {
 
     /// The profile's status from every node's status (listed by the profile-id label).
     async fn summarize(
-        &self,
+        &mut self,
         client: &Client,
         profile: &SeccompProfile,
         message: Option<String>,
@@ -596,6 +630,15 @@ impl NodeProfiles {
         let Some(summary) = summary(&kinds) else {
             return Ok(());
         };
+        if matches!(
+            summary,
+            ProfileStatusKind::Pending | ProfileStatusKind::InProgress
+        ) {
+            self.recheck
+                .insert(name.clone(), std::time::Instant::now() + RECHECK);
+        } else {
+            self.recheck.remove(&name);
+        }
         let current = profile.status.clone().unwrap_or_default();
         let installed = matches!(summary, ProfileStatusKind::Installed);
         let mut wanted = ProfileStatus {
@@ -1117,5 +1160,59 @@ mod tests {
         ]);
         assert_eq!(node.affected("base"), ["base", "mid", "top"]);
         assert_eq!(node.affected("other"), ["other"]);
+    }
+
+    #[tokio::test]
+    async fn a_pending_summary_is_made_again_once_the_other_nodes_settle() {
+        let kubelet = temp_kubelet("recheck");
+        let (client, mut handle) = mock();
+        let mut node = NodeProfiles::new(
+            "node1".into(),
+            Installer::new(&kubelet),
+            Validator::default(),
+        );
+        let p = profile("p", json!({}), json!({"finalizers": ["node1-deleted"]}));
+        node.installer.install("p", &p.spec.to_seccomp()).unwrap();
+        node.profiles = profiles(vec![p]);
+        let server = async move {
+            // node0 has not installed it yet when node1 lists: Pending.
+            node_status(&mut handle, &["Pending"]).await;
+            let summary = expect(
+                &mut handle,
+                Method::PATCH,
+                &format!("{SP}/p/status?"),
+                profile_reply(),
+            )
+            .await;
+            assert_eq!(summary["status"]["status"], "Pending");
+            // Later node1 looks again: both installed, and it says so.
+            let selector = "spo.x-k8s.io%2Fprofile-id%3DSeccompProfile-p";
+            let uri = format!("{SPNS}?&labelSelector={selector}");
+            expect(
+                &mut handle,
+                Method::GET,
+                &uri,
+                node_list(&["Installed", "Installed"]),
+            )
+            .await;
+            let summary = expect(
+                &mut handle,
+                Method::PATCH,
+                &format!("{SP}/p/status?"),
+                profile_reply(),
+            )
+            .await;
+            assert_eq!(summary["status"]["status"], "Installed");
+        };
+        let client_side = async {
+            node.reconcile(&client, "p", []).await.unwrap();
+            node.recheck_due(&client).await.unwrap();
+            assert_eq!(node.recheck.len(), 1, "not due yet: nothing asked");
+            node.expire_rechecks();
+            node.recheck_due(&client).await.unwrap();
+            assert!(node.recheck.is_empty(), "settled");
+        };
+        scenario(client_side, server).await;
+        std::fs::remove_dir_all(&kubelet).unwrap();
     }
 }
