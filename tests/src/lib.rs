@@ -5,6 +5,7 @@
 //! nothing.
 
 pub mod containers;
+pub mod fake_api;
 
 use std::{
     collections::BTreeSet,
@@ -339,4 +340,46 @@ pub fn summary_count(stderr: &str, label: &str) -> u64 {
         .split([',', ';'])
         .find_map(|part| part.trim().strip_suffix(label)?.trim().parse().ok())
         .unwrap_or_else(|| panic!("no {label:?} in: {summary}"))
+}
+
+/// bpffs at /sys/fs/bpf for one test: mounted if it was not, unmounted after.
+pub struct BpfFs {
+    mounted_here: bool,
+}
+
+impl BpfFs {
+    pub const DIR: &'static str = "/sys/fs/bpf";
+
+    pub fn ensure() -> Self {
+        let is_bpffs = || {
+            let out = std::process::Command::new("stat")
+                .args(["-f", "-c", "%T", Self::DIR])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).trim() == "bpf_fs"
+        };
+        if is_bpffs() {
+            return Self {
+                mounted_here: false,
+            };
+        }
+        let status = std::process::Command::new("mount")
+            .args(["-t", "bpf", "bpf", Self::DIR])
+            .status()
+            .unwrap();
+        assert!(
+            status.success() && is_bpffs(),
+            "cannot mount bpffs at {}",
+            Self::DIR
+        );
+        Self { mounted_here: true }
+    }
+}
+
+impl Drop for BpfFs {
+    fn drop(&mut self) {
+        if self.mounted_here {
+            let _ = std::process::Command::new("umount").arg(Self::DIR).status();
+        }
+    }
 }

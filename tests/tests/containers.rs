@@ -496,48 +496,6 @@ fn snapshots_while_running_and_the_end_when_the_pod_cgroup_goes() {
     assert_pod_gone(&relative);
 }
 
-/// bpffs at /sys/fs/bpf for one test: mounted if it was not, unmounted after.
-struct BpfFs {
-    mounted_here: bool,
-}
-
-impl BpfFs {
-    const DIR: &'static str = "/sys/fs/bpf";
-
-    fn ensure() -> Self {
-        let is_bpffs = || {
-            let out = std::process::Command::new("stat")
-                .args(["-f", "-c", "%T", Self::DIR])
-                .output()
-                .unwrap();
-            String::from_utf8_lossy(&out.stdout).trim() == "bpf_fs"
-        };
-        if is_bpffs() {
-            return Self {
-                mounted_here: false,
-            };
-        }
-        let status = std::process::Command::new("mount")
-            .args(["-t", "bpf", "bpf", Self::DIR])
-            .status()
-            .unwrap();
-        assert!(
-            status.success() && is_bpffs(),
-            "cannot mount bpffs at {}",
-            Self::DIR
-        );
-        Self { mounted_here: true }
-    }
-}
-
-impl Drop for BpfFs {
-    fn drop(&mut self) {
-        if self.mounted_here {
-            let _ = std::process::Command::new("umount").arg(Self::DIR).status();
-        }
-    }
-}
-
 /// syscribe killed (SIGKILL) in the middle of a recording, started again with the same pin
 /// directory: the profile holds what the container did before the kill, while no syscribe
 /// ran, and after the restart.
@@ -594,6 +552,51 @@ fn a_killed_recorder_is_taken_over_without_losing_syscalls() {
         }
         assert_no_warnings(&second.stop());
     });
+    assert!(!Path::new(&pin).exists(), "a clean end removes the pins");
+    drop(container);
+    assert_no_container_leftovers(pod);
+    drop(bpffs);
+    assert_no_leftovers();
+}
+
+/// A killed syscribe's subtree whose pod ended while nothing ran is not wanted by the next
+/// one: pruned (said once), not left in the kernel's table; the next one's own pod is
+/// recorded as usual and a clean end removes the pins.
+#[test]
+fn an_orphaned_subtree_is_pruned_by_the_next_recorder() {
+    require_root();
+    let bpffs = BpfFs::ensure();
+    let pin = format!("{}/syscribe-test-orphan-{}", BpfFs::DIR, std::process::id());
+    let out = TempDir::new("orphan");
+    let gone = PodCgroup::new();
+    let first = PodRecording::start_with(&gone, out.path(), &["--pin", &pin]);
+    let mut child = first.child;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(gone); // the pod ends while no syscribe runs
+
+    let pod = PodCgroup::new();
+    let second = PodRecording::start_with(&pod, out.path(), &["--pin", &pin]);
+    assert!(
+        second
+            .log
+            .iter()
+            .any(|l| l.contains("adopted the recorder state")),
+        "{:?}",
+        second.log
+    );
+    let container = bundle(&pod, &["/bin/sh", "-c", "sync"]);
+    let ran = container.run("runc");
+    assert!(ran.status.success(), "{}", stderr(&ran));
+    let names = allowed_names(&profile_of(out.path(), &container));
+    assert!(names.contains("sync"), "{names:?}");
+    let log = second.stop();
+    let (pruned, others): (Vec<&String>, Vec<&String>) = log
+        .iter()
+        .filter(|l| l.contains("\"level\":\"WARN\"") || l.contains("\"level\":\"ERROR\""))
+        .partition(|l| l.contains("were not wanted again"));
+    assert_eq!(pruned.len(), 1, "the orphan is pruned, said once: {log:#?}");
+    assert!(others.is_empty(), "{others:#?}");
     assert!(!Path::new(&pin).exists(), "a clean end removes the pins");
     drop(container);
     assert_no_container_leftovers(pod);

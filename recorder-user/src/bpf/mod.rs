@@ -362,6 +362,11 @@ impl Recorder {
         self.new_generation(cgroup_id)
     }
 
+    /// The subtrees being recorded (cgroup ids), e.g. those adopted from a previous syscribe.
+    pub fn watched_subtrees(&self) -> Vec<u64> {
+        self.subtrees.iter().map(|(id, _)| *id).collect()
+    }
+
     /// Stops discovering containers below `cgroup_id` (those discovered stay recorded until
     /// [`Recorder::release`]d).
     pub fn unwatch_subtree(&mut self, cgroup_id: u64) -> Result<(), BpfError> {

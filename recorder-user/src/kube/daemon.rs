@@ -137,8 +137,17 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
         }
         Err(err) => return Err(err.into()),
     };
-    let mut recordings = PodRecordings::new(subtrees);
-    let mut index = NodeIndex::default();
+    let installed = NodeProfiles::new(
+        args.node.clone(),
+        Installer::new(&args.kubelet_dir),
+        crate::profile::validate::Validator::for_this_host(),
+    );
+    let mut daemon = Daemon::new(
+        client.clone(),
+        known,
+        PodRecordings::new(subtrees),
+        installed,
+    );
     let mut pods: BoxStream<_> = watcher(
         Api::<Pod>::all(client.clone()),
         watcher::Config::default().fields(&format!("spec.nodeName={}", args.node)),
@@ -163,109 +172,201 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
         )
         .boxed()
     };
-    let mut installed = NodeProfiles::new(
-        args.node.clone(),
-        Installer::new(&args.kubelet_dir),
-        crate::profile::validate::Validator::for_this_host(),
-    );
-    // Profiles whose reconcile failed (the API was unreachable…): tried again each tick.
-    let mut unreconciled: BTreeSet<String> = BTreeSet::new();
-    let (mut pod_relist, mut ns_relist, mut rec_relist, mut profile_relist) = (
-        Relist::default(),
-        Relist::default(),
-        Relist::default(),
-        Relist::default(),
-    );
-    let mut retry: Vec<SeccompProfile> = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|source| RecordError::Wait { source })?;
     tracing::info!(node = %args.node, "daemon started");
     loop {
-        let mut changed = false;
         tokio::select! {
-            event = pods.next() => {
-                changed = true;
-                match event {
-                    Some(Ok(event)) => {
-                        on_pod(&mut index, &known, &mut pod_relist, event);
-                        // A profile kept for its users may be free to go now.
-                        unreconciled.extend(installed.held());
-                    }
-                    Some(Err(err)) => tracing::warn!(error = %err, "pod watch"),
-                    None => break,
-                }
-            }
-            event = profile_events.next() => {
-                match event {
-                    Some(Ok(event)) => unreconciled.extend(on_profile(&mut installed, &mut profile_relist, event)),
-                    Some(Err(err)) => tracing::warn!(error = %err, "SeccompProfile watch"),
-                    None => break,
-                }
-            }
-            event = namespaces.next() => {
-                changed = true;
-                match event {
-                    Some(Ok(event)) => on_namespace(&mut index, &mut ns_relist, event),
-                    Some(Err(err)) => tracing::warn!(error = %err, "namespace watch"),
-                    None => break,
-                }
-            }
-            event = recording_events.next() => {
-                changed = true;
-                match event {
-                    Some(Ok(event)) => {
-                        if let Some(recording) = on_recording(&mut index, &mut rec_relist, event) {
-                            handle_recording(&client, &mut recordings, &mut retry, &recording).await?;
-                        }
-                    }
-                    Some(Err(err)) => tracing::warn!(error = %err, "recording watch"),
-                    None => break,
-                }
-            }
-            created = recordings.subtrees_mut().created() => {
+            event = pods.next() => match event {
+                Some(Ok(event)) => daemon.pod_event(event).await,
+                Some(Err(err)) => tracing::warn!(error = %err, "pod watch"),
+                None => break,
+            },
+            event = namespaces.next() => match event {
+                Some(Ok(event)) => daemon.namespace_event(event).await,
+                Some(Err(err)) => tracing::warn!(error = %err, "namespace watch"),
+                None => break,
+            },
+            event = recording_events.next() => match event {
+                Some(Ok(event)) => daemon.recording_event(event).await?,
+                Some(Err(err)) => tracing::warn!(error = %err, "recording watch"),
+                None => break,
+            },
+            event = profile_events.next() => match event {
+                Some(Ok(event)) => daemon.profile_event(event).await,
+                Some(Err(err)) => tracing::warn!(error = %err, "SeccompProfile watch"),
+                None => break,
+            },
+            created = daemon.recordings.subtrees_mut().created() => {
                 if let Err(err) = created {
                     tracing::warn!(error = %err, "watching pods' cgroups");
                 }
             }
-            _ = tick.tick() => {
-                // A failed read is retried at the next tick; the daemon goes on.
-                if let Err(err) = recordings.poll() {
-                    tracing::warn!(error = %err, "collecting recordings");
-                }
-                let waiting = std::mem::take(&mut retry);
-                for profile in waiting {
-                    apply_or_retry(&client, &mut retry, profile).await;
-                }
-                if let Err(err) = installed.recheck_due(&client).await {
-                    tracing::warn!(error = %err, "summarizing a profile's status");
-                }
-            }
+            _ = tick.tick() => daemon.tick().await,
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
         }
-        for name in std::mem::take(&mut unreconciled) {
-            let pods = index.pods().map(|(_, pod)| pod);
-            if let Err(err) = installed.reconcile(&client, &name, pods).await {
+    }
+    daemon.stop(pinned, &args.pin_dir).await
+}
+
+/// The daemon's state and what it does with each watch event; `run` feeds it. The recorder
+/// is real (root); the API client may be a mock (the reconcile tests drive this directly).
+pub struct Daemon {
+    client: Client,
+    known: KnownNames,
+    index: NodeIndex,
+    pub recordings: PodRecordings,
+    pub installed: NodeProfiles,
+    /// Profiles that could not be published yet (at most MAX_RETRIES).
+    retry: Vec<SeccompProfile>,
+    /// Profiles whose reconcile failed or is due (pods changed under a held one).
+    unreconciled: BTreeSet<String>,
+    pod_relist: Relist,
+    namespace_relist: Relist,
+    recording_relist: Relist,
+    profile_relist: Relist,
+    /// Whether the pods, namespaces and recordings have each been listed once: then every
+    /// pod still to record is known, and subtrees adopted from a previous daemon that nobody
+    /// wants any more are pruned.
+    listed: [bool; 3],
+    pruned: bool,
+}
+
+impl Daemon {
+    pub fn new(
+        client: Client,
+        known: KnownNames,
+        recordings: PodRecordings,
+        installed: NodeProfiles,
+    ) -> Self {
+        Self {
+            client,
+            known,
+            index: NodeIndex::default(),
+            recordings,
+            installed,
+            retry: Vec::new(),
+            unreconciled: BTreeSet::new(),
+            pod_relist: Relist::default(),
+            namespace_relist: Relist::default(),
+            recording_relist: Relist::default(),
+            profile_relist: Relist::default(),
+            listed: [false; 3],
+            pruned: false,
+        }
+    }
+
+    pub fn index(&self) -> &NodeIndex {
+        &self.index
+    }
+
+    /// Profiles waiting to be published again, and profiles whose installation failed.
+    pub fn waiting(&self) -> Vec<String> {
+        self.retry
+            .iter()
+            .map(|p| p.name_any())
+            .chain(self.unreconciled.iter().cloned())
+            .collect()
+    }
+
+    pub async fn pod_event(&mut self, event: Event<Pod>) {
+        self.listed[0] |= matches!(event, Event::InitDone);
+        on_pod(&mut self.index, &self.known, &mut self.pod_relist, event);
+        // A profile kept for its users may be free to go now.
+        self.unreconciled.extend(self.installed.held());
+        self.changed().await;
+    }
+
+    pub async fn namespace_event(&mut self, event: Event<Namespace>) {
+        self.listed[1] |= matches!(event, Event::InitDone);
+        on_namespace(&mut self.index, &mut self.namespace_relist, event);
+        self.changed().await;
+    }
+
+    pub async fn recording_event(
+        &mut self,
+        event: Event<ProfileRecording>,
+    ) -> Result<(), DaemonError> {
+        self.listed[2] |= matches!(event, Event::InitDone);
+        if let Some(recording) = on_recording(&mut self.index, &mut self.recording_relist, event) {
+            handle_recording(
+                &self.client,
+                &mut self.recordings,
+                &mut self.retry,
+                &recording,
+            )
+            .await?;
+        }
+        self.changed().await;
+        Ok(())
+    }
+
+    pub async fn profile_event(&mut self, event: Event<SeccompProfile>) {
+        let affected = on_profile(&mut self.installed, &mut self.profile_relist, event);
+        self.unreconciled.extend(affected);
+        self.reconcile_profiles().await;
+    }
+
+    /// Every 50 ms: collect what the kernel recorded, publish what waits, re-summarize.
+    pub async fn tick(&mut self) {
+        // A failed read is retried at the next tick; the daemon goes on.
+        if let Err(err) = self.recordings.poll() {
+            tracing::warn!(error = %err, "collecting recordings");
+        }
+        let waiting = std::mem::take(&mut self.retry);
+        for profile in waiting {
+            apply_or_retry(&self.client, &mut self.retry, profile).await;
+        }
+        if let Err(err) = self.installed.recheck_due(&self.client).await {
+            tracing::warn!(error = %err, "summarizing a profile's status");
+        }
+        self.reconcile_profiles().await;
+    }
+
+    async fn reconcile_profiles(&mut self) {
+        for name in std::mem::take(&mut self.unreconciled) {
+            let pods = self.index.pods().map(|(_, pod)| pod);
+            if let Err(err) = self.installed.reconcile(&self.client, &name, pods).await {
                 tracing::warn!(error = %err, profile = %name, "installing a profile; will retry");
-                unreconciled.insert(name);
-            }
-        }
-        if changed {
-            match recordings.sync(&index) {
-                Ok(outcome) => publish_outcome(&client, &index, &mut retry, outcome).await,
-                Err(err) => tracing::warn!(error = %err, "starting or ending pod recordings"),
+                self.unreconciled.insert(name);
             }
         }
     }
-    if pinned && recordings.active_pods().next().is_some() {
-        tracing::info!(pin_dir = %args.pin_dir.display(), "daemon stopping; recordings go on in the kernel for the next daemon");
-        recordings.suspend().await?;
-    } else {
-        tracing::info!("daemon stopping");
-        recordings.finish().await?;
+
+    /// After the index changed: recordings start and end, their profiles are published, and
+    /// held profiles are looked at again.
+    async fn changed(&mut self) {
+        self.reconcile_profiles().await;
+        match self.recordings.sync(&self.index) {
+            Ok(outcome) => {
+                publish_outcome(&self.client, &self.index, &mut self.retry, outcome).await
+            }
+            Err(err) => tracing::warn!(error = %err, "starting or ending pod recordings"),
+        }
+        if !self.pruned && self.listed.iter().all(|l| *l) {
+            // Every pod to record was added by the sync above (or is not there yet to be
+            // added: its cgroup missing means it is not running anything to keep).
+            self.pruned = true;
+            if let Err(err) = self.recordings.subtrees_mut().prune_adopted() {
+                tracing::warn!(error = %err, "pruning subtrees of ended pods");
+            }
+        }
     }
-    Ok(())
+
+    /// Stopping: recordings of running pods stay in the kernel for the next daemon when the
+    /// recorder is pinned; else they end here.
+    pub async fn stop(self, pinned: bool, pin_dir: &std::path::Path) -> Result<(), DaemonError> {
+        if pinned && self.recordings.active_pods().next().is_some() {
+            tracing::info!(pin_dir = %pin_dir.display(), "daemon stopping; recordings go on in the kernel for the next daemon");
+            self.recordings.suspend().await?;
+        } else {
+            tracing::info!("daemon stopping");
+            self.recordings.finish().await?;
+        }
+        Ok(())
+    }
 }
 
 fn relist<K: kube::Resource>(

@@ -8,8 +8,8 @@ pub mod publish;
 pub mod recordings;
 pub mod webhook;
 
-#[cfg(test)]
-pub(crate) mod testing;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 
 #[cfg(test)]
 mod deploy_tests {

@@ -42,11 +42,20 @@ where
     C: std::future::Future,
     S: std::future::Future<Output = ()> + Send + 'static,
 {
+    scenario_within(Duration::from_secs(1), client_side, server_side).await
+}
+
+/// The same with a longer limit (a scenario that runs a real container).
+pub async fn scenario_within<C, S>(limit: Duration, client_side: C, server_side: S) -> C::Output
+where
+    C: std::future::Future,
+    S: std::future::Future<Output = ()> + Send + 'static,
+{
     let server = tokio::spawn(server_side);
-    let out = tokio::time::timeout(Duration::from_secs(1), client_side)
+    let out = tokio::time::timeout(limit, client_side)
         .await
         .expect("client side timed out");
-    tokio::time::timeout(Duration::from_secs(1), server)
+    tokio::time::timeout(limit, server)
         .await
         .expect("server side timed out")
         .expect("server side assertions");

@@ -76,6 +76,8 @@ pub async fn record_subtree(
 ) -> Result<Ended, RecordError> {
     let mut subtrees = Subtrees::start_in(paths, pin_dir)?;
     let subtree = subtrees.add(path)?;
+    // Everything wanted is added: another subtree a previous syscribe left is an orphan.
+    subtrees.prune_adopted()?;
 
     let wait_err = |source| RecordError::Wait { source };
     let mut int = signal(SignalKind::interrupt()).map_err(wait_err)?;
@@ -128,6 +130,10 @@ pub struct Subtrees {
     trees: HashMap<u64, Tree>,
     /// inotify watch descriptor → subtree cgroup id.
     watches: HashMap<i32, u64>,
+    /// Subtrees a previous syscribe recorded (adopted from the pins) that this one has not
+    /// added again yet: their containers are left alone (not read, not released) until they
+    /// are added, or pruned as orphans.
+    adopted: std::collections::BTreeSet<u64>,
 }
 
 struct Tree {
@@ -176,6 +182,7 @@ impl Subtrees {
             tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
         }
         .map_err(|err| io_err(err.into()))?;
+        let adopted = recorder.watched_subtrees().into_iter().collect();
         Ok(Self {
             recorder,
             log_forwarder,
@@ -183,6 +190,7 @@ impl Subtrees {
             inotify,
             trees: HashMap::new(),
             watches: HashMap::new(),
+            adopted,
         })
     }
 
@@ -203,6 +211,7 @@ impl Subtrees {
         if self.trees.contains_key(&subtree_id) {
             return Ok(subtree_id);
         }
+        let taken_over = self.adopted.remove(&subtree_id);
         let io_err = |source| RecordError::CgroupIo {
             op: "watch",
             path: dir.clone(),
@@ -223,7 +232,7 @@ impl Subtrees {
         }
         self.recorder.watch_subtree(subtree_id, level)?;
         self.recorder.attach()?;
-        tracing::info!(path = %dir.display(), cgroup_id = subtree_id, level, "recording the containers of this cgroup");
+        tracing::info!(path = %dir.display(), cgroup_id = subtree_id, level, taken_over, "recording the containers of this cgroup");
         let names = child_cgroups(&dir).into_iter().collect();
         self.watches.insert(watch, subtree_id);
         self.trees.insert(subtree_id, Tree { dir, watch, names });
@@ -304,6 +313,17 @@ impl Subtrees {
         let mut out = Vec::new();
         for (container, slot) in discovered {
             let live_in = children.get(&container).copied();
+            if live_in.is_none()
+                && !self.adopted.is_empty()
+                && !self
+                    .trees
+                    .values()
+                    .any(|t| t.names.contains_key(&container))
+            {
+                // Perhaps a container of an adopted subtree not added again yet: kept as it
+                // is until then (or until the orphans are pruned).
+                continue;
+            }
             let Some(subtree_id) = live_in.or_else(|| self.owner_of(container)) else {
                 // Gone before its directory was seen, with several subtrees recorded: whose
                 // it was is unknown. Its set goes back rather than leak.
@@ -326,6 +346,23 @@ impl Subtrees {
             }
         }
         Ok(out)
+    }
+
+    /// Adopted subtrees that were not added again (their pods ended while no syscribe ran):
+    /// no longer recorded, their containers' sets released at the next poll. Call it once
+    /// every subtree still wanted was added. Returns how many were pruned.
+    pub fn prune_adopted(&mut self) -> Result<usize, RecordError> {
+        let orphans = std::mem::take(&mut self.adopted);
+        for &id in &orphans {
+            self.recorder.unwatch_subtree(id)?;
+        }
+        if !orphans.is_empty() {
+            tracing::warn!(
+                subtrees = orphans.len(),
+                "subtrees a previous syscribe recorded were not wanted again (their pods ended meanwhile): their recordings are dropped"
+            );
+        }
+        Ok(orphans.len())
     }
 
     /// Stops recording below `subtree_id`: the recordings of its containers still held (running
