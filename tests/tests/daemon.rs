@@ -517,6 +517,8 @@ mod restart {
     const RECORDING_STATUS: &str = "/apis/security-profiles-operator.x-k8s.io/v1/namespaces/shop/profilerecordings/test-recording/status";
     const PROFILE: &str =
         "/apis/security-profiles-operator.x-k8s.io/v1/seccompprofiles/test-recording-app-gmbrj";
+    const INIT_PROFILE: &str =
+        "/apis/security-profiles-operator.x-k8s.io/v1/seccompprofiles/test-recording-init-gmbrj";
 
     struct Daemon {
         child: Child,
@@ -524,12 +526,14 @@ mod restart {
     }
 
     impl Daemon {
-        fn start(kubeconfig: &Path, pin: &str, kubelet: &Path) -> Self {
+        fn start(kubeconfig: &Path, pin: &str, dir: &Path) -> Self {
             let mut child = syscribe()
                 .args(["daemon", "--node", "node1", "--no-enrich", "--no-install"])
                 .args(["--metrics-addr", "127.0.0.1:0", "--pin-dir", pin])
                 .arg("--kubelet-dir")
-                .arg(kubelet)
+                .arg(dir.join("kubelet"))
+                .arg("--state-dir")
+                .arg(dir.join("state"))
                 .env("KUBECONFIG", kubeconfig)
                 .stderr(Stdio::piped())
                 .spawn()
@@ -584,8 +588,17 @@ mod restart {
             ],
         );
         container.set_seccomp(Some(&json!({"defaultAction": "SCMP_ACT_ALLOW"})));
+        // An init container that is over before the kill: its recording lives in the daemon,
+        // not in the kernel, and must survive the restart too.
+        let init = Bundle::new(&pod_cgroup, &["/bin/uname", "-a"]);
+        init.set_seccomp(Some(&json!({"defaultAction": "SCMP_ACT_ALLOW"})));
         let (namespace, recording, pod) = super::objects(&pod_cgroup, &container.id);
         let mut pod = serde_json::to_value(&pod).unwrap();
+        pod["spec"]["initContainers"] = json!([{"name": "init"}]);
+        pod["status"]["initContainerStatuses"] = json!([{
+            "name": "init", "containerID": format!("containerd://{}", init.id),
+            "image": "busybox", "imageID": "", "ready": false, "restartCount": 0
+        }]);
         pod["apiVersion"] = json!("v1");
         pod["kind"] = json!("Pod");
         pod["spec"]["nodeName"] = json!("node1");
@@ -605,6 +618,18 @@ mod restart {
 
         let first = Daemon::start(&kubeconfig, &pin, dir.path());
         active(&api, 0, &first);
+        let ran = init.run("runc");
+        assert!(ran.status.success(), "init: {}", stderr(&ran));
+        let state = dir.join("state");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::fs::read_dir(&state).map_or(0, |d| d.count()) == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the init container's recording is not kept: {:#?}",
+                first.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         std::thread::scope(|scope| {
             let runner = scope.spawn(|| container.run("runc"));
             std::thread::sleep(Duration::from_millis(800));
@@ -652,6 +677,14 @@ mod restart {
                 );
             }
             assert!(!names.contains("pivot_root"), "runtime setup in {names:?}");
+            let init_profile = api
+                .wait_for(0, Duration::from_secs(5), |w| w.path == INIT_PROFILE)
+                .unwrap_or_else(|| panic!("no init profile: {:#?}", second.log()));
+            let init_names = allowed_names(&init_profile.body["spec"]);
+            assert!(
+                init_names.contains("uname"),
+                "finished before the kill: {init_names:?}"
+            );
             let warnings: Vec<String> = second
                 .log()
                 .into_iter()
@@ -668,6 +701,12 @@ mod restart {
             assert!(status.success(), "{status:?}: {:#?}", second.log());
         });
         assert!(!Path::new(&pin).exists(), "a clean stop removes the pins");
+        assert_eq!(
+            std::fs::read_dir(dir.join("state")).unwrap().count(),
+            0,
+            "the pod's kept recordings go with its profiles"
+        );
+        drop(init);
         drop(container);
         drop(pod_cgroup);
         drop(bpffs);

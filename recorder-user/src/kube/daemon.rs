@@ -48,6 +48,10 @@ pub struct DaemonArgs {
     /// `seccomp/operator/` for pods' `localhostProfile: operator/<name>.json`.
     #[arg(long, env = "KUBELET_DIR", default_value = "/var/lib/kubelet")]
     pub kubelet_dir: std::path::PathBuf,
+    /// Where the recordings of containers that finished in still-running pods are kept, so a
+    /// restarted daemon has them (the kernel holds only running containers' sets).
+    #[arg(long, default_value = "/var/lib/syscribe")]
+    pub state_dir: std::path::PathBuf,
     /// Do not install SeccompProfiles on this node (record only).
     #[arg(long)]
     pub no_install: bool,
@@ -145,7 +149,7 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
     let mut daemon = Daemon::new(
         client.clone(),
         known,
-        PodRecordings::new(subtrees),
+        PodRecordings::new(subtrees).with_state_dir(args.state_dir.clone()),
         installed,
     );
     let mut pods: BoxStream<_> = watcher(
@@ -351,6 +355,13 @@ impl Daemon {
             self.pruned = true;
             if let Err(err) = self.recordings.subtrees_mut().prune_adopted() {
                 tracing::warn!(error = %err, "pruning subtrees of ended pods");
+            }
+            let forgotten = self.recordings.forget_unknown_state();
+            if forgotten > 0 {
+                tracing::warn!(
+                    pods = forgotten,
+                    "kept recordings of pods that ended while no daemon ran were dropped"
+                );
             }
         }
     }

@@ -40,11 +40,12 @@ mod deploy_tests {
             serde_yaml::from_str("{drop: [ALL], add: [BPF, PERFMON, AUDIT_READ, SYSLOG]}").unwrap();
         assert_eq!(sc["capabilities"], caps);
         for mount in container["volumeMounts"].as_sequence().unwrap() {
-            // Only the bpffs (pins) and the kubelet's seccomp directory (installed profiles)
-            // are written; every other host path is read-only.
+            // Only the bpffs (pins), the kubelet's seccomp directory (installed profiles) and
+            // the state directory (finished containers' recordings) are written; every other
+            // host path is read-only.
             let writable = matches!(
                 mount["mountPath"].as_str(),
-                Some("/sys/fs/bpf" | "/var/lib/kubelet/seccomp")
+                Some("/sys/fs/bpf" | "/var/lib/kubelet/seccomp" | "/var/lib/syscribe")
             );
             assert_eq!(
                 mount["readOnly"],

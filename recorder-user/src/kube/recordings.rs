@@ -3,7 +3,10 @@
 //! start), collects each container's recording, and when a pod ends turns them into
 //! SeccompProfile objects — named, labelled and stated as upstream — for a publisher to apply.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    path::{Path, PathBuf},
+};
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::{ResourceExt as _, api::ObjectMeta};
@@ -52,6 +55,25 @@ pub struct PodRecordings {
     active: BTreeMap<Key, Active>,
     /// Refusals already reported, so a pod's refusal is reported once.
     reported: BTreeSet<(Key, String)>,
+    /// Where the recordings of containers that finished in still-running pods are kept
+    /// (`pod-<uid>.json`), so a restarted daemon has them: the kernel holds only the running
+    /// containers' sets.
+    state_dir: Option<PathBuf>,
+}
+
+/// A pod's finished containers, as kept in the state directory.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Saved {
+    namespace: String,
+    pod: String,
+    containers: Vec<ContainerRecording>,
+}
+
+/// `pod-<uid>.json` (a UID is letters, digits and dashes; anything else is not written).
+fn state_file(dir: &Path, pod: &Pod) -> Option<PathBuf> {
+    let uid = pod.metadata.uid.as_deref()?;
+    (!uid.is_empty() && uid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        .then(|| dir.join(format!("pod-{uid}.json")))
 }
 
 impl PodRecordings {
@@ -60,7 +82,104 @@ impl PodRecordings {
             subtrees,
             active: BTreeMap::new(),
             reported: BTreeSet::new(),
+            state_dir: None,
         }
+    }
+
+    /// Keeps finished containers' recordings in `dir` (created when needed).
+    pub fn with_state_dir(mut self, dir: PathBuf) -> Self {
+        self.state_dir = Some(dir);
+        self
+    }
+
+    /// Writes the pod's finished containers (atomically: a temporary file renamed).
+    fn save(&self, key: &Key, active: &Active) {
+        let Some(path) = self
+            .state_dir
+            .as_deref()
+            .and_then(|d| state_file(d, &active.pod))
+        else {
+            return;
+        };
+        let saved = Saved {
+            namespace: key.0.clone(),
+            pod: key.1.clone(),
+            containers: active
+                .containers
+                .values()
+                .filter(|c| !c.running)
+                .cloned()
+                .collect(),
+        };
+        let text = serde_json::to_vec(&saved).expect("recordings serialize");
+        let temporary = path.with_extension("json.tmp");
+        let written = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&temporary, &text))
+            .and_then(|()| std::fs::rename(&temporary, &path));
+        if let Err(err) = written {
+            tracing::warn!(path = %path.display(), error = %err, "keeping finished containers' recordings for a restart");
+        }
+    }
+
+    /// The pod's finished containers kept by a previous daemon, if any.
+    fn load(&self, pod: &Pod) -> HashMap<String, ContainerRecording> {
+        let Some(path) = self.state_dir.as_deref().and_then(|d| state_file(d, pod)) else {
+            return HashMap::new();
+        };
+        let Ok(text) = std::fs::read(&path) else {
+            return HashMap::new();
+        };
+        match serde_json::from_slice::<Saved>(&text) {
+            Ok(saved) => {
+                tracing::info!(pod = %saved.pod, containers = saved.containers.len(), "finished containers' recordings taken over");
+                saved
+                    .containers
+                    .into_iter()
+                    .map(|c| (c.name.clone(), c))
+                    .collect()
+            }
+            Err(err) => {
+                tracing::warn!(path = %path.display(), error = %err, "unreadable kept recordings; ignored");
+                HashMap::new()
+            }
+        }
+    }
+
+    fn forget(&self, pod: &Pod) {
+        if let Some(path) = self.state_dir.as_deref().and_then(|d| state_file(d, pod)) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    /// Removes kept recordings of pods not recorded now (they ended while no daemon ran).
+    /// Call it once every pod still to record was started. Returns how many went.
+    pub fn forget_unknown_state(&self) -> usize {
+        let Some(dir) = &self.state_dir else {
+            return 0;
+        };
+        let wanted: BTreeSet<PathBuf> = self
+            .active
+            .values()
+            .filter_map(|a| state_file(dir, &a.pod))
+            .collect();
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with("pod-")
+                && !wanted.contains(&path)
+                && std::fs::remove_file(&path).is_ok()
+            {
+                removed += 1;
+            }
+        }
+        removed
     }
 
     pub fn subtrees_mut(&mut self) -> &mut Subtrees {
@@ -133,13 +252,14 @@ impl PodRecordings {
                     tracing::info!(namespace = %key.0, pod = %key.1, recording = %selection.recording, "recording pod");
                     out.changed_recordings
                         .insert((key.0.clone(), selection.recording.clone()));
+                    let containers = self.load(pod);
                     self.active.insert(
                         key.clone(),
                         Active {
                             subtree,
                             selection,
                             pod: pod.clone(),
-                            containers: HashMap::new(),
+                            containers,
                         },
                     );
                 }
@@ -197,8 +317,16 @@ impl PodRecordings {
     }
 
     fn keep(&mut self, subtree: u64, recording: ContainerRecording) {
-        if let Some(active) = self.active.values_mut().find(|a| a.subtree == subtree) {
-            active.containers.insert(recording.name.clone(), recording);
+        let finished = !recording.running;
+        let Some((key, active)) = self.active.iter_mut().find(|(_, a)| a.subtree == subtree) else {
+            return;
+        };
+        active.containers.insert(recording.name.clone(), recording);
+        if finished {
+            let key = key.clone();
+            if let Some(active) = self.active.get(&key) {
+                self.save(&key, active);
+            }
         }
     }
 
@@ -221,6 +349,7 @@ impl PodRecordings {
             .insert((key.0.clone(), active.selection.recording.clone()));
         let all: Vec<&ContainerRecording> = active.containers.values().collect();
         profiles_of(key, &active, &all, out);
+        self.forget(&active.pod);
         Ok(())
     }
 

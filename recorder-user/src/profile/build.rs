@@ -7,7 +7,7 @@ use libseccomp::{ScmpArch, ScmpSyscall};
 use super::seccomp::{Action, Dropped, RecordingMetadata, Seccomp, SyscallRule};
 
 /// What the recorder saw in one cgroup, in the native architecture's numbering.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RecordedSyscalls {
     pub numbers: BTreeSet<u32>,
     /// Syscall entries the recorder counted but could not record (number out of its range).

@@ -29,7 +29,7 @@ use crate::{
 const POLL: Duration = Duration::from_millis(50);
 
 /// One container's recording, handed to the caller.
-#[derive(Debug)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ContainerRecording {
     /// The container's cgroup directory name, or `cgroup-<id>` when it was gone before syscribe
     /// saw its directory.
