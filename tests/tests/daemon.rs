@@ -590,9 +590,9 @@ mod restart {
         container.set_seccomp(Some(&json!({"defaultAction": "SCMP_ACT_ALLOW"})));
         // An init container that is over before the kill: its recording lives in the daemon,
         // not in the kernel, and must survive the restart too.
-        // (Like real init containers it lives a while: one that is over within a millisecond
-        // can end before the daemon names its cgroup — see the README's limitations.)
-        let init = Bundle::new(&pod_cgroup, &["/bin/sh", "-c", "uname -a; sleep 0.3"]);
+        // Over within milliseconds: its cgroup is named by the namer thread, whatever the
+        // daemon's task is doing (an API call, a poll).
+        let init = Bundle::new(&pod_cgroup, &["/bin/uname", "-a"]);
         init.set_seccomp(Some(&json!({"defaultAction": "SCMP_ACT_ALLOW"})));
         let (namespace, recording, pod) = super::objects(&pod_cgroup, &container.id);
         let mut pod = serde_json::to_value(&pod).unwrap();

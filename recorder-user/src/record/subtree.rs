@@ -125,8 +125,9 @@ pub struct Subtrees {
     recorder: Recorder,
     log_forwarder: Option<LogForwarder>,
     root: PathBuf,
-    /// One inotify instance watching every subtree's directory for new container cgroups.
-    inotify: tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>,
+    /// One inotify instance watching every subtree's directory for new container cgroups,
+    /// read by its own thread (see [`Namer`]).
+    namer: Namer,
     trees: HashMap<u64, Tree>,
     /// inotify watch descriptor → subtree cgroup id.
     watches: HashMap<i32, u64>,
@@ -157,7 +158,6 @@ impl Subtrees {
     }
 
     fn start_in(paths: &HostPaths, pin_dir: Option<&Path>) -> Result<Self, RecordError> {
-        use std::os::fd::FromRawFd as _;
         require_root()?;
         let root = cgroup2_mount(&paths.mountinfo)?;
         let (recorder, logger) = match pin_dir {
@@ -170,24 +170,13 @@ impl Subtrees {
             path: root.clone(),
             source,
         };
-        // SAFETY: plain syscall; the fd is owned right after it is created.
-        let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
-        if fd < 0 {
-            return Err(io_err(std::io::Error::last_os_error()));
-        }
-        // SAFETY: fd is a new, valid descriptor nobody else owns.
-        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
-        // SAFETY: the OwnedFd stays open and unchanged for the AsyncFd's whole life (it owns it).
-        let inotify = unsafe {
-            tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
-        }
-        .map_err(|err| io_err(err.into()))?;
+        let namer = Namer::start().map_err(io_err)?;
         let adopted = recorder.watched_subtrees().into_iter().collect();
         Ok(Self {
             recorder,
             log_forwarder,
             root,
-            inotify,
+            namer,
             trees: HashMap::new(),
             watches: HashMap::new(),
             adopted,
@@ -219,10 +208,12 @@ impl Subtrees {
         };
         let c_dir = std::ffi::CString::new(dir.as_os_str().as_bytes())
             .map_err(|_| io_err(std::io::ErrorKind::InvalidInput.into()))?;
+        // The namer learns the directory first: an event may come the moment the watch exists.
+        let mut shared = self.namer.shared.lock().unwrap_or_else(|e| e.into_inner());
         // SAFETY: valid fd and NUL-terminated path.
         let watch = unsafe {
             libc::inotify_add_watch(
-                std::os::fd::AsRawFd::as_raw_fd(self.inotify.get_ref()),
+                std::os::fd::AsRawFd::as_raw_fd(&self.namer.fd),
                 c_dir.as_ptr(),
                 libc::IN_CREATE,
             )
@@ -230,6 +221,8 @@ impl Subtrees {
         if watch < 0 {
             return Err(io_err(std::io::Error::last_os_error()));
         }
+        shared.dirs.insert(watch, dir.clone());
+        drop(shared);
         self.recorder.watch_subtree(subtree_id, level)?;
         self.recorder.attach()?;
         tracing::info!(path = %dir.display(), cgroup_id = subtree_id, level, taken_over, "recording the containers of this cgroup");
@@ -246,55 +239,31 @@ impl Subtrees {
             .is_none_or(|tree| !tree.dir.exists())
     }
 
-    /// Waits for new container cgroups and learns their names (containers can live for
-    /// milliseconds: their names are taken the moment their directory is created). Never
-    /// returns while there is no subtree.
+    /// Waits for new container cgroups and takes the names the namer thread learnt
+    /// (containers can live for a millisecond: their names are taken by that thread the moment
+    /// their directory is created, whatever this task is busy with). Never returns while
+    /// there is no subtree.
     pub async fn created(&mut self) -> Result<(), RecordError> {
-        let mut guard = self
-            .inotify
-            .readable()
-            .await
-            .map_err(|source| RecordError::CgroupIo {
-                op: "watch",
-                path: self.root.clone(),
-                source,
-            })?;
-        let mut buf = [0u8; 4096];
-        // SAFETY: reading into a buffer we own, of the given length.
-        let n = unsafe {
-            libc::read(
-                std::os::fd::AsRawFd::as_raw_fd(guard.get_inner()),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-            )
+        self.namer.wake.notified().await;
+        self.take_names();
+        Ok(())
+    }
+
+    /// Moves the names the namer thread learnt into their subtrees.
+    fn take_names(&mut self) {
+        let named = {
+            let mut shared = self.namer.shared.lock().unwrap_or_else(|e| e.into_inner());
+            std::mem::take(&mut shared.named)
         };
-        if n < 0 {
-            let err = std::io::Error::last_os_error();
-            if err.kind() == std::io::ErrorKind::WouldBlock {
-                guard.clear_ready();
-                return Ok(());
-            }
-            return Err(RecordError::CgroupIo {
-                op: "watch",
-                path: self.root.clone(),
-                source: err,
-            });
-        }
-        for (watch, name) in parse_inotify_events(&buf[..n as usize]) {
-            let Some(tree) = self
+        for (watch, id, name) in named {
+            if let Some(tree) = self
                 .watches
                 .get(&watch)
                 .and_then(|id| self.trees.get_mut(id))
-            else {
-                continue;
-            };
-            if let Ok(meta) = fs::metadata(tree.dir.join(&name))
-                && meta.is_dir()
             {
-                tree.names.insert(meta.ino(), name);
+                tree.names.insert(id, name);
             }
         }
-        Ok(())
     }
 
     /// The recordings of containers that finished since the last poll (their sets go back to
@@ -302,6 +271,7 @@ impl Subtrees {
     pub fn poll(&mut self, snapshot: bool) -> Result<Vec<(u64, ContainerRecording)>, RecordError> {
         // Discovered first, listed second: a container the kernel side saw has its directory
         // already, so one missing from the listing is really gone.
+        self.take_names();
         let discovered = self.recorder.discovered()?;
         let mut children: HashMap<u64, u64> = HashMap::new();
         for (subtree_id, tree) in &mut self.trees {
@@ -389,11 +359,14 @@ impl Subtrees {
         // SAFETY: valid fd and a watch descriptor it returned (an already-removed watch is an
         // error we ignore: the directory may be gone).
         unsafe {
-            libc::inotify_rm_watch(
-                std::os::fd::AsRawFd::as_raw_fd(self.inotify.get_ref()),
-                watch,
-            );
+            libc::inotify_rm_watch(std::os::fd::AsRawFd::as_raw_fd(&self.namer.fd), watch);
         }
+        self.namer
+            .shared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .dirs
+            .remove(&watch);
         self.watches.remove(&watch);
         self.trees.remove(&subtree_id);
         tracing::info!(path = %dir.display(), containers = out.len(), "stopped recording the containers of this cgroup");
@@ -489,6 +462,122 @@ fn read(
         running,
         filter_seen: set.flags & SET_FILTER_SEEN != 0,
     })
+}
+
+/// What the namer thread shares: the watched directories, and the names it learnt.
+#[derive(Default)]
+struct Naming {
+    /// inotify watch descriptor → the subtree's directory.
+    dirs: HashMap<i32, PathBuf>,
+    /// (watch, container cgroup id, directory name) learnt since the last take.
+    named: Vec<(i32, u64, String)>,
+}
+
+/// A thread of its own reading the inotify instance, so a new container cgroup is named
+/// (its directory stat'ed) microseconds after it is created — a short container's cgroup can
+/// be gone a millisecond later, and the recording's task may be busy then (polling maps, an
+/// API call). Bounded: at most `MAX_NAMED` names wait to be taken (more are dropped and
+/// counted in the log).
+struct Namer {
+    fd: std::os::fd::OwnedFd,
+    shared: std::sync::Arc<std::sync::Mutex<Naming>>,
+    wake: std::sync::Arc<tokio::sync::Notify>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Names waiting to be taken, at most (the poll takes them every 50 ms).
+const MAX_NAMED: usize = 65_536;
+
+impl Namer {
+    fn start() -> std::io::Result<Self> {
+        use std::os::fd::{AsRawFd as _, FromRawFd as _};
+        // SAFETY: plain syscall; the fd is owned right after it is created.
+        let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: fd is a new, valid descriptor nobody else owns.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        let reader = fd.try_clone()?;
+        let shared: std::sync::Arc<std::sync::Mutex<Naming>> = std::sync::Arc::default();
+        let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (thread_shared, thread_wake, thread_stop) =
+            (shared.clone(), wake.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("cgroup-namer".into())
+            .spawn(move || {
+                let mut buf = [0u8; 4096];
+                let mut dropped = 0u64;
+                while !thread_stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let mut pollfd = libc::pollfd {
+                        fd: reader.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    // SAFETY: one valid pollfd; 100 ms so a stop is seen soon.
+                    if unsafe { libc::poll(&mut pollfd, 1, 100) } <= 0 {
+                        continue;
+                    }
+                    // SAFETY: reading into a buffer we own, of the given length.
+                    let n = unsafe {
+                        libc::read(reader.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len())
+                    };
+                    if n <= 0 {
+                        continue;
+                    }
+                    let events = parse_inotify_events(&buf[..n as usize]);
+                    let dirs: Vec<(i32, Option<PathBuf>, String)> = {
+                        let shared = thread_shared.lock().unwrap_or_else(|e| e.into_inner());
+                        events
+                            .into_iter()
+                            .map(|(watch, name)| (watch, shared.dirs.get(&watch).cloned(), name))
+                            .collect()
+                    };
+                    let mut learnt = Vec::new();
+                    for (watch, dir, name) in dirs {
+                        if let Some(dir) = dir
+                            && let Ok(meta) = fs::metadata(dir.join(&name))
+                            && meta.is_dir()
+                        {
+                            learnt.push((watch, meta.ino(), name));
+                        }
+                    }
+                    if learnt.is_empty() {
+                        continue;
+                    }
+                    {
+                        let mut shared = thread_shared.lock().unwrap_or_else(|e| e.into_inner());
+                        for entry in learnt {
+                            if shared.named.len() < MAX_NAMED {
+                                shared.named.push(entry);
+                            } else {
+                                dropped += 1;
+                                if dropped.is_power_of_two() {
+                                    tracing::warn!(
+                                        dropped,
+                                        "container cgroup names not taken in time; dropped"
+                                    );
+                                }
+                            }
+                        }
+                    }
+                    thread_wake.notify_one();
+                }
+            })?;
+        Ok(Self {
+            fd,
+            shared,
+            wake,
+            stop,
+        })
+    }
+}
+
+impl Drop for Namer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// The (watch descriptor, name) pairs in a buffer of `struct inotify_event` records.
