@@ -201,3 +201,44 @@ fn reviews_over_https_and_serves_a_renewed_certificate() {
         "{metrics}"
     );
 }
+
+/// A log line it cannot write (its stderr's reader is gone) does not stop it.
+#[test]
+fn a_closed_stderr_does_not_stop_it() {
+    let dir = TempDir::new("webhook-stderr");
+    let (cert, key) = certificate(&dir, "first");
+    let mut child = syscribe()
+        .args(["webhook", "--addr", "127.0.0.1:0", "--cert"])
+        .arg(&cert)
+        .arg("--key")
+        .arg(&key)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn syscribe webhook");
+    let mut line = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap(); // the reader goes here: stderr is a pipe nobody reads
+    let url = line
+        .trim()
+        .strip_prefix("syscribe: webhook listening on ")
+        .unwrap()
+        .replace("/validate", "/healthz");
+    // A renewed certificate makes it log.
+    let (new_cert, new_key) = certificate(&dir, "second");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::copy(&new_key, &key).unwrap();
+    std::fs::copy(&new_cert, &cert).unwrap();
+    let output = Command::new("curl")
+        .args(["--silent", "--cacert"])
+        .arg(&new_cert)
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "ok\n");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let alive = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(alive, "the webhook died of its own log line");
+}
