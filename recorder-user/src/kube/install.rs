@@ -308,19 +308,38 @@ pub fn plan<'a>(
     }
 }
 
-/// The finalizer a node keeps on a profile whose file it may hold (upstream's spelling).
-pub fn node_finalizer(node: &str) -> String {
-    format!("{node}-deleted")
+/// `value` when it has at most `max` characters; else its beginning and a hash of all of it
+/// (`<prefix>-<8 hex>`), so long names still make valid label values (≤ 63), finalizer names
+/// (≤ 63 after the prefix) and object names (≤ 253), distinct for distinct values.
+pub fn shorten(value: &str, max: usize) -> String {
+    if value.len() <= max {
+        return value.to_owned();
+    }
+    // FNV-1a: the same on every node (std's hasher is not promised to be).
+    let hash = value.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    let mut prefix: String = value.chars().take(max - 9).collect();
+    while prefix.ends_with(|c: char| !c.is_ascii_alphanumeric()) {
+        prefix.pop();
+    }
+    format!("{prefix}-{hash:08x}")
 }
 
-/// `<profile>-<node>`.
+/// The finalizer a node keeps on a profile whose file it may hold: qualified, and short
+/// enough for any node name.
+pub fn node_finalizer(node: &str) -> String {
+    format!("syscribe.dev/{}", shorten(&format!("installed-{node}"), 63))
+}
+
+/// `<profile>-<node>` (upstream's naming; hashed when longer than a name may be).
 pub fn node_status_name(profile: &str, node: &str) -> String {
-    format!("{profile}-{node}")
+    shorten(&format!("{profile}-{node}"), 253)
 }
 
 /// The profile-id label value of a seccomp profile's node statuses.
 pub fn profile_id(profile: &str) -> String {
-    format!("SeccompProfile-{profile}")
+    shorten(&format!("SeccompProfile-{profile}"), 63)
 }
 
 /// The profile's status over all nodes: Error if any node failed, else Terminating, else
@@ -505,7 +524,9 @@ impl NodeProfiles {
         for name in due {
             self.recheck.remove(&name);
             if let Some(profile) = self.profiles.get(&name).cloned() {
-                self.summarize(client, &profile, None).await?;
+                // This node's own message, as last written.
+                let message = self.written.get(&name).and_then(|(_, m)| m.clone());
+                self.summarize(client, &profile, message).await?;
             }
         }
         Ok(())
@@ -577,7 +598,7 @@ impl NodeProfiles {
                 "name": status_name,
                 "labels": {
                     LABEL_PROFILE_ID: profile_id(&name),
-                    LABEL_NODE_NAME: self.node,
+                    LABEL_NODE_NAME: shorten(&self.node, 63),
                     LABEL_PROFILE_STATE: state,
                     LABEL_PROFILE_KIND: "SeccompProfile",
                 },
@@ -630,14 +651,16 @@ impl NodeProfiles {
         let Some(summary) = summary(&kinds) else {
             return Ok(());
         };
-        if matches!(
+        // Another node may write its summary from an older list: a Pending summary, and any
+        // summary this node writes, is made again a little later (until nothing changes).
+        let settled = !matches!(
             summary,
             ProfileStatusKind::Pending | ProfileStatusKind::InProgress
-        ) {
+        );
+        self.recheck.remove(&name);
+        if !settled {
             self.recheck
                 .insert(name.clone(), std::time::Instant::now() + RECHECK);
-        } else {
-            self.recheck.remove(&name);
         }
         let current = profile.status.clone().unwrap_or_default();
         let installed = matches!(summary, ProfileStatusKind::Installed);
@@ -688,6 +711,8 @@ impl NodeProfiles {
         )
         .await
         .map_err(api_err("set the status of", "SeccompProfile", &name))?;
+        self.recheck
+            .insert(name, std::time::Instant::now() + RECHECK);
         Ok(())
     }
 }
@@ -884,6 +909,27 @@ mod tests {
     }
 
     #[test]
+    fn long_names_are_shortened_with_a_hash() {
+        let node = "ip-10-0-0-1.eu-west-1.compute.internal.example-corporation-cluster-7";
+        let finalizer = node_finalizer(node);
+        let (prefix, name) = finalizer.split_once('/').unwrap();
+        assert_eq!(prefix, "syscribe.dev");
+        assert!(
+            name.len() <= 63 && name.starts_with("installed-ip-10-0-0-1"),
+            "{name}"
+        );
+        assert_ne!(node_finalizer(node), node_finalizer(&format!("{node}x")));
+        let id = profile_id("test-recording-nginx-deployment-web-server-7d9f8c6b5-gmbrj");
+        assert!(
+            id.len() <= 63 && id.ends_with(|c: char| c.is_ascii_alphanumeric()),
+            "{id}"
+        );
+        assert_eq!(profile_id("p"), "SeccompProfile-p");
+        assert_eq!(node_finalizer("node1"), "syscribe.dev/installed-node1");
+        assert!(node_status_name(&"p".repeat(250), node).len() <= 253);
+    }
+
+    #[test]
     fn summaries() {
         use ProfileStatusKind::*;
         assert_eq!(summary(&[]), None);
@@ -950,7 +996,7 @@ mod tests {
             .await;
             assert_eq!(
                 finalizer["metadata"]["finalizers"],
-                json!(["node1-deleted"])
+                json!(["syscribe.dev/installed-node1"])
             );
             let (object, status) = node_status(&mut handle, &[]).await;
             assert_eq!(object["metadata"]["labels"][LABEL_PROFILE_STATE], "Pending");
@@ -993,7 +1039,11 @@ mod tests {
         let installed: Seccomp = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
         assert_eq!(installed.syscalls[0].names, ["read", "write"]);
         // The watcher brings our own writes back: nothing is written again.
-        let mut p = profile("p", json!({}), json!({"finalizers": ["node1-deleted"]}));
+        let mut p = profile(
+            "p",
+            json!({}),
+            json!({"finalizers": ["syscribe.dev/installed-node1"]}),
+        );
         p.status = Some(ProfileStatus {
             status: Some(ProfileStatusKind::Installed),
             ..ProfileStatus::default()
@@ -1022,7 +1072,7 @@ mod tests {
         node.profiles = profiles(vec![profile(
             "p",
             json!({"syscalls": [{"action": "SCMP_ACT_ALLOW", "names": ["opne"]}]}),
-            json!({"finalizers": ["node1-deleted"]}),
+            json!({"finalizers": ["syscribe.dev/installed-node1"]}),
         )]);
         let server = async move {
             let (object, status) = node_status(&mut handle, &["Installed"]).await;
@@ -1063,7 +1113,7 @@ mod tests {
         let p = profile(
             "p",
             json!({}),
-            json!({"finalizers": ["node1-deleted"], "deletionTimestamp": "2026-11-26T20:00:00Z"}),
+            json!({"finalizers": ["syscribe.dev/installed-node1"], "deletionTimestamp": "2026-11-26T20:00:00Z"}),
         );
         installer.install("p", &p.spec.to_seccomp()).unwrap();
         let mut node = NodeProfiles::new("node1".into(), installer, Validator::default());
@@ -1119,7 +1169,7 @@ mod tests {
         let p = profile(
             "p",
             json!({"state": "Disabled"}),
-            json!({"finalizers": ["node1-deleted"]}),
+            json!({"finalizers": ["syscribe.dev/installed-node1"]}),
         );
         installer.install("p", &p.spec.to_seccomp()).unwrap();
         let mut node = NodeProfiles::new("node1".into(), installer, Validator::default());
@@ -1171,7 +1221,11 @@ mod tests {
             Installer::new(&kubelet),
             Validator::default(),
         );
-        let p = profile("p", json!({}), json!({"finalizers": ["node1-deleted"]}));
+        let p = profile(
+            "p",
+            json!({}),
+            json!({"finalizers": ["syscribe.dev/installed-node1"]}),
+        );
         node.installer.install("p", &p.spec.to_seccomp()).unwrap();
         node.profiles = profiles(vec![p]);
         let server = async move {
@@ -1203,11 +1257,42 @@ mod tests {
             )
             .await;
             assert_eq!(summary["status"]["status"], "Installed");
+            // And once more after its own write: the same, so nothing is written.
+            expect(
+                &mut handle,
+                Method::GET,
+                &uri,
+                node_list(&["Installed", "Installed"]),
+            )
+            .await;
         };
         let client_side = async {
             node.reconcile(&client, "p", []).await.unwrap();
             node.recheck_due(&client).await.unwrap();
             assert_eq!(node.recheck.len(), 1, "not due yet: nothing asked");
+            node.expire_rechecks();
+            node.recheck_due(&client).await.unwrap();
+            assert_eq!(
+                node.recheck.len(),
+                1,
+                "a written summary is looked at again"
+            );
+            // The watch brings the written status back.
+            let written = node.profiles.get_mut("p").unwrap();
+            written.status = Some(ProfileStatus {
+                status: Some(ProfileStatusKind::Installed),
+                path: Some(node.installer.dir().join("p.json").display().to_string()),
+                localhost_profile: Some("operator/p.json".into()),
+                conditions: vec![Condition {
+                    type_: "Ready".into(),
+                    status: "True".into(),
+                    reason: "Installed".into(),
+                    message: String::new(),
+                    observed_generation: Some(1),
+                    last_transition_time: Time(k8s_openapi::jiff::Timestamp::now()),
+                }],
+                ..ProfileStatus::default()
+            });
             node.expire_rechecks();
             node.recheck_due(&client).await.unwrap();
             assert!(node.recheck.is_empty(), "settled");
