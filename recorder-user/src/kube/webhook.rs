@@ -67,8 +67,22 @@ pub enum WebhookError {
 /// Largest request head and body read (the API server sends at most 3 MiB objects).
 const MAX_HEAD: usize = 16 * 1024;
 const MAX_BODY: usize = 4 * 1024 * 1024;
-/// A client that sends nothing for this long is dropped.
+/// A kept-alive client that sends nothing for this long is dropped.
 const IDLE: Duration = Duration::from_secs(30);
+/// A TLS handshake, and a request from its first byte to its last, must take at most this
+/// (a client trickling bytes cannot hold a connection slot).
+const REQUEST: Duration = Duration::from_secs(10);
+/// Request bodies held at once, all connections together, in KiB (the memory bound: the
+/// Deployment's limit is 128 MiB).
+const BODY_BUDGET_KIB: usize = 48 * 1024;
+
+/// What every connection shares.
+struct Shared {
+    validator: Arc<Mutex<Validator>>,
+    counters: Counters,
+    /// KiB of request bodies that may still be read.
+    bodies: tokio::sync::Semaphore,
+}
 
 /// Why a review could not be answered (an HTTP 400, not a denial).
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -285,8 +299,11 @@ pub async fn run(args: WebhookArgs) -> Result<(), WebhookError> {
         })?;
     // The actual address (a test binds port 0).
     eprintln!("syscribe: webhook listening on https://{local}/validate");
-    let validator = Arc::new(Mutex::new(validator));
-    let counters = Arc::new(Counters::default());
+    let shared = Arc::new(Shared {
+        validator: Arc::new(Mutex::new(validator)),
+        counters: Counters::default(),
+        bodies: tokio::sync::Semaphore::new(BODY_BUDGET_KIB),
+    });
     let slots = Arc::new(tokio::sync::Semaphore::new(args.max_connections));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|source| WebhookError::Listen {
@@ -299,22 +316,31 @@ pub async fn run(args: WebhookArgs) -> Result<(), WebhookError> {
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
         };
-        let Ok((stream, peer)) = accepted else {
-            continue;
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                // Out of descriptors, say: wait a little rather than spin.
+                tracing::warn!(error = %err, "accepting a connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
-            counters.connections_refused.fetch_add(1, Ordering::Relaxed);
+            shared
+                .counters
+                .connections_refused
+                .fetch_add(1, Ordering::Relaxed);
             drop(stream);
             continue;
         };
         let acceptor = certificate.current();
-        let (validator, counters) = (validator.clone(), counters.clone());
+        let shared = shared.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            match tokio::time::timeout(IDLE, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => serve_connection(tls, &validator, &counters).await,
+            match tokio::time::timeout(REQUEST, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => serve_connection(tls, &shared).await,
                 _ => {
-                    counters.tls_failures.fetch_add(1, Ordering::Relaxed);
+                    shared.counters.tls_failures.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(%peer, "TLS handshake failed");
                 }
             }
@@ -324,13 +350,17 @@ pub async fn run(args: WebhookArgs) -> Result<(), WebhookError> {
 }
 
 /// HTTP/1.1 requests on one connection, kept alive until the client closes it or asks to.
-async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
-    mut stream: S,
-    validator: &Mutex<Validator>,
-    counters: &Counters,
-) {
+async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, shared: &Shared) {
+    let counters = &shared.counters;
     let mut buffer: Vec<u8> = Vec::with_capacity(4096);
     loop {
+        // From a request's first byte on, the whole request must come within REQUEST.
+        let mut deadline = (!buffer.is_empty()).then(|| tokio::time::Instant::now() + REQUEST);
+        let wait = |deadline: Option<tokio::time::Instant>| {
+            deadline.map_or(IDLE, |d| {
+                d.saturating_duration_since(tokio::time::Instant::now())
+            })
+        };
         // The head, up to its blank line.
         let head_end = loop {
             if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -349,9 +379,12 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                 return;
             }
             let mut chunk = [0u8; 4096];
-            match tokio::time::timeout(IDLE, stream.read(&mut chunk)).await {
+            match tokio::time::timeout(wait(deadline), stream.read(&mut chunk)).await {
                 Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
-                Ok(Ok(n)) => buffer.extend_from_slice(&chunk[..n]),
+                Ok(Ok(n)) => {
+                    deadline.get_or_insert_with(|| tokio::time::Instant::now() + REQUEST);
+                    buffer.extend_from_slice(&chunk[..n]);
+                }
             }
         };
         let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
@@ -402,9 +435,25 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
             .await;
             return;
         }
+        // The body counts against the budget shared by all connections while it is held.
+        let Ok(_body_permit) = shared
+            .bodies
+            .try_acquire_many(u32::try_from(length.div_ceil(1024)).unwrap_or(u32::MAX))
+        else {
+            counters.bad_requests.fetch_add(1, Ordering::Relaxed);
+            let _ = respond(
+                &mut stream,
+                "503 Service Unavailable",
+                "text/plain",
+                b"too many requests at once\n",
+                true,
+            )
+            .await;
+            return;
+        };
         while buffer.len() < length {
             let mut chunk = vec![0u8; (length - buffer.len()).min(64 * 1024)];
-            match tokio::time::timeout(IDLE, stream.read(&mut chunk)).await {
+            match tokio::time::timeout(wait(deadline), stream.read(&mut chunk)).await {
                 Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
                 Ok(Ok(n)) => buffer.extend_from_slice(&chunk[..n]),
             }
@@ -413,10 +462,14 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
         let path = path.split('?').next().unwrap_or_default();
         let written = match (method.as_str(), path) {
             ("POST", "/validate") => {
-                let answer = match validator.lock() {
+                // Off the connections' thread: a large profile does not stall the others.
+                let validator = shared.validator.clone();
+                let answer = tokio::task::spawn_blocking(move || match validator.lock() {
                     Ok(mut validator) => review(&mut validator, &body),
                     Err(_) => Err(ReviewError::Json("the validator failed earlier".into())),
-                };
+                })
+                .await
+                .unwrap_or_else(|_| Err(ReviewError::Json("the validator failed".into())));
                 match answer {
                     Ok(answer) => {
                         let counter = if answer["response"]["allowed"] == true {

@@ -131,7 +131,14 @@ impl SelinuxPolicy {
 pub struct Validator {
     names: HashMap<String, Vec<String>>,
     selinux: Option<SelinuxPolicy>,
+    /// Syscall-name suggestions left for the document being validated: each compares the
+    /// name with every known one, so a document of thousands of bad names (the webhook takes
+    /// what anyone sends) gets suggestions for the first ones only.
+    suggestions_left: usize,
 }
+
+/// Syscall-name suggestions per document.
+const MAX_SUGGESTIONS: usize = 64;
 
 struct Report<'a> {
     problems: &'a mut Vec<Problem>,
@@ -348,10 +355,15 @@ impl Validator {
     /// Every problem of one document: an OCI seccomp document, a SeccompProfile or a
     /// SelinuxProfile. Errors first, then warnings, each in document order.
     pub fn validate(&mut self, doc: &Value) -> Vec<Problem> {
+        self.suggestions_left = MAX_SUGGESTIONS;
         let mut problems = Vec::new();
         let mut report = Report {
             problems: &mut problems,
         };
+        if doc.is_null() {
+            report.error("", "empty: no profile in this document (only comments?)");
+            return problems;
+        }
         if !doc.is_mapping() {
             report.error(
                 "",
@@ -747,8 +759,13 @@ impl Validator {
                             let (label, arch) = &arches[0];
                             let listed: Vec<&str> =
                                 arches.iter().map(|(l, _)| l.as_str()).collect();
-                            let known = self.names_of(*arch, label);
-                            let hint = suggestion(name, known.iter().map(String::as_str));
+                            let hint = if self.suggestions_left > 0 {
+                                self.suggestions_left -= 1;
+                                let known = self.names_of(*arch, label);
+                                suggestion(name, known.iter().map(String::as_str))
+                            } else {
+                                String::new()
+                            };
                             report.error(
                                 &name_path,
                                 format!("unknown syscall {name:?} on {}{hint}", listed.join(", ")),
@@ -935,8 +952,10 @@ pub fn validate_text(validator: &mut Validator, text: &str, json: bool) -> Vec<L
     }
     let positions = super::position::index(text);
     let mut found = Vec::new();
+    let mut documents = 0;
     // Lazily: after a syntax error serde_yaml's stream yields that error forever.
     for (i, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        documents += 1;
         match Value::deserialize(document) {
             Ok(value) => {
                 let at = positions.get(i);
@@ -969,6 +988,12 @@ pub fn validate_text(validator: &mut Validator, text: &str, json: bool) -> Vec<L
                 break;
             }
         }
+    }
+    if documents == 0 {
+        found.push(Located {
+            position: None,
+            ..syntax_error(0, 0, "empty: no profile in this file".to_owned())
+        });
     }
     found
 }
@@ -1236,5 +1261,28 @@ spec:
             suggestion("open", ["fsopen", "openat", "close"]),
             " (did you mean \"openat\"?)"
         );
+    }
+
+    #[test]
+    fn a_file_of_comments_is_no_profile() {
+        let found = validate_text(&mut Validator::default(), "# nothing here\n", false);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].problem.message.contains("no profile"), "{found:?}");
+    }
+
+    #[test]
+    fn thousands_of_bad_names_get_suggestions_for_the_first_only() {
+        let names: Vec<String> = (0..2000).map(|i| format!("\"bad{i}\"")).collect();
+        let doc = format!(
+            r#"{{"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64"], "syscalls": [{{"names": [{}], "action": "SCMP_ACT_ALLOW"}}]}}"#,
+            names.join(",")
+        );
+        let found = problems(&doc);
+        assert_eq!(found.len(), 2000);
+        let suggested = found
+            .iter()
+            .filter(|(_, _, m)| m.contains("did you mean"))
+            .count();
+        assert!(suggested <= MAX_SUGGESTIONS, "{suggested}");
     }
 }
