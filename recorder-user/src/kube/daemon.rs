@@ -4,7 +4,7 @@
 //! names); serves /metrics, /healthz and /readyz.
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     net::SocketAddr,
     time::Duration,
 };
@@ -151,7 +151,8 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
         known,
         PodRecordings::new(subtrees).with_state_dir(args.state_dir.clone()),
         installed,
-    );
+    )
+    .with_state_dir(args.state_dir.clone());
     let mut pods: BoxStream<_> = watcher(
         Api::<Pod>::all(client.clone()),
         watcher::Config::default().fields(&format!("spec.nodeName={}", args.node)),
@@ -223,10 +224,11 @@ pub struct Daemon {
     index: NodeIndex,
     pub recordings: PodRecordings,
     pub installed: NodeProfiles,
-    /// Profiles that could not be published yet (at most MAX_RETRIES).
-    retry: Vec<SeccompProfile>,
-    /// Profiles whose reconcile failed or is due (pods changed under a held one).
-    unreconciled: BTreeSet<String>,
+    /// Profiles that could not be published yet.
+    retry: Pending,
+    /// Profiles to reconcile (changed, failed, or held while pods changed): attempts so far
+    /// and when to try next.
+    unreconciled: BTreeMap<String, (u32, tokio::time::Instant)>,
     pod_relist: Relist,
     namespace_relist: Relist,
     recording_relist: Relist,
@@ -251,8 +253,8 @@ impl Daemon {
             index: NodeIndex::default(),
             recordings,
             installed,
-            retry: Vec::new(),
-            unreconciled: BTreeSet::new(),
+            retry: Pending::default(),
+            unreconciled: BTreeMap::new(),
             pod_relist: Relist::default(),
             namespace_relist: Relist::default(),
             recording_relist: Relist::default(),
@@ -266,12 +268,27 @@ impl Daemon {
         &self.index
     }
 
+    /// Keeps profiles not published yet in `dir` (`pending-<name>.json`), and takes over
+    /// those a previous daemon left there.
+    pub fn with_state_dir(mut self, dir: std::path::PathBuf) -> Self {
+        self.retry = Pending::load(dir);
+        self
+    }
+
+    fn due(&mut self, names: impl IntoIterator<Item = String>) {
+        let now = tokio::time::Instant::now();
+        for name in names {
+            self.unreconciled.insert(name, (0, now));
+        }
+    }
+
     /// Profiles waiting to be published again, and profiles whose installation failed.
     pub fn waiting(&self) -> Vec<String> {
         self.retry
+            .waiting
             .iter()
-            .map(|p| p.name_any())
-            .chain(self.unreconciled.iter().cloned())
+            .map(|w| w.profile.name_any())
+            .chain(self.unreconciled.keys().cloned())
             .collect()
     }
 
@@ -279,7 +296,8 @@ impl Daemon {
         self.listed[0] |= matches!(event, Event::InitDone);
         on_pod(&mut self.index, &self.known, &mut self.pod_relist, event);
         // A profile kept for its users may be free to go now.
-        self.unreconciled.extend(self.installed.held());
+        let held = self.installed.held();
+        self.due(held);
         self.changed().await;
     }
 
@@ -309,7 +327,7 @@ impl Daemon {
 
     pub async fn profile_event(&mut self, event: Event<SeccompProfile>) {
         let affected = on_profile(&mut self.installed, &mut self.profile_relist, event);
-        self.unreconciled.extend(affected);
+        self.due(affected);
         self.reconcile_profiles().await;
     }
 
@@ -319,10 +337,7 @@ impl Daemon {
         if let Err(err) = self.recordings.poll() {
             tracing::warn!(error = %err, "collecting recordings");
         }
-        let waiting = std::mem::take(&mut self.retry);
-        for profile in waiting {
-            apply_or_retry(&self.client, &mut self.retry, profile).await;
-        }
+        self.retry.retry_due(&self.client).await;
         if let Err(err) = self.installed.recheck_due(&self.client).await {
             tracing::warn!(error = %err, "summarizing a profile's status");
         }
@@ -330,11 +345,20 @@ impl Daemon {
     }
 
     async fn reconcile_profiles(&mut self) {
-        for name in std::mem::take(&mut self.unreconciled) {
+        let now = tokio::time::Instant::now();
+        let due: Vec<(String, u32)> = self
+            .unreconciled
+            .iter()
+            .filter(|(_, (_, at))| *at <= now)
+            .map(|(name, (attempts, _))| (name.clone(), *attempts))
+            .collect();
+        for (name, attempts) in due {
+            self.unreconciled.remove(&name);
             let pods = self.index.pods().map(|(_, pod)| pod);
             if let Err(err) = self.installed.reconcile(&self.client, &name, pods).await {
-                tracing::warn!(error = %err, profile = %name, "installing a profile; will retry");
-                self.unreconciled.insert(name);
+                tracing::warn!(error = %err, profile = %name, attempts = attempts + 1, "installing a profile; will retry");
+                self.unreconciled
+                    .insert(name, (attempts + 1, now + backoff(attempts + 1)));
             }
         }
     }
@@ -374,7 +398,13 @@ impl Daemon {
             self.recordings.suspend().await?;
         } else {
             tracing::info!("daemon stopping");
-            self.recordings.finish().await?;
+            // The recordings end here: their profiles are published (or kept on disk for the
+            // next daemon when the API cannot be reached now).
+            let outcome = self.recordings.finish().await?;
+            let mut retry = self.retry;
+            for profile in outcome.profiles {
+                retry.publish(&self.client, profile).await;
+            }
         }
         Ok(())
     }
@@ -451,7 +481,13 @@ fn on_namespace(index: &mut NodeIndex, relist_state: &mut Relist, event: Event<N
         event,
         |ns| applied.push(ns),
         |key| deleted.push(key.1.clone()),
-        Vec::new,
+        // A namespace no longer labelled (or gone) during a watch gap is not seen again.
+        || {
+            index
+                .enabled_namespaces()
+                .map(|name| (String::new(), name.clone()))
+                .collect()
+        },
     );
     for ns in applied {
         index.apply_namespace(&ns);
@@ -517,7 +553,7 @@ fn on_recording(
         event,
         |r| applied = Some(r),
         |key| deleted.push(key.clone()),
-        Vec::new,
+        || index.recording_keys().cloned().collect(),
     );
     for key in deleted {
         index.delete_recording(&key);
@@ -532,7 +568,7 @@ fn on_recording(
 async fn handle_recording(
     client: &Client,
     recordings: &mut PodRecordings,
-    retry: &mut Vec<SeccompProfile>,
+    retry: &mut Pending,
     recording: &ProfileRecording,
 ) -> Result<(), DaemonError> {
     let result: Result<(), PublishError> = async {
@@ -552,7 +588,7 @@ async fn handle_recording(
         let outcome = recordings.snapshot(&key)?;
         tracing::info!(recording = %key.1, profiles = outcome.profiles.len(), "snapshot");
         for profile in outcome.profiles {
-            apply_or_retry(client, retry, profile).await;
+            retry.publish(client, profile).await;
         }
         if let Err(err) = publish::clear_snapshot(client, &key).await {
             tracing::warn!(error = %err, "clearing the snapshot annotation");
@@ -561,13 +597,142 @@ async fn handle_recording(
     Ok(())
 }
 
-async fn apply_or_retry(client: &Client, retry: &mut Vec<SeccompProfile>, profile: SeccompProfile) {
-    if let Err(err) = publish::apply_profile(client, &profile).await {
-        tracing::warn!(error = %err, "publishing a profile; will retry");
-        if retry.len() < MAX_RETRIES {
-            retry.push(profile);
-        } else {
-            tracing::error!(profile = %profile.name_any(), "too many profiles waiting to be published; dropped");
+/// Backoff before attempt `attempts + 1`: 50 ms doubling, at most a minute.
+fn backoff(attempts: u32) -> Duration {
+    Duration::from_millis(50u64.saturating_mul(1 << attempts.min(11))).min(Duration::from_secs(60))
+}
+
+/// Whether an API error can go away by itself (a 4xx other than a conflict or throttling
+/// will not: the object is refused, e.g. by the validating webhook).
+fn retryable(err: &PublishError) -> bool {
+    let PublishError::Api { source, .. } = err;
+    match source {
+        kube::Error::Api(status) => {
+            !(400..500).contains(&status.code) || matches!(status.code, 408 | 409 | 429)
+        }
+        _ => true,
+    }
+}
+
+struct Waiting {
+    profile: SeccompProfile,
+    attempts: u32,
+    next: tokio::time::Instant,
+}
+
+/// Profiles not published yet: retried with backoff (at most MAX_RETRIES wait), each kept in
+/// the state directory until published, so a killed daemon's successor publishes them.
+#[derive(Default)]
+struct Pending {
+    dir: Option<std::path::PathBuf>,
+    waiting: Vec<Waiting>,
+}
+
+impl Pending {
+    fn load(dir: std::path::PathBuf) -> Self {
+        let now = tokio::time::Instant::now();
+        let mut waiting = Vec::new();
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.starts_with("pending-") || !name.ends_with(".json") {
+                continue;
+            }
+            match std::fs::read(entry.path()).map(|t| serde_json::from_slice::<SeccompProfile>(&t))
+            {
+                Ok(Ok(profile)) if waiting.len() < MAX_RETRIES => {
+                    tracing::info!(profile = %profile.name_any(), "a profile a previous daemon could not publish is published now");
+                    waiting.push(Waiting {
+                        profile,
+                        attempts: 0,
+                        next: now,
+                    });
+                }
+                _ => {
+                    tracing::warn!(file = %entry.path().display(), "unreadable pending profile; removed");
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+        Self {
+            dir: Some(dir),
+            waiting,
+        }
+    }
+
+    fn file(&self, profile: &SeccompProfile) -> Option<std::path::PathBuf> {
+        let name = profile.name_any();
+        let plain = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+            && !name.starts_with('.');
+        plain.then(|| {
+            self.dir
+                .as_ref()
+                .map(|d| d.join(format!("pending-{name}.json")))
+        })?
+    }
+
+    fn keep(&self, profile: &SeccompProfile) {
+        let Some(path) = self.file(profile) else {
+            return;
+        };
+        let temporary = path.with_extension("json.tmp");
+        let text = serde_json::to_vec(profile).expect("profiles serialize");
+        let written = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&temporary, &text))
+            .and_then(|()| std::fs::rename(&temporary, &path));
+        if let Err(err) = written {
+            tracing::warn!(path = %path.display(), error = %err, "keeping a profile to publish later");
+        }
+    }
+
+    fn forget(&self, profile: &SeccompProfile) {
+        if let Some(path) = self.file(profile) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    /// Publishes now; on failure the profile waits (kept on disk) unless it can never succeed.
+    async fn publish(&mut self, client: &Client, profile: SeccompProfile) {
+        self.attempt(client, profile, 0).await;
+    }
+
+    async fn attempt(&mut self, client: &Client, profile: SeccompProfile, attempts: u32) {
+        match publish::apply_profile(client, &profile).await {
+            Ok(()) => self.forget(&profile),
+            Err(err) if !retryable(&err) => {
+                tracing::error!(error = %err, profile = %profile.name_any(), "the API server refuses this profile; not retried");
+                self.forget(&profile);
+            }
+            Err(err) if self.waiting.len() < MAX_RETRIES => {
+                tracing::warn!(error = %err, attempts = attempts + 1, "publishing a profile; will retry");
+                if attempts == 0 {
+                    self.keep(&profile);
+                }
+                self.waiting.push(Waiting {
+                    profile,
+                    attempts: attempts + 1,
+                    next: tokio::time::Instant::now() + backoff(attempts + 1),
+                });
+            }
+            Err(err) => {
+                tracing::error!(error = %err, profile = %profile.name_any(), "too many profiles waiting to be published; kept on disk for the next daemon");
+                self.keep(&profile);
+            }
+        }
+    }
+
+    async fn retry_due(&mut self, client: &Client) {
+        let now = tokio::time::Instant::now();
+        let (due, later): (Vec<Waiting>, Vec<Waiting>) = std::mem::take(&mut self.waiting)
+            .into_iter()
+            .partition(|w| w.next <= now);
+        self.waiting = later;
+        for w in due {
+            self.attempt(client, w.profile, w.attempts).await;
         }
     }
 }
@@ -575,12 +740,12 @@ async fn apply_or_retry(client: &Client, retry: &mut Vec<SeccompProfile>, profil
 async fn publish_outcome(
     client: &Client,
     index: &NodeIndex,
-    retry: &mut Vec<SeccompProfile>,
+    retry: &mut Pending,
     outcome: Outcome,
 ) {
     for profile in outcome.profiles {
         tracing::info!(profile = %profile.name_any(), "publishing recorded profile");
-        apply_or_retry(client, retry, profile).await;
+        retry.publish(client, profile).await;
     }
     for (recording, reason) in outcome.refused {
         if let Err(err) = publish::warn(client, &recording, "ProfileNotRecorded", &reason).await {
@@ -596,5 +761,113 @@ async fn publish_outcome(
         if let Err(err) = publish::set_active_workloads(client, &recording, active).await {
             tracing::warn!(error = %err, "updating activeWorkloads");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn namespace(name: &str) -> Namespace {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": {LABEL_ENABLE_RECORDING: "true"}}
+        }))
+        .unwrap()
+    }
+
+    fn recording(name: &str) -> ProfileRecording {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "security-profiles-operator.x-k8s.io/v1", "kind": "ProfileRecording",
+            "metadata": {"name": name, "namespace": "shop"},
+            "spec": {"kind": "SeccompProfile", "recorder": "Bpf", "podSelector": {}}
+        }))
+        .unwrap()
+    }
+
+    /// What a broken watch missed (a label removed, a recording deleted) is gone after the
+    /// re-list: what the re-list did not bring back is deleted.
+    #[test]
+    fn a_relist_drops_what_it_did_not_see_again() {
+        let mut index = NodeIndex::default();
+        let (mut ns_relist, mut rec_relist) = (Relist::default(), Relist::default());
+        for name in ["shop", "old"] {
+            on_namespace(&mut index, &mut ns_relist, Event::Apply(namespace(name)));
+        }
+        for name in ["keep", "gone"] {
+            on_recording(&mut index, &mut rec_relist, Event::Apply(recording(name)));
+        }
+        on_namespace(&mut index, &mut ns_relist, Event::Init);
+        on_namespace(
+            &mut index,
+            &mut ns_relist,
+            Event::InitApply(namespace("shop")),
+        );
+        on_namespace(&mut index, &mut ns_relist, Event::InitDone);
+        assert_eq!(index.enabled_namespaces().collect::<Vec<_>>(), ["shop"]);
+        on_recording(&mut index, &mut rec_relist, Event::Init);
+        on_recording(
+            &mut index,
+            &mut rec_relist,
+            Event::InitApply(recording("keep")),
+        );
+        on_recording(&mut index, &mut rec_relist, Event::InitDone);
+        assert_eq!(
+            index.recording_keys().collect::<Vec<_>>(),
+            [&("shop".to_owned(), "keep".to_owned())]
+        );
+    }
+
+    fn profile(name: &str) -> SeccompProfile {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "security-profiles-operator.x-k8s.io/v1", "kind": "SeccompProfile",
+            "metadata": {"name": name}, "spec": {"defaultAction": "SCMP_ACT_ERRNO"}
+        }))
+        .unwrap()
+    }
+
+    /// Answers the next request with an API error `code`.
+    async fn fail(handle: &mut crate::kube::testing::Handle, code: u16) {
+        let (_, send) = handle.next_request().await.expect("a request");
+        let status = serde_json::json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+            "status": "Failure", "message": "no", "reason": "Test", "code": code});
+        send.send_response(
+            http::Response::builder()
+                .status(code)
+                .body(kube::client::Body::from(
+                    serde_json::to_vec(&status).unwrap(),
+                ))
+                .unwrap(),
+        );
+    }
+
+    /// A profile the API server could not take waits on disk for the next daemon; one it
+    /// refuses (a 4xx such as the webhook's 422) is not retried.
+    #[tokio::test]
+    async fn unpublished_profiles_wait_on_disk_and_refused_ones_do_not() {
+        let dir = std::env::temp_dir().join(format!("syscribe-pending-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (client, mut handle) = crate::kube::testing::mock();
+        let mut pending = Pending::load(dir.clone());
+        let server = tokio::spawn(async move {
+            fail(&mut handle, 503).await;
+            fail(&mut handle, 422).await;
+        });
+        pending.publish(&client, profile("down")).await;
+        pending.publish(&client, profile("refused")).await;
+        server.await.unwrap();
+        assert_eq!(pending.waiting.len(), 1);
+        assert!(dir.join("pending-down.json").exists());
+        assert!(!dir.join("pending-refused.json").exists());
+        assert!(
+            pending.waiting[0].next > tokio::time::Instant::now(),
+            "backs off"
+        );
+        // The next daemon takes it over.
+        let next = Pending::load(dir.clone());
+        assert_eq!(next.waiting.len(), 1);
+        assert_eq!(next.waiting[0].profile.name_any(), "down");
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(backoff(1), Duration::from_millis(100));
+        assert_eq!(backoff(30), Duration::from_secs(60));
     }
 }

@@ -91,6 +91,16 @@ impl NodeIndex {
         self.pods.iter()
     }
 
+    /// The namespaces enabled for recording (what a re-list of them replaces).
+    pub fn enabled_namespaces(&self) -> impl Iterator<Item = &String> {
+        self.enabled.iter()
+    }
+
+    /// The recordings known (what a re-list of them replaces).
+    pub fn recording_keys(&self) -> impl Iterator<Item = &Key> {
+        self.recordings.keys()
+    }
+
     pub fn recording(&self, key: &Key) -> Option<&ProfileRecording> {
         self.recordings.get(key)
     }

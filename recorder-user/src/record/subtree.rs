@@ -223,8 +223,27 @@ impl Subtrees {
         }
         shared.dirs.insert(watch, dir.clone());
         drop(shared);
-        self.recorder.watch_subtree(subtree_id, level)?;
-        self.recorder.attach()?;
+        let started = self
+            .recorder
+            .watch_subtree(subtree_id, level)
+            .and_then(|()| self.recorder.attach());
+        if let Err(err) = started {
+            // Undone: no watch, no directory, and an adopted subtree stays adopted.
+            // SAFETY: valid fd and the watch descriptor it just returned.
+            unsafe {
+                libc::inotify_rm_watch(std::os::fd::AsRawFd::as_raw_fd(&self.namer.fd), watch)
+            };
+            self.namer
+                .shared
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .dirs
+                .remove(&watch);
+            if taken_over {
+                self.adopted.insert(subtree_id);
+            }
+            return Err(err.into());
+        }
         tracing::info!(path = %dir.display(), cgroup_id = subtree_id, level, taken_over, "recording the containers of this cgroup");
         let names = child_cgroups(&dir).into_iter().collect();
         self.watches.insert(watch, subtree_id);
@@ -323,15 +342,32 @@ impl Subtrees {
     /// every subtree still wanted was added. Returns how many were pruned.
     pub fn prune_adopted(&mut self) -> Result<usize, RecordError> {
         let orphans = std::mem::take(&mut self.adopted);
+        if orphans.is_empty() {
+            return Ok(0);
+        }
         for &id in &orphans {
             self.recorder.unwatch_subtree(id)?;
         }
-        if !orphans.is_empty() {
-            tracing::warn!(
-                subtrees = orphans.len(),
-                "subtrees a previous syscribe recorded were not wanted again (their pods ended meanwhile): their recordings are dropped"
-            );
+        // Their containers' sets go back now: left for a later poll, one could be credited to
+        // the only subtree still recorded (a container without a name has no other owner).
+        self.take_names();
+        let mut wanted: std::collections::HashSet<u64> = std::collections::HashSet::new();
+        for tree in self.trees.values() {
+            wanted.extend(child_cgroups(&tree.dir).into_keys());
+            wanted.extend(tree.names.keys().copied());
         }
+        let mut released = 0usize;
+        for (container, slot) in self.recorder.discovered()? {
+            if !wanted.contains(&container) {
+                self.recorder.release(container, slot)?;
+                released += 1;
+            }
+        }
+        tracing::warn!(
+            subtrees = orphans.len(),
+            containers = released,
+            "subtrees a previous syscribe recorded were not wanted again (their pods ended meanwhile): their recordings are dropped"
+        );
         Ok(orphans.len())
     }
 
