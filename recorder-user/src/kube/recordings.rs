@@ -61,6 +61,9 @@ pub struct PodRecordings {
     state_dir: Option<PathBuf>,
 }
 
+/// Refusals remembered as reported, at most.
+const MAX_REPORTED: usize = 10_000;
+
 /// A pod's finished containers, as kept in the state directory.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Saved {
@@ -195,6 +198,15 @@ impl PodRecordings {
     /// pods that are gone, finished or no longer selected (their profiles are in the outcome).
     pub fn sync(&mut self, index: &NodeIndex) -> Result<Outcome, RecordError> {
         let mut out = Outcome::default();
+        // Refusals of pods long gone stay in the set; bounded, it starts over (a refusal
+        // still true is then reported once more).
+        if self.reported.len() > MAX_REPORTED {
+            tracing::info!(
+                refusals = self.reported.len(),
+                "forgetting reported refusals"
+            );
+            self.reported.clear();
+        }
         for (key, pod) in index.pods() {
             let (selection, refusals) = index.selection(pod);
             for refusal in refusals {
