@@ -66,8 +66,9 @@ pub enum Command {
     /// syscall's name, the action, the executable, and the container and pod of the process.
     Enrich(EnrichArgs),
     /// Run on a Kubernetes node: record the pods ProfileRecordings select (in namespaces
-    /// labelled spo.x-k8s.io/enable-recording), publish their SeccompProfiles, stream enriched
-    /// denials as JSON lines, serve /metrics, /healthz and /readyz.
+    /// labelled spo.x-k8s.io/enable-recording), publish their SeccompProfiles, install every
+    /// enabled SeccompProfile on the node (with a per-node status), stream enriched denials as
+    /// JSON lines, serve /metrics, /healthz and /readyz.
     Daemon(crate::kube::daemon::DaemonArgs),
     /// Write a SeccompProfile — from the cluster (kubeconfig) or a YAML file — as the OCI
     /// seccomp JSON that runc, crun and podman load.
