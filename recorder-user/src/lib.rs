@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod bpf;
 pub mod cli;
+pub mod files;
 pub mod kube;
 pub mod profile;
 pub mod record;

@@ -181,16 +181,26 @@ impl Bundle {
 
     /// Runs the container in the foreground with `runtime` (runc or crun) and deletes it.
     pub fn run(&self, runtime: &str) -> Output {
-        let output = Command::new(runtime)
-            .arg("run")
-            .arg("--bundle")
-            .arg(self.dir.path())
-            .arg(&self.id)
-            .output()
-            .unwrap_or_else(|err| panic!("{runtime} run: {err}"));
-        let _ = Command::new(runtime)
-            .args(["delete", "--force", &self.id])
-            .output();
-        output
+        run_bundle(runtime, self.dir.path(), &self.id)
     }
+
+    /// [`Bundle::run`] on a thread of its own (the caller goes on collecting meanwhile).
+    pub fn spawn_run(&self, runtime: &'static str) -> std::thread::JoinHandle<Output> {
+        let (dir, id) = (self.dir.path().to_owned(), self.id.clone());
+        std::thread::spawn(move || run_bundle(runtime, &dir, &id))
+    }
+}
+
+fn run_bundle(runtime: &str, dir: &Path, id: &str) -> Output {
+    let output = Command::new(runtime)
+        .arg("run")
+        .arg("--bundle")
+        .arg(dir)
+        .arg(id)
+        .output()
+        .unwrap_or_else(|err| panic!("{runtime} run: {err}"));
+    let _ = Command::new(runtime)
+        .args(["delete", "--force", id])
+        .output();
+    output
 }

@@ -102,6 +102,17 @@ impl PodRecording {
     }
 
     /// SIGTERM, then the whole log.
+    /// It took over a killed syscribe's pinned state.
+    fn assert_adopted(&self) {
+        assert!(
+            self.log
+                .iter()
+                .any(|l| l.contains("adopted the recorder state")),
+            "{:?}",
+            self.log
+        );
+    }
+
     fn stop(self) -> Vec<String> {
         // SAFETY: kill has no memory-safety preconditions.
         unsafe { libc::kill(self.pid(), libc::SIGTERM) };
@@ -525,14 +536,7 @@ fn a_killed_recorder_is_taken_over_without_losing_syscalls() {
         assert!(Path::new(&pin).exists(), "the state stays pinned");
         std::thread::sleep(Duration::from_millis(1400)); // uptime runs meanwhile
         let second = PodRecording::start_with(&pod, out.path(), &["--pin", &pin]);
-        assert!(
-            second
-                .log
-                .iter()
-                .any(|l| l.contains("adopted the recorder state")),
-            "{:?}",
-            second.log
-        );
+        second.assert_adopted();
         let ran = runner.join().unwrap();
         assert!(ran.status.success(), "{}", stderr(&ran));
         let profile = profile_of(out.path(), &container);
@@ -577,14 +581,7 @@ fn an_orphaned_subtree_is_pruned_by_the_next_recorder() {
 
     let pod = PodCgroup::new();
     let second = PodRecording::start_with(&pod, out.path(), &["--pin", &pin]);
-    assert!(
-        second
-            .log
-            .iter()
-            .any(|l| l.contains("adopted the recorder state")),
-        "{:?}",
-        second.log
-    );
+    second.assert_adopted();
     let container = bundle(&pod, &["/bin/sh", "-c", "sync"]);
     let ran = container.run("runc");
     assert!(ran.status.success(), "{}", stderr(&ran));

@@ -88,22 +88,7 @@ fn a_selected_pod_becomes_a_seccomp_profile_that_replays() {
                 .contains(&("shop".to_owned(), "test-recording".to_owned()))
         );
 
-        let runner = std::thread::spawn({
-            let path = container.path().to_owned();
-            let id = container.id.clone();
-            move || {
-                let out = std::process::Command::new("runc")
-                    .args(["run", "--bundle"])
-                    .arg(&path)
-                    .arg(&id)
-                    .output()
-                    .unwrap();
-                let _ = std::process::Command::new("runc")
-                    .args(["delete", "--force", &id])
-                    .output();
-                out
-            }
-        });
+        let runner = container.spawn_run("runc");
         while !runner.is_finished() {
             tokio::select! {
                 created = recordings.subtrees_mut().created() => created.unwrap(),
@@ -272,22 +257,7 @@ mod reconcile {
 
     /// Runs the container to its end while the daemon collects (its 50 ms tick).
     async fn run_container(daemon: &mut Daemon, container: &Bundle) -> String {
-        let runner = std::thread::spawn({
-            let path = container.path().to_owned();
-            let id = container.id.clone();
-            move || {
-                let out = std::process::Command::new("runc")
-                    .args(["run", "--bundle"])
-                    .arg(&path)
-                    .arg(&id)
-                    .output()
-                    .unwrap();
-                let _ = std::process::Command::new("runc")
-                    .args(["delete", "--force", &id])
-                    .output();
-                out
-            }
-        });
+        let runner = container.spawn_run("runc");
         while !runner.is_finished() {
             tokio::select! {
                 created = daemon.recordings.subtrees_mut().created() => created.unwrap(),

@@ -234,17 +234,7 @@ pub(super) fn write_output(path: &Path, text: &str) -> Result<(), CliError> {
         Ok(meta) if !meta.is_file() => return std::fs::write(path, text).map_err(write_err),
         _ => {}
     }
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{file_name}.syscribe-tmp"));
-    std::fs::write(&tmp, text)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|err| {
-            let _ = std::fs::remove_file(&tmp);
-            write_err(err)
-        })
+    crate::files::write_atomically(path, text.as_bytes(), false).map_err(write_err)
 }
 
 /// `syscribe bench-floor`: the empty program attached until stdin closes.

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use super::CliError;
-use crate::profile::validate::{SelinuxPolicy, Severity, Validator, validate_text};
+use crate::profile::validate::{SelinuxPolicy, Severity, Validator, validate_documents};
 
 #[derive(Debug, clap::Args)]
 pub struct ValidateArgs {
@@ -51,8 +51,8 @@ pub fn run(args: ValidateArgs) -> Result<i32, CliError> {
         let json = path
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("json"));
-        let found = validate_text(&mut validator, &text, json);
-        let many = crate::profile::position::index(&text).len() > 1;
+        let (documents, found) = validate_documents(&mut validator, &text, json);
+        let many = documents > 1;
         for located in found {
             let label = match located.problem.severity {
                 Severity::Error => {

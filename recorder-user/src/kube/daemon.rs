@@ -677,14 +677,8 @@ impl Pending {
         let Some(path) = self.file(profile) else {
             return;
         };
-        let temporary = path.with_extension("json.tmp");
         let text = serde_json::to_vec(profile).expect("profiles serialize");
-        let written = path
-            .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|()| std::fs::write(&temporary, &text))
-            .and_then(|()| std::fs::rename(&temporary, &path));
-        if let Err(err) = written {
+        if let Err(err) = crate::files::write_atomically(&path, &text, false) {
             tracing::warn!(path = %path.display(), error = %err, "keeping a profile to publish later");
         }
     }

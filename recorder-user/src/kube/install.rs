@@ -10,7 +10,6 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    io::Write as _,
     path::{Path, PathBuf},
 };
 
@@ -169,27 +168,7 @@ impl Installer {
         if std::fs::read(&path).is_ok_and(|old| old == text.as_bytes()) {
             return Ok(false);
         }
-        std::fs::create_dir_all(&self.dir).map_err(io("create", &self.dir))?;
-        let temporary = self
-            .dir
-            .join(format!(".{name}.json.{}.tmp", std::process::id()));
-        let written = (|| {
-            let mut file = std::fs::File::create(&temporary)?;
-            file.write_all(text.as_bytes())?;
-            file.sync_all()
-        })();
-        if let Err(source) = written {
-            let _ = std::fs::remove_file(&temporary);
-            return Err(io("write", &temporary)(source));
-        }
-        std::fs::rename(&temporary, &path).map_err(|source| {
-            let _ = std::fs::remove_file(&temporary);
-            io("rename into place", &path)(source)
-        })?;
-        // The rename is durable once the directory is.
-        if let Ok(dir) = std::fs::File::open(&self.dir) {
-            let _ = dir.sync_all();
-        }
+        crate::files::write_atomically(&path, text.as_bytes(), true).map_err(io("write", &path))?;
         Ok(true)
     }
 

@@ -115,13 +115,7 @@ impl PodRecordings {
                 .collect(),
         };
         let text = serde_json::to_vec(&saved).expect("recordings serialize");
-        let temporary = path.with_extension("json.tmp");
-        let written = path
-            .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|()| std::fs::write(&temporary, &text))
-            .and_then(|()| std::fs::rename(&temporary, &path));
-        if let Err(err) = written {
+        if let Err(err) = crate::files::write_atomically(&path, &text, false) {
             tracing::warn!(path = %path.display(), error = %err, "keeping finished containers' recordings for a restart");
         }
     }

@@ -925,6 +925,15 @@ pub struct Located {
 /// runtimes read it — YAML would forgive a trailing comma). A syntax error is a problem too
 /// (with the parser's position and no path) and ends the text: what follows it cannot be read.
 pub fn validate_text(validator: &mut Validator, text: &str, json: bool) -> Vec<Located> {
+    validate_documents(validator, text, json).1
+}
+
+/// [`validate_text`], with how many documents the text holds.
+pub fn validate_documents(
+    validator: &mut Validator,
+    text: &str,
+    json: bool,
+) -> (usize, Vec<Located>) {
     use serde::Deserialize as _;
     let syntax_error = |line: usize, column: usize, message: String| Located {
         document: 1,
@@ -936,19 +945,25 @@ pub fn validate_text(validator: &mut Validator, text: &str, json: bool) -> Vec<L
         },
     };
     if text.trim().is_empty() {
-        return vec![Located {
-            position: None,
-            ..syntax_error(0, 0, "empty: no profile in this file".to_owned())
-        }];
+        return (
+            0,
+            vec![Located {
+                position: None,
+                ..syntax_error(0, 0, "empty: no profile in this file".to_owned())
+            }],
+        );
     }
     if json && let Err(err) = serde_json::from_str::<serde_json::Value>(text) {
         let message = err.to_string();
         let message = message.split(" at line ").next().unwrap_or(&message);
-        return vec![syntax_error(
-            err.line(),
-            err.column(),
-            format!("not valid JSON: {message}"),
-        )];
+        return (
+            1,
+            vec![syntax_error(
+                err.line(),
+                err.column(),
+                format!("not valid JSON: {message}"),
+            )],
+        );
     }
     let positions = super::position::index(text);
     let mut found = Vec::new();
@@ -995,7 +1010,7 @@ pub fn validate_text(validator: &mut Validator, text: &str, json: bool) -> Vec<L
             ..syntax_error(0, 0, "empty: no profile in this file".to_owned())
         });
     }
-    found
+    (documents, found)
 }
 
 #[cfg(test)]

@@ -229,16 +229,7 @@ impl Subtrees {
             .and_then(|()| self.recorder.attach());
         if let Err(err) = started {
             // Undone: no watch, no directory, and an adopted subtree stays adopted.
-            // SAFETY: valid fd and the watch descriptor it just returned.
-            unsafe {
-                libc::inotify_rm_watch(std::os::fd::AsRawFd::as_raw_fd(&self.namer.fd), watch)
-            };
-            self.namer
-                .shared
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .dirs
-                .remove(&watch);
+            self.namer.unwatch(watch);
             if taken_over {
                 self.adopted.insert(subtree_id);
             }
@@ -392,17 +383,7 @@ impl Subtrees {
             self.recorder.release(container, slot)?;
         }
         self.recorder.unwatch_subtree(subtree_id)?;
-        // SAFETY: valid fd and a watch descriptor it returned (an already-removed watch is an
-        // error we ignore: the directory may be gone).
-        unsafe {
-            libc::inotify_rm_watch(std::os::fd::AsRawFd::as_raw_fd(&self.namer.fd), watch);
-        }
-        self.namer
-            .shared
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .dirs
-            .remove(&watch);
+        self.namer.unwatch(watch);
         self.watches.remove(&watch);
         self.trees.remove(&subtree_id);
         tracing::info!(path = %dir.display(), containers = out.len(), "stopped recording the containers of this cgroup");
@@ -607,6 +588,20 @@ impl Namer {
             wake,
             stop,
         })
+    }
+
+    /// Stops watching a subtree's directory.
+    fn unwatch(&self, watch: i32) {
+        // SAFETY: valid fd and a watch descriptor it returned (an already-removed watch is an
+        // error we ignore: the directory may be gone).
+        unsafe {
+            libc::inotify_rm_watch(std::os::fd::AsRawFd::as_raw_fd(&self.fd), watch);
+        }
+        self.shared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .dirs
+            .remove(&watch);
     }
 }
 
