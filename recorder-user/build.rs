@@ -22,12 +22,28 @@ fn main() -> Result<()> {
     let root_dir = ebpf_dir
         .to_str()
         .context("recorder-ebpf path is not UTF-8")?;
+    // The pinned nightly (same file `cargo xtask setup` installs from).
+    let toolchain_file = ebpf_dir.join("rust-toolchain.toml");
+    println!("cargo:rerun-if-changed={}", toolchain_file.display());
+    let toolchain = fs::read_to_string(&toolchain_file)
+        .with_context(|| format!("reading {}", toolchain_file.display()))?;
+    let nightly = toolchain
+        .lines()
+        .find_map(|line| {
+            let value = line
+                .trim()
+                .strip_prefix("channel")?
+                .trim()
+                .strip_prefix('=')?;
+            Some(value.trim().trim_matches('"').to_owned())
+        })
+        .with_context(|| format!("no `channel = ...` in {}", toolchain_file.display()))?;
     aya_build::build_ebpf(
         [Package {
             name: "recorder-ebpf",
             root_dir,
             ..Default::default()
         }],
-        Toolchain::default(),
+        Toolchain::Custom(&nightly),
     )
 }

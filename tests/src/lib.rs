@@ -4,6 +4,7 @@
 //! `SYSCRIBE_BIN`. Without root they fail loudly: a recorder test that cannot record proves
 //! nothing.
 
+pub mod cluster;
 pub mod containers;
 pub mod fake_api;
 

@@ -4,9 +4,11 @@
 //! `cargo xtask test`             setup, lints, unit tests, then the root-only tests
 //! `cargo xtask syscribe ARGS…`   setup, build, run `syscribe ARGS…` (release build)
 //! `cargo xtask bench recorder`   recorder overhead, side by side
+//! `cargo xtask cluster up|down|status`, `cargo xtask kubectl ARGS…`   a real Kubernetes here
 
 mod bench;
 mod bench_enricher;
+mod cluster;
 mod setup;
 
 use std::{
@@ -46,6 +48,19 @@ enum Task {
         seconds: u64,
     },
     /// Benchmarks that print side-by-side ratios (never timed assertions).
+    /// A real single-node Kubernetes built from source (xtask/cluster/versions.toml).
+    Cluster {
+        #[arg(value_enum)]
+        action: ClusterAction,
+    },
+    /// kubectl against the running cluster, as its administrator.
+    Kubectl {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Write the Syscribe image's root filesystem (release binary and the libraries it loads)
+    /// into DIR: what deploy/Containerfile's image and the cluster's test image hold.
+    Rootfs { dir: PathBuf },
     Bench {
         #[arg(value_enum)]
         what: BenchKind,
@@ -59,6 +74,18 @@ enum Task {
         #[arg(long, default_value_t = 1_000_000)]
         records: u64,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ClusterAction {
+    /// Only build the cluster's binaries into the cache (`up` does it when they are missing).
+    Build,
+    /// Build what is missing, start every component, wait for the node to be Ready.
+    Up,
+    /// Stop everything and remove every trace (fails naming what it could not remove).
+    Down,
+    /// What runs, the node, the images, the build times.
+    Status,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -81,6 +108,31 @@ fn main() -> Result<()> {
                 .status()
                 .with_context(|| format!("running {}", bin.display()))?;
             std::process::exit(status.code().unwrap_or(1));
+        }
+        Task::Cluster { action } => match action {
+            ClusterAction::Build => {
+                cluster::build::ensure_built(&cluster::build::Pins::load()?).map(drop)
+            }
+            ClusterAction::Up => {
+                setup::setup()?;
+                setup::apt_install(setup::CLUSTER_PACKAGES)?;
+                require_root("the cluster")?;
+                let bin = build_syscribe(true)?;
+                cluster::up(&bin).map(drop)
+            }
+            ClusterAction::Down => {
+                require_root("the cluster")?;
+                cluster::down(
+                    &cluster::build::Cache::for_pins(&cluster::build::Pins::load()?)?.bin(),
+                )
+            }
+            ClusterAction::Status => cluster::status(),
+        },
+        Task::Kubectl { args } => cluster::kubectl(&args),
+        Task::Rootfs { dir } => {
+            setup::setup()?;
+            let bin = build_syscribe(true)?;
+            cluster::syscribe_rootfs(&bin)?.write_to(&dir)
         }
         Task::Fuzz { seconds } => {
             setup::setup()?;
@@ -168,7 +220,40 @@ fn test(args: &[String]) -> Result<()> {
             "--test-threads=1",
         ])
         .args(args)
-        .env("SYSCRIBE_BIN", &bin))
+        .env("SYSCRIBE_BIN", &bin))?;
+    cluster_tests(&bin, args)
+}
+
+/// The tests on the real cluster: built (or taken from the cache), brought up once, Syscribe
+/// deployed by the tests themselves, then torn down — and a teardown that leaves anything
+/// behind fails the run.
+fn cluster_tests(debug_bin: &Path, args: &[String]) -> Result<()> {
+    setup::apt_install(setup::CLUSTER_PACKAGES)?;
+    let release = build_syscribe(true)?;
+    let cache_bin = cluster::build::Cache::for_pins(&cluster::build::Pins::load()?)?.bin();
+    let tests = cluster::up(&release).and_then(|cluster| {
+        run(Command::new("cargo")
+            .args([
+                "test",
+                "--package",
+                "syscribe-tests",
+                "--features",
+                "cluster",
+                "--test",
+                "cluster",
+                "--",
+                "--test-threads=1",
+            ])
+            .args(args)
+            .env("SYSCRIBE_BIN", debug_bin)
+            .envs(cluster.test_env()))
+    });
+    let down = cluster::down(&cache_bin);
+    match (tests, down) {
+        (Ok(()), down) => down,
+        (Err(tests), Ok(())) => Err(tests),
+        (Err(tests), Err(down)) => Err(tests.context(format!("and then: {down:#}"))),
+    }
 }
 
 /// Runs the parser's fuzz target from the checked-in seeds for `seconds`.
@@ -194,7 +279,8 @@ fn fuzz(seconds: u64) -> Result<()> {
     // cargo fuzz finds `fuzz/` below the workspace root, where `run` works.
     run(Command::new("cargo")
         .env("AYA_BUILD_SKIP", "1")
-        .args(["+nightly", "fuzz", "run", "parse_audit_line"])
+        .arg(format!("+{}", setup::ebpf_nightly()?))
+        .args(["fuzz", "run", "parse_audit_line"])
         .arg(&corpus)
         .arg(dir.join("seeds/parse_audit_line"))
         .arg("--")
@@ -227,6 +313,13 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+fn require_root(what: &str) -> Result<()> {
+    if !is_root() {
+        bail!("{what} needs root (processes, mounts, cgroups, iptables): run it as root");
+    }
+    Ok(())
+}
+
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
@@ -235,8 +328,10 @@ fn is_root() -> bool {
 /// Runs a command with inherited stdio; fails with the command line if it does not exit 0.
 pub fn run(cmd: &mut Command) -> Result<()> {
     // Tasks never read the caller's stdin.
+    if cmd.get_current_dir().is_none() {
+        cmd.current_dir(workspace_root());
+    }
     let status = cmd
-        .current_dir(workspace_root())
         .stdin(std::process::Stdio::null())
         .status()
         .with_context(|| format!("spawning {cmd:?}"))?;

@@ -44,15 +44,41 @@ pub const TEST_PACKAGES: &[&str] = &[
 /// for ausearch).
 pub const BENCH_PACKAGES: &[&str] = &["bpftrace", "auditd"];
 
+/// Packages the cluster needs beside its own Go builds: iptables and conntrack (kube-proxy),
+/// libc6-dev (the pause program is linked static), curl and openssl (health checks, PKI).
+pub const CLUSTER_PACKAGES: &[&str] = &["iptables", "conntrack", "libc6-dev", "curl", "openssl"];
+
 /// The bpf-linker release we build; it must offer an `llvm-<major>` feature for the nightly's LLVM.
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
 pub fn setup() -> Result<()> {
     apt_install(TEST_PACKAGES)?;
     lint_components()?;
-    nightly_rust_src()?;
-    bpf_linker()?;
+    let nightly = ebpf_nightly()?;
+    nightly_rust_src(&nightly)?;
+    bpf_linker(&nightly)?;
     Ok(())
+}
+
+/// The pinned nightly of `recorder-ebpf/rust-toolchain.toml` (`nightly-YYYY-MM-DD`).
+pub fn ebpf_nightly() -> Result<String> {
+    let path = crate::workspace_root().join("recorder-ebpf/rust-toolchain.toml");
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    parse_channel(&text)
+        .with_context(|| format!("{}: no `channel = \"nightly-…\"` line", path.display()))
+}
+
+fn parse_channel(toml: &str) -> Option<String> {
+    toml.lines().find_map(|line| {
+        let value = line
+            .trim()
+            .strip_prefix("channel")?
+            .trim()
+            .strip_prefix('=')?
+            .trim();
+        let value = value.strip_prefix('"')?.strip_suffix('"')?;
+        value.starts_with("nightly-").then(|| value.to_owned())
+    })
 }
 
 /// Installs the Debian packages that are missing; runs `apt-get update` only when something is.
@@ -118,17 +144,17 @@ fn lint_components() -> Result<()> {
     Ok(())
 }
 
-fn nightly_rust_src() -> Result<()> {
+fn nightly_rust_src(nightly: &str) -> Result<()> {
     let installed = Command::new("rustup")
-        .args(["component", "list", "--installed", "--toolchain", "nightly"])
+        .args(["component", "list", "--installed", "--toolchain", nightly])
         .output()
         .context("running rustup (is rustup on PATH?)")?;
     if !installed.status.success() {
-        eprintln!("xtask: installing the nightly toolchain with rust-src");
+        eprintln!("xtask: installing the pinned {nightly} toolchain with rust-src");
         return run(Command::new("rustup").args([
             "toolchain",
             "install",
-            "nightly",
+            nightly,
             "--profile",
             "minimal",
             "--component",
@@ -141,15 +167,15 @@ fn nightly_rust_src() -> Result<()> {
     {
         return Ok(());
     }
-    eprintln!("xtask: adding rust-src to the nightly toolchain");
-    run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
+    eprintln!("xtask: adding rust-src to the {nightly} toolchain");
+    run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", nightly]))
 }
 
 /// LLVM major version of the nightly rustc (`LLVM version: 22.1.4` → 22).
-fn nightly_llvm_major() -> Result<u32> {
-    let meta = stdout_of(Command::new("rustc").args(["+nightly", "-vV"]))?;
+fn nightly_llvm_major(nightly: &str) -> Result<u32> {
+    let meta = stdout_of(Command::new("rustc").arg(format!("+{nightly}")).arg("-vV"))?;
     parse_llvm_major(&meta)
-        .with_context(|| format!("no `LLVM version:` line in `rustc +nightly -vV`:\n{meta}"))
+        .with_context(|| format!("no `LLVM version:` line in `rustc +{nightly} -vV`:\n{meta}"))
 }
 
 fn parse_llvm_major(meta: &str) -> Option<u32> {
@@ -159,26 +185,37 @@ fn parse_llvm_major(meta: &str) -> Option<u32> {
     version.split('.').next()?.trim().parse().ok()
 }
 
-/// Where the libLLVM symlinks live; bpf-linker keeps an rpath to it, so it must be stable.
-fn llvm_prefix(major: u32) -> Result<PathBuf> {
-    let home = env::var_os("HOME").context("HOME is not set")?;
-    Ok(PathBuf::from(home).join(format!(".local/share/syscribe/llvm-{major}")))
+/// Where the libLLVM symlinks of `nightly` live; bpf-linker keeps an rpath to it, so it must
+/// be stable.
+fn llvm_prefix(nightly: &str) -> Result<PathBuf> {
+    Ok(share_dir()?.join(format!("llvm-{nightly}")))
 }
 
-fn bpf_linker() -> Result<()> {
-    let major = nightly_llvm_major()?;
-    let prefix = llvm_prefix(major)?;
-    let marker = prefix.join("bpf-linker.installed");
+fn share_dir() -> Result<PathBuf> {
+    let home = env::var_os("HOME").context("HOME is not set")?;
+    Ok(PathBuf::from(home).join(".local/share/syscribe"))
+}
+
+fn bpf_linker(nightly: &str) -> Result<()> {
+    let major = nightly_llvm_major(nightly)?;
+    let prefix = llvm_prefix(nightly)?;
+    // Which build the bpf-linker on PATH is: rebuilt when the pin changes.
+    let marker = share_dir()?.join("bpf-linker.installed");
+    let wanted = format!("{BPF_LINKER_VERSION} {nightly} llvm-{major}\n");
     let linker_works = Command::new("bpf-linker")
         .arg("--version")
         .output()
         .map(|out| out.status.success())
         .unwrap_or(false);
-    if linker_works && marker.exists() {
+    if linker_works && fs::read_to_string(&marker).is_ok_and(|m| m == wanted) {
         return Ok(());
     }
 
-    let sysroot = stdout_of(Command::new("rustc").args(["+nightly", "--print", "sysroot"]))?;
+    let sysroot = stdout_of(
+        Command::new("rustc")
+            .arg(format!("+{nightly}"))
+            .args(["--print", "sysroot"]),
+    )?;
     let nightly_lib = Path::new(sysroot.trim()).join("lib");
     let lib = prefix.join("lib");
     fs::create_dir_all(&lib).with_context(|| format!("creating {}", lib.display()))?;
@@ -209,9 +246,10 @@ fn bpf_linker() -> Result<()> {
     let _ = fs::remove_file(&generic);
     symlink(&main_lib, &generic).with_context(|| format!("linking {}", generic.display()))?;
 
-    eprintln!("xtask: building bpf-linker {BPF_LINKER_VERSION} against the nightly's LLVM {major}");
+    eprintln!("xtask: building bpf-linker {BPF_LINKER_VERSION} against {nightly}'s LLVM {major}");
     run(Command::new("cargo")
-        .args(["+nightly", "install", "bpf-linker", "--locked", "--force"])
+        .arg(format!("+{nightly}"))
+        .args(["install", "bpf-linker", "--locked", "--force"])
         .args(["--version", BPF_LINKER_VERSION])
         .args([
             "--no-default-features",
@@ -219,14 +257,23 @@ fn bpf_linker() -> Result<()> {
             &format!("llvm-{major}"),
         ])
         .env("LLVM_PREFIX", &prefix))?;
-    fs::write(&marker, BPF_LINKER_VERSION)
-        .with_context(|| format!("writing {}", marker.display()))?;
+    fs::write(&marker, wanted).with_context(|| format!("writing {}", marker.display()))?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse_llvm_major;
+    use super::{parse_channel, parse_llvm_major};
+
+    #[test]
+    fn the_pinned_nightly_is_read_from_the_toolchain_file() {
+        assert_eq!(
+            parse_channel("[toolchain]\nchannel = \"nightly-2026-05-19\"\n").as_deref(),
+            Some("nightly-2026-05-19")
+        );
+        assert_eq!(parse_channel("channel = \"stable\"\n"), None);
+        assert!(super::ebpf_nightly().unwrap().starts_with("nightly-20"));
+    }
 
     #[test]
     fn llvm_major_from_rustc_meta() {

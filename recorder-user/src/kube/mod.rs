@@ -12,6 +12,9 @@ pub mod webhook;
 pub mod testing;
 
 #[cfg(test)]
+mod rbac_tests;
+
+#[cfg(test)]
 mod deploy_tests {
     //! The committed manifests say what deploy/README.md promises.
 

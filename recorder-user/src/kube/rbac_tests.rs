@@ -1,0 +1,147 @@
+//! Least privilege, from the code: the requests the daemon's code makes, read from its source,
+//! must be exactly what deploy/rbac.yaml's ClusterRole grants — a verb granted that no code
+//! uses fails, and so does a call the role does not allow. (The real authorizer checks the
+//! other half on the cluster: tests/tests/cluster.rs fails on any 403 in the daemon's logs.)
+
+use std::collections::BTreeSet;
+
+/// (resource, verb), `resource/status` for the status subresource.
+type Access = (String, String);
+
+/// The daemon's source files: every file the `daemon` command's code talks to the API from.
+/// Not webhook.rs (the webhook has no API token) nor cli/pull.rs (it runs as the user).
+const DAEMON_SOURCES: &[&str] = &[
+    "daemon.rs",
+    "install.rs",
+    "publish.rs",
+    "recordings.rs",
+    "index.rs",
+];
+
+/// The Rust types the daemon builds `Api<T>` of, and their resources.
+const RESOURCES: &[(&str, &str)] = &[
+    ("Pod", "pods"),
+    ("Namespace", "namespaces"),
+    ("ProfileRecording", "profilerecordings"),
+    ("SeccompProfile", "seccompprofiles"),
+    ("SecurityProfileNodeStatus", "securityprofilenodestatuses"),
+];
+
+/// Reads `Api<T>` / `Api::<T>` and the calls that follow it (until the next `Api` of another
+/// type) from one file's code, tests excluded; kube's events Recorder creates and patches
+/// events.k8s.io Events.
+fn accesses_in(source: &str) -> BTreeSet<Access> {
+    let code = source.split("#[cfg(test)]").next().unwrap_or(source);
+    let mut found = BTreeSet::new();
+    let mut current: Option<&str> = None;
+    for line in code.lines().map(str::trim).filter(|l| !l.starts_with("//")) {
+        for (rust, resource) in RESOURCES {
+            if line.contains(&format!("Api<{rust}>")) || line.contains(&format!("Api::<{rust}>")) {
+                current = Some(resource);
+            }
+        }
+        if line.contains("Recorder::new(") {
+            found.insert(("events".into(), "create".into()));
+            found.insert(("events".into(), "patch".into()));
+        }
+        let Some(resource) = current else {
+            continue;
+        };
+        let mut add = |resource: &str, verb: &str| {
+            found.insert((resource.to_owned(), verb.to_owned()));
+        };
+        if line.contains("watcher(") {
+            // A watcher lists, then watches.
+            add(resource, "list");
+            add(resource, "watch");
+        }
+        for (call, verb) in [
+            (".list(", "list"),
+            (".get(", "get"),
+            (".get_opt(", "get"),
+            (".patch(", "patch"),
+            (".create(", "create"),
+            (".replace(", "update"),
+            (".delete(", "delete"),
+            (".delete_collection(", "deletecollection"),
+        ] {
+            if line.contains(call) || line.starts_with(&call[1..]) {
+                add(resource, verb);
+            }
+        }
+        if line.contains(".patch_status(") || line.starts_with("patch_status(") {
+            add(&format!("{resource}/status"), "patch");
+        }
+    }
+    found
+}
+
+fn granted() -> BTreeSet<Access> {
+    let path = format!("{}/../deploy/rbac.yaml", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut grants = BTreeSet::new();
+    for document in serde_yaml::Deserializer::from_str(&text) {
+        let doc: serde_yaml::Value = serde::Deserialize::deserialize(document).unwrap();
+        if doc["kind"] != "ClusterRole" {
+            continue;
+        }
+        for rule in doc["rules"].as_sequence().unwrap() {
+            for resource in rule["resources"].as_sequence().unwrap() {
+                for verb in rule["verbs"].as_sequence().unwrap() {
+                    grants.insert((
+                        resource.as_str().unwrap().to_owned(),
+                        verb.as_str().unwrap().to_owned(),
+                    ));
+                }
+            }
+        }
+    }
+    grants
+}
+
+#[test]
+fn the_cluster_role_grants_exactly_the_requests_the_daemons_code_makes() {
+    let mut used = BTreeSet::new();
+    for file in DAEMON_SOURCES {
+        let path = format!("{}/src/kube/{file}", env!("CARGO_MANIFEST_DIR"));
+        used.extend(accesses_in(&std::fs::read_to_string(&path).unwrap()));
+    }
+    let granted = granted();
+    let unused: Vec<_> = granted.difference(&used).collect();
+    let missing: Vec<_> = used.difference(&granted).collect();
+    assert!(
+        unused.is_empty() && missing.is_empty(),
+        "deploy/rbac.yaml grants what no code uses: {unused:?}\nthe code makes requests it does not grant: {missing:?}\n(used: {used:?})"
+    );
+}
+
+#[test]
+fn calls_are_read_per_api_type() {
+    let source = r#"
+        let api: Api<SeccompProfile> = Api::all(client.clone());
+        api.patch(&name, &params, &patch).await?;
+        // api.delete(&name) is only a comment
+        let pods = watcher(Api::<Pod>::all(client.clone()), config);
+        let statuses: Api<SecurityProfileNodeStatus> = Api::all(c);
+        statuses
+            .patch_status(&n, &p, &b)
+        let recorder = Recorder::new(client.clone(), reporter);
+        #[cfg(test)]
+        api.delete_collection(&dp, &lp)
+    "#;
+    let found: Vec<String> = accesses_in(source)
+        .into_iter()
+        .map(|(r, v)| format!("{v} {r}"))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            "create events",
+            "patch events",
+            "list pods",
+            "watch pods",
+            "patch seccompprofiles",
+            "patch securityprofilenodestatuses/status"
+        ]
+    );
+}
