@@ -138,7 +138,10 @@ impl Kube {
         };
         let mut report = vec![
             show(&["get", "pods", "-A", "-o", "wide"]),
-            show(&["get", "events", "-A", "--sort-by=.lastTimestamp"]),
+            tail(
+                show(&["get", "events", "-A", "--sort-by=.lastTimestamp"]),
+                20,
+            ),
             show(&["logs", "-n", "syscribe", "daemonset/syscribe", "--tail=40"]),
             show(&[
                 "logs",
@@ -252,6 +255,15 @@ patches:
         kube.wait_for("the webhook Deployment Ready", Duration::from_secs(120), || {
             rollout_done(kube, "deployment/syscribe-webhook").then_some(())
         });
+        // Ready pods are not yet a webhook the API server can call (kube-proxy's rules for the
+        // Service, the certificate the pods serve): a server-side dry run goes through it.
+        let probe = "apiVersion: security-profiles-operator.x-k8s.io/v1\nkind: SeccompProfile\nmetadata: {name: webhook-probe}\nspec: {defaultAction: SCMP_ACT_ALLOW}\n";
+        kube.wait_for("the API server calling the webhook", Duration::from_secs(120), || {
+            kube.with_stdin(&["create", "--dry-run=server"], probe)
+                .status
+                .success()
+                .then_some(())
+        });
         Deployment { ca }
     })
 }
@@ -339,6 +351,11 @@ fn webhook_certificate(dir: &Path) -> PathBuf {
         "tls.ext",
     ]);
     dir.join("ca.crt")
+}
+
+fn tail(text: String, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 pub fn workspace_root() -> PathBuf {

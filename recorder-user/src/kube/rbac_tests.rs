@@ -31,15 +31,24 @@ const RESOURCES: &[(&str, &str)] = &[
 /// type) from one file's code, tests excluded; kube's events Recorder creates and patches
 /// events.k8s.io Events.
 fn accesses_in(source: &str) -> BTreeSet<Access> {
-    let code = source.split("#[cfg(test)]").next().unwrap_or(source);
+    // The test module is the last item of each file (a `#[cfg(test)]` at column 0).
+    let code = source.split("\n#[cfg(test)]").next().unwrap_or(source);
     let mut found = BTreeSet::new();
     let mut current: Option<&str> = None;
+    let mut last_call: Option<&str> = None;
+    let mut previous = "";
     for line in code.lines().map(str::trim).filter(|l| !l.starts_with("//")) {
         for (rust, resource) in RESOURCES {
             if line.contains(&format!("Api<{rust}>")) || line.contains(&format!("Api::<{rust}>")) {
                 current = Some(resource);
+                // `watcher(` with its Api on the next line.
+                if previous.ends_with("watcher(") {
+                    found.insert((resource.to_string(), "list".into()));
+                    found.insert((resource.to_string(), "watch".into()));
+                }
             }
         }
+        previous = line;
         if line.contains("Recorder::new(") {
             found.insert(("events".into(), "create".into()));
             found.insert(("events".into(), "patch".into()));
@@ -50,19 +59,22 @@ fn accesses_in(source: &str) -> BTreeSet<Access> {
         let mut add = |resource: &str, verb: &str| {
             found.insert((resource.to_owned(), verb.to_owned()));
         };
-        if line.contains("watcher(") {
+        let names_a_type = RESOURCES.iter().any(|(rust, _)| {
+            line.contains(&format!("Api::<{rust}>")) || line.contains(&format!("Api<{rust}>"))
+        });
+        if line.contains("watcher(") && names_a_type {
             // A watcher lists, then watches.
             add(resource, "list");
             add(resource, "watch");
         }
+        // `.get(` and `.delete(` are also map and label calls: only kube's unambiguous names.
         for (call, verb) in [
             (".list(", "list"),
-            (".get(", "get"),
             (".get_opt(", "get"),
+            (".get_metadata(", "get"),
             (".patch(", "patch"),
             (".create(", "create"),
             (".replace(", "update"),
-            (".delete(", "delete"),
             (".delete_collection(", "deletecollection"),
         ] {
             if line.contains(call) || line.starts_with(&call[1..]) {
@@ -71,6 +83,14 @@ fn accesses_in(source: &str) -> BTreeSet<Access> {
         }
         if line.contains(".patch_status(") || line.starts_with("patch_status(") {
             add(&format!("{resource}/status"), "patch");
+            last_call = Some("patch_status");
+        } else if line.contains(".patch(") || line.starts_with("patch(") {
+            last_call = Some("patch");
+        }
+        // Server-side apply makes the object when it is missing, and the API server then
+        // authorizes `create` as well as `patch` (found on the real cluster: a 403).
+        if line.contains("Patch::Apply") && last_call == Some("patch") {
+            add(resource, "create");
         }
     }
     found
@@ -119,14 +139,15 @@ fn the_cluster_role_grants_exactly_the_requests_the_daemons_code_makes() {
 fn calls_are_read_per_api_type() {
     let source = r#"
         let api: Api<SeccompProfile> = Api::all(client.clone());
-        api.patch(&name, &params, &patch).await?;
+        api.patch(&name, &params, &Patch::Apply(&body)).await?;
         // api.delete(&name) is only a comment
-        let pods = watcher(Api::<Pod>::all(client.clone()), config);
+        let pods = watcher(
+            Api::<Pod>::all(client.clone()), config);
         let statuses: Api<SecurityProfileNodeStatus> = Api::all(c);
         statuses
             .patch_status(&n, &p, &b)
         let recorder = Recorder::new(client.clone(), reporter);
-        #[cfg(test)]
+#[cfg(test)]
         api.delete_collection(&dp, &lp)
     "#;
     let found: Vec<String> = accesses_in(source)
@@ -140,6 +161,7 @@ fn calls_are_read_per_api_type() {
             "patch events",
             "list pods",
             "watch pods",
+            "create seccompprofiles",
             "patch seccompprofiles",
             "patch securityprofilenodestatuses/status"
         ]

@@ -216,6 +216,10 @@ state = "/run/containerd"
     sandbox = "{pause}"
 
 [plugins.'io.containerd.cri.v1.runtime']
+  # This machine's root lacks CAP_SYS_RESOURCE (its bounding set), so no process may lower its
+  # oom_score_adj: sandboxes (-998) and Guaranteed pods (-997) would fail to start. Clamp them
+  # to containerd's own score instead, as rootless setups do.
+  restrict_oom_score_adj = true
   [plugins.'io.containerd.cri.v1.runtime'.containerd]
     default_runtime_name = "runc"
     [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]

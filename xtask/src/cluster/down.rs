@@ -15,6 +15,8 @@ use super::{COMPONENTS, Cluster, STATE_DIR, config, pid_of};
 
 /// Where `up` mounts the hugetlb v1 hierarchy when it is not one yet.
 pub const HUGETLB_V1: &str = "/sys/fs/cgroup/hugetlb";
+/// Where `up` mounts a bpf filesystem when none is there (real nodes have one).
+pub const BPFFS: &str = "/sys/fs/bpf";
 
 /// Directories the cluster owns (made by it, removed whole by `down`).
 const OWNED_DIRS: &[&str] = &[
@@ -58,7 +60,6 @@ pub fn down(bin: &Path) -> Result<()> {
     let _ = Command::new("ip")
         .args(["link", "delete", config::BRIDGE])
         .output();
-    undo_host_settings();
     for netns in list_dir(Path::new("/run/netns")) {
         if netns
             .file_name()
@@ -67,9 +68,13 @@ pub fn down(bin: &Path) -> Result<()> {
             let _ = fs::remove_file(netns);
         }
     }
+    // The state directory holds the undo list: read it first, and remove the directories (the
+    // DaemonSet's pins among them) before the bpf filesystem is unmounted.
+    let undo = fs::read_to_string(Path::new(STATE_DIR).join("undo")).unwrap_or_default();
     for dir in OWNED_DIRS {
         let _ = fs::remove_dir_all(dir);
     }
+    undo_host_settings(&undo);
     let rest = leftovers(bin);
     if !rest.is_empty() {
         bail!("`cluster down` left these behind:\n  {}", rest.join("\n  "));
@@ -292,15 +297,15 @@ fn remove_cgroups() {
     }
 }
 
-fn undo_host_settings() {
-    let Ok(undo) = fs::read_to_string(Path::new(STATE_DIR).join("undo")) else {
-        return;
-    };
+fn undo_host_settings(undo: &str) {
     for line in undo.lines() {
         let words: Vec<&str> = line.split_whitespace().collect();
         match words[..] {
             ["sysctl", key, value] => {
                 let _ = fs::write(Path::new("/proc/sys").join(key), value);
+            }
+            ["umount-bpffs"] => {
+                let _ = Command::new("umount").arg(BPFFS).output();
             }
             ["umount-hugetlb"] => {
                 let _ = Command::new("umount").arg(HUGETLB_V1).output();

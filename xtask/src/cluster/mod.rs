@@ -578,8 +578,8 @@ fn node_name() -> Result<String> {
     Ok(name)
 }
 
-/// Forwarding and bridge netfilter (pods reach Services through kube-proxy's rules), and
-/// `hugetlb` as a v1 hierarchy (crun refuses this hybrid layout otherwise). What was changed
+/// Forwarding and bridge netfilter (pods reach Services through kube-proxy's rules), the bpf
+/// filesystem, and `hugetlb` as a v1 hierarchy (crun refuses this hybrid layout otherwise). What was changed
 /// is written down so that `down` puts it back.
 fn host_settings(dir: &Path) -> Result<()> {
     let mut undo = String::new();
@@ -594,6 +594,14 @@ fn host_settings(dir: &Path) -> Result<()> {
             undo.push_str(&format!("sysctl {key} {}\n", old.trim()));
             fs::write(&path, value).with_context(|| format!("setting {}", path.display()))?;
         }
+    }
+    // Real nodes have the bpf filesystem at /sys/fs/bpf (systemd mounts it); the DaemonSet pins
+    // its recorder there.
+    let bpffs = Path::new(down::BPFFS);
+    if !is_mount_point(bpffs)? {
+        run(Command::new("mount").args(["-t", "bpf", "bpf"]).arg(bpffs))
+            .context("mounting the bpf filesystem at /sys/fs/bpf")?;
+        undo.push_str("umount-bpffs\n");
     }
     let hugetlb = Path::new(down::HUGETLB_V1);
     if !is_mount_point(hugetlb)? {
