@@ -41,6 +41,11 @@ pub const ANNOTATION_SNAPSHOT: &str = "syscribe.dev/snapshot";
     kind = "ProfileRecording",
     namespaced,
     status = "ProfileRecordingStatus",
+    // Custom columns replace kubectl's default Age column: without these, `kubectl get
+    // profilerecordings` printed the names alone (seen on the real cluster).
+    printcolumn = r#"{"name":"Kind","type":"string","jsonPath":".spec.kind"}"#,
+    printcolumn = r#"{"name":"Recorder","type":"string","jsonPath":".spec.recorder"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
     printcolumn = r#"{"name":"PodSelector","type":"string","jsonPath":".spec.podSelector","priority":10}"#
 )]
 #[serde(rename_all = "camelCase")]

@@ -307,6 +307,12 @@ pub fn shorten(value: &str, max: usize) -> String {
 
 /// The finalizer a node keeps on a profile whose file it may hold: qualified, and short
 /// enough for any node name.
+/// The API server's answer when a precondition on a profile's uid finds no such profile
+/// (409 "uid mismatch") or the profile is not there at all (404).
+fn profile_gone(status: &kube::core::Status) -> bool {
+    status.code == 404 || (status.code == 409 && status.message.contains("uid mismatch"))
+}
+
 pub fn node_finalizer(node: &str) -> String {
     format!("syscribe.dev/{}", shorten(&format!("installed-{node}"), 63))
 }
@@ -421,7 +427,7 @@ impl NodeProfiles {
             Plan::Skip => Ok(()),
             Plan::Install(seccomp) => {
                 if !has_finalizer {
-                    self.set_finalizer(client, name, true).await?;
+                    self.set_finalizer(client, &profile, true).await?;
                 }
                 let new_here = !self.installer.path_of(name).is_ok_and(|p| p.exists());
                 if new_here && !self.written.contains_key(name) {
@@ -479,7 +485,7 @@ impl NodeProfiles {
                     // The node status goes with the profile (owner reference).
                     self.written.remove(name);
                     if has_finalizer {
-                        self.set_finalizer(client, name, false).await?;
+                        self.set_finalizer(client, &profile, false).await?;
                     }
                     Ok(())
                 } else {
@@ -519,13 +525,18 @@ impl NodeProfiles {
     }
 
     /// Adds or removes this node's finalizer: a server-side apply by this node's own field
-    /// manager touches only its own entry of the list, never another node's.
+    /// manager touches only its own entry of the list, never another node's. The profile's uid
+    /// is a precondition: an apply to a profile deleted meanwhile would otherwise create a new
+    /// one with no spec (seen on the real cluster: a 422 "spec: Required value" when a profile
+    /// was deleted right after it was made). A profile that is gone is not an error: its
+    /// deletion reaches the watch next.
     async fn set_finalizer(
         &self,
         client: &Client,
-        name: &str,
+        profile: &SeccompProfile,
         present: bool,
     ) -> Result<(), PublishError> {
+        let name = profile.name_any();
         let api: Api<SeccompProfile> = Api::all(client.clone());
         let finalizers: Vec<String> = if present {
             vec![node_finalizer(&self.node)]
@@ -535,16 +546,24 @@ impl NodeProfiles {
         let body = serde_json::json!({
             "apiVersion": SeccompProfile::api_version(&()),
             "kind": SeccompProfile::kind(&()),
-            "metadata": {"name": name, "finalizers": finalizers},
+            "metadata": {"name": name, "uid": profile.uid(), "finalizers": finalizers},
         });
-        api.patch(
-            name,
-            &PatchParams::apply(&format!("{MANAGER}-{}", self.node)),
-            &Patch::Apply(&body),
-        )
-        .await
-        .map_err(api_err("set the node finalizer of", "SeccompProfile", name))?;
-        Ok(())
+        let applied = api
+            .patch(
+                &name,
+                &PatchParams::apply(&format!("{MANAGER}-{}", self.node)),
+                &Patch::Apply(&body),
+            )
+            .await;
+        match applied {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if profile_gone(&status) => Ok(()),
+            Err(err) => Err(api_err(
+                "set the node finalizer of",
+                "SeccompProfile",
+                &name,
+            )(err)),
+        }
     }
 
     /// Writes this node's status (when it changed) and then the profile's summary.

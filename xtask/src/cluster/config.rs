@@ -230,16 +230,35 @@ state = "/run/containerd"
     [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.crun]
       runtime_type = "io.containerd.runc.v2"
       [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.crun.options]
-        BinaryName = "/usr/bin/crun"
+        BinaryName = "{crun}"
         SystemdCgroup = false
   [plugins.'io.containerd.cri.v1.runtime'.cni]
     bin_dirs = ["{bin}"]
     conf_dir = "{conf}"
 "#,
             pause = self.pause_image,
+            crun = self.path("crun"),
             bin = self.bin.display(),
             conf = self.path("cni"),
         )
+    }
+
+    /// What containerd runs as crun: Debian 12's crun 1.8.1 refuses any bundle whose
+    /// `ociVersion` is not 1.0.x ("unknown version specified"), and containerd 2.3 writes 1.3.0.
+    /// This declares 1.0.2 in the bundle (nothing else changes; crun ignores fields it does not
+    /// know) and runs the real /usr/bin/crun.
+    pub fn crun_wrapper() -> &'static str {
+        r#"#!/bin/sh
+# Written by `cargo xtask cluster up` (see xtask/src/cluster/config.rs: crun_wrapper).
+prev=""
+for arg in "$@"; do
+  if [ "$prev" = "--bundle" ] || [ "$prev" = "-b" ]; then
+    sed -i 's/"ociVersion":"[^"]*"/"ociVersion":"1.0.2"/' "$arg/config.json" || exit 1
+  fi
+  prev="$arg"
+done
+exec /usr/bin/crun "$@"
+"#
     }
 
     /// A bridge with host-local addresses; no masquerading (nothing leaves the node).

@@ -13,7 +13,7 @@ mod pki;
 use std::{
     fs,
     net::IpAddr,
-    os::unix::process::CommandExt as _,
+    os::unix::{fs::PermissionsExt as _, process::CommandExt as _},
     path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -141,6 +141,8 @@ pub fn up(syscribe: &Path) -> Result<Cluster> {
     fs::write(dir.join("kubelet.yaml"), node.kubelet_config())?;
     fs::write(dir.join("kube-proxy.yaml"), node.kube_proxy_config())?;
     fs::write(dir.join("containerd.toml"), node.containerd_config())?;
+    fs::write(dir.join("crun"), Node::crun_wrapper())?;
+    fs::set_permissions(dir.join("crun"), fs::Permissions::from_mode(0o755))?;
     fs::write(dir.join("cni/10-syscribe.conflist"), node.cni_config())?;
 
     let cluster = Cluster {
