@@ -243,6 +243,8 @@ fn cluster_tests(debug_bin: &Path, args: &[String]) -> Result<()> {
                 "cluster",
                 "--",
                 "--test-threads=1",
+                // The daemon's idle memory is a figure to read, printed by a passing test.
+                "--show-output",
             ])
             .args(args)
             .env("SYSCRIBE_BIN", debug_bin)
