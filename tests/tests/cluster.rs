@@ -263,6 +263,152 @@ spec:
     kube.ok(&["delete", "namespace", "columns", "--wait=true"]);
 }
 
+/// Ming's flow: label a namespace, create a ProfileRecording, run the workload, delete its pod
+/// — and the recorded profile is published, installed, and runs the same workload under it,
+/// while what the workload never did is refused.
+#[test]
+fn s6_a_pod_recorded_by_labelling_its_namespace_runs_under_its_own_profile() {
+    let kube = Kube::get();
+    deployed(&kube);
+    let workload = "uname -n; mkdir -p /tmp/d; echo recorded > /tmp/d/f; cat /tmp/d/f; sleep 1";
+    kube.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n");
+    kube.ok(&[
+        "label",
+        "namespace",
+        "shop",
+        "spo.x-k8s.io/enable-recording=true",
+        "--overwrite",
+    ]);
+    kube.apply(
+        r#"apiVersion: security-profiles-operator.x-k8s.io/v1
+kind: ProfileRecording
+metadata: {name: ming, namespace: shop}
+spec:
+  kind: SeccompProfile
+  recorder: Bpf
+  podSelector: {matchLabels: {app: web}}
+"#,
+    );
+    let pod = |name: &str, ns: &str, labels: &str, security: &str, command: &str| {
+        format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, namespace: {ns}, labels: {{{labels}}}}}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+{security}  containers:
+  - name: web
+    image: {image}
+    command: [sh, -c, {command:?}]
+"#,
+            image = image("workload"),
+        )
+    };
+    kube.apply(&pod(
+        "web",
+        "shop",
+        "app: web",
+        "",
+        &format!("{workload}; touch /tmp/done; exec sleep 3600"),
+    ));
+    kube.wait_for("the recorded pod Running", MINUTE, || {
+        (kube.pod_phase("shop", "web") == "Running").then_some(())
+    });
+    kube.wait_for("the workload done", MINUTE, || {
+        kube.run(&["exec", "-n", "shop", "web", "--", "test", "-e", "/tmp/done"])
+            .status
+            .success()
+            .then_some(())
+    });
+    let active = kube.json(&["get", "profilerecording", "-n", "shop", "ming"]);
+    assert_eq!(
+        active["status"]["activeWorkloads"],
+        serde_json::json!(["web"]),
+        "the recording names the pod it records: {active}"
+    );
+    kube.ok(&["delete", "pod", "-n", "shop", "web", "--wait=true"]);
+    let profile = kube.wait_for(
+        "SeccompProfile ming-web published and Installed",
+        MINUTE,
+        || {
+            let out = kube.run(&["get", "seccompprofile", "ming-web", "-o", "json"]);
+            let sp: Value = serde_json::from_slice(&out.stdout).ok()?;
+            (sp["status"]["status"] == "Installed").then_some(sp)
+        },
+    );
+    let labels = &profile["metadata"]["labels"];
+    assert_eq!(labels["spo.x-k8s.io/recording-id"], "ming", "{profile}");
+    assert_eq!(
+        labels["spo.x-k8s.io/recording-namespace"], "shop",
+        "{profile}"
+    );
+    assert_eq!(labels["spo.x-k8s.io/container-id"], "web", "{profile}");
+    assert_eq!(profile["spec"]["defaultAction"], "SCMP_ACT_ERRNO");
+    let names: Vec<&str> = profile["spec"]["syscalls"][0]["names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for needed in ["uname", "mkdir", "execve"] {
+        assert!(
+            names.contains(&needed),
+            "{needed} is not in the recorded {names:?}"
+        );
+    }
+    for never in ["socket", "mount", "pivot_root", "sethostname"] {
+        assert!(
+            !names.contains(&never),
+            "{never} is in the recorded {names:?}"
+        );
+    }
+
+    // The same workload under the recorded profile, in a namespace that records nothing.
+    let security = "  securityContext:\n    seccompProfile: {type: Localhost, localhostProfile: operator/ming-web.json}\n";
+    kube.apply(&pod("replay", "default", "app: replay", security, workload));
+    kube.apply(&pod(
+        "stranger",
+        "default",
+        "app: stranger",
+        security,
+        "nc 127.0.0.1 80 </dev/null; echo nc-status=$?",
+    ));
+    for name in ["replay", "stranger"] {
+        kube.wait_for(&format!("pod {name} Succeeded"), MINUTE, || {
+            let phase = kube.pod_phase("default", name);
+            assert_ne!(
+                phase,
+                "Failed",
+                "pod {name} failed: {}",
+                kube.ok(&["logs", "-n", "default", name])
+            );
+            (phase == "Succeeded").then_some(())
+        });
+    }
+    let replay = kube.ok(&["logs", "-n", "default", "replay"]);
+    assert!(
+        replay.contains("recorded"),
+        "the replay under its profile: {replay}"
+    );
+    let stranger = kube.ok(&["logs", "-n", "default", "stranger"]);
+    assert!(
+        stranger.contains("Operation not permitted") && stranger.contains("nc-status=1"),
+        "a socket the recording never saw must be refused: {stranger}"
+    );
+    kube.ok(&[
+        "delete",
+        "pod",
+        "-n",
+        "default",
+        "replay",
+        "stranger",
+        "--wait=true",
+    ]);
+    kube.ok(&["delete", "namespace", "shop", "--wait=true"]);
+    kube.ok(&["delete", "seccompprofile", "ming-web", "--wait=true"]);
+}
+
 /// The daemon's resident memory on the node while it records nothing (a figure for the
 /// README, printed; the test only checks it was found).
 #[test]

@@ -183,6 +183,9 @@ fn test(args: &[String]) -> Result<()> {
             "xtask",
             "--package",
             "syscribe-tests",
+            // tests/cluster.rs is built only with this feature: lint it too.
+            "--features",
+            "syscribe-tests/cluster",
             "--all-targets",
             "--",
             "-D",
@@ -231,6 +234,11 @@ fn cluster_tests(debug_bin: &Path, args: &[String]) -> Result<()> {
     setup::apt_install(setup::CLUSTER_PACKAGES)?;
     let release = build_syscribe(true)?;
     let cache_bin = cluster::build::Cache::for_pins(&cluster::build::Pins::load()?)?.bin();
+    // A run that was killed (a CI timeout) leaves its cluster behind: the tests start clean.
+    if !cluster::leftovers(&cache_bin).is_empty() {
+        eprintln!("xtask: an earlier cluster is still here; taking it down first");
+        cluster::down(&cache_bin)?;
+    }
     let tests = cluster::up(&release).and_then(|cluster| {
         run(Command::new("cargo")
             .args([
