@@ -5,9 +5,12 @@
 //! These are API types; the OCI seccomp document (what runtimes load) is `profile::seccomp`,
 //! and the conversions between the two live here.
 
-use std::collections::BTreeMap;
+use std::{borrow::Cow, collections::BTreeMap};
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use k8s_openapi::{
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, ObjectMeta},
+};
 use kube::{CustomResource, CustomResourceExt as _};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -341,32 +344,102 @@ pub const LABEL_NODE_NAME: &str = "spo.x-k8s.io/node-name";
 pub const LABEL_PROFILE_STATE: &str = "spo.x-k8s.io/profile-state";
 pub const LABEL_PROFILE_KIND: &str = "spo.x-k8s.io/profile-kind";
 
-/// A profile's state on one node.
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[kube(
-    group = "security-profiles-operator.x-k8s.io",
-    version = "v1",
-    kind = "SecurityProfileNodeStatus",
-    shortname = "spns",
-    status = "NodeStatus",
-    printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status.status"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
-    printcolumn = r#"{"name":"Node","type":"string","jsonPath":".spec.nodeName","priority":10}"#,
-    printcolumn = r#"{"name":"Message","type":"string","jsonPath":".status.message","priority":10}"#
-)]
+/// A profile's state on one node, in upstream's shape: `nodeName` and `status` at the top
+/// level, no spec and no status subresource (an SPO user's tooling reads `.status` as the
+/// state), plus our `message` (why, when Error or Terminating; upstream's CRD would prune it).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct SecurityProfileNodeStatusSpec {
-    #[schemars(length(min = 1))]
+pub struct SecurityProfileNodeStatus {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
     pub node_name: String,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
-pub struct NodeStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ProfileStatusKind>,
-    /// Why, when the status is Error or Terminating.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+impl kube::Resource for SecurityProfileNodeStatus {
+    type DynamicType = ();
+    type Scope = kube::core::ClusterResourceScope;
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        "SecurityProfileNodeStatus".into()
+    }
+    fn group(_: &()) -> Cow<'_, str> {
+        "security-profiles-operator.x-k8s.io".into()
+    }
+    fn version(_: &()) -> Cow<'_, str> {
+        "v1".into()
+    }
+    fn plural(_: &()) -> Cow<'_, str> {
+        "securityprofilenodestatuses".into()
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+impl SecurityProfileNodeStatus {
+    /// Its CRD, written out: kube's derive nests every field under `spec`, upstream does not.
+    pub fn crd() -> CustomResourceDefinition {
+        let states: Vec<serde_json::Value> = [
+            ProfileStatusKind::Partial,
+            ProfileStatusKind::Disabled,
+            ProfileStatusKind::Pending,
+            ProfileStatusKind::InProgress,
+            ProfileStatusKind::Installed,
+            ProfileStatusKind::Terminating,
+            ProfileStatusKind::Error,
+        ]
+        .iter()
+        .map(|k| serde_json::to_value(k).expect("states serialize"))
+        .collect();
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": {"name": "securityprofilenodestatuses.security-profiles-operator.x-k8s.io"},
+            "spec": {
+                "group": "security-profiles-operator.x-k8s.io",
+                "names": {
+                    "kind": "SecurityProfileNodeStatus",
+                    "plural": "securityprofilenodestatuses",
+                    "shortNames": ["spns"],
+                    "singular": "securityprofilenodestatus",
+                },
+                "scope": "Cluster",
+                "versions": [{
+                    "name": "v1",
+                    "served": true,
+                    "storage": true,
+                    "additionalPrinterColumns": [
+                        {"name": "Status", "type": "string", "jsonPath": ".status"},
+                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                        {"name": "Node", "type": "string", "jsonPath": ".nodeName", "priority": 10},
+                        {"name": "Message", "type": "string", "jsonPath": ".message", "priority": 10},
+                    ],
+                    "schema": {"openAPIV3Schema": {
+                        "description": "A profile's state on one node (upstream's shape, plus `message`).",
+                        "type": "object",
+                        "required": ["nodeName"],
+                        "properties": {
+                            "nodeName": {"type": "string", "minLength": 1},
+                            "status": {"type": "string", "enum": states},
+                            "message": {
+                                "description": "Why, when the status is Error or Terminating.",
+                                "type": "string",
+                            },
+                        },
+                    }},
+                }],
+            },
+        }))
+        .expect("the node status CRD is a CustomResourceDefinition")
+    }
 }
 
 /// Every CRD syscribe serves, as one multi-document YAML (what `syscribe crds` prints and

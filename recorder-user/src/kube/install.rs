@@ -26,8 +26,7 @@ use thiserror::Error;
 use super::{
     crd::{
         LABEL_NODE_NAME, LABEL_PARTIAL, LABEL_PROFILE_ID, LABEL_PROFILE_KIND, LABEL_PROFILE_STATE,
-        NodeStatus, ProfileState, ProfileStatus, ProfileStatusKind, SeccompProfile,
-        SecurityProfileNodeStatus,
+        ProfileState, ProfileStatus, ProfileStatusKind, SeccompProfile, SecurityProfileNodeStatus,
     },
     publish::{MANAGER, PublishError, api_err},
 };
@@ -589,7 +588,7 @@ impl NodeProfiles {
             uid: profile.uid().unwrap_or_default(),
             ..OwnerReference::default()
         };
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "apiVersion": SecurityProfileNodeStatus::api_version(&()),
             "kind": SecurityProfileNodeStatus::kind(&()),
             "metadata": {
@@ -602,26 +601,18 @@ impl NodeProfiles {
                 },
                 "ownerReferences": [owner],
             },
-            "spec": {"nodeName": self.node},
+            // Upstream's shape: the state at the top level (no status subresource).
+            "nodeName": self.node,
+            "status": status,
         });
+        if let Some(message) = &message {
+            body["message"] = serde_json::Value::String(message.clone());
+        }
         let params = PatchParams::apply(MANAGER).force();
         node_statuses
             .patch(&status_name, &params, &Patch::Apply(&body))
             .await
             .map_err(api_err("apply", "SecurityProfileNodeStatus", &status_name))?;
-        let status_body = serde_json::json!({
-            "apiVersion": SecurityProfileNodeStatus::api_version(&()),
-            "kind": SecurityProfileNodeStatus::kind(&()),
-            "status": NodeStatus { status: Some(status), message: message.clone() },
-        });
-        node_statuses
-            .patch_status(&status_name, &params, &Patch::Apply(&status_body))
-            .await
-            .map_err(api_err(
-                "set the status of",
-                "SecurityProfileNodeStatus",
-                &status_name,
-            ))?;
         self.written.insert(name.clone(), now);
         self.summarize(client, profile, message).await
     }
@@ -641,11 +632,7 @@ impl NodeProfiles {
             )
             .await
             .map_err(api_err("list", "SecurityProfileNodeStatus", &name))?;
-        let kinds: Vec<ProfileStatusKind> = listed
-            .items
-            .iter()
-            .filter_map(|s| s.status.as_ref().and_then(|s| s.status))
-            .collect();
+        let kinds: Vec<ProfileStatusKind> = listed.items.iter().filter_map(|s| s.status).collect();
         let Some(summary) = summary(&kinds) else {
             return Ok(());
         };
@@ -943,24 +930,19 @@ mod tests {
         json!({"apiVersion": "security-profiles-operator.x-k8s.io/v1", "kind": "SecurityProfileNodeStatusList",
                "metadata": {}, "items": statuses.iter().enumerate().map(|(i, s)| json!({
                    "apiVersion": "security-profiles-operator.x-k8s.io/v1", "kind": "SecurityProfileNodeStatus",
-                   "metadata": {"name": format!("p-node{i}")}, "spec": {"nodeName": format!("node{i}")},
-                   "status": {"status": s}})).collect::<Vec<_>>()})
+                   "metadata": {"name": format!("p-node{i}")}, "nodeName": format!("node{i}"),
+                   "status": s})).collect::<Vec<_>>()})
     }
 
-    /// This node's status write: apply of the object, apply of its status, list of all nodes'
-    /// statuses; returns the object and status bodies.
-    async fn node_status(
-        handle: &mut crate::kube::testing::Handle,
-        others: &[&str],
-    ) -> (Value, Value) {
+    /// This node's status write: one apply of the object (upstream's shape: state at the top
+    /// level, no status subresource), then the list of all nodes' statuses; returns the body.
+    async fn node_status(handle: &mut crate::kube::testing::Handle, others: &[&str]) -> Value {
         let reply = json!({"apiVersion": "security-profiles-operator.x-k8s.io/v1",
             "kind": "SecurityProfileNodeStatus", "metadata": {"name": "p-node1"},
-            "spec": {"nodeName": "node1"}});
+            "nodeName": "node1"});
         let uri = format!("{SPNS}/p-node1?&force=true&fieldManager=syscribe");
-        let object = expect(handle, Method::PATCH, &uri, reply.clone()).await;
-        let uri = format!("{SPNS}/p-node1/status?&force=true&fieldManager=syscribe");
-        let status = expect(handle, Method::PATCH, &uri, reply.clone()).await;
-        let state = status["status"]["status"].as_str().unwrap().to_owned();
+        let object = expect(handle, Method::PATCH, &uri, reply).await;
+        let state = object["status"].as_str().unwrap().to_owned();
         let mut all: Vec<&str> = others.to_vec();
         all.push(&state);
         let selector = "spo.x-k8s.io%2Fprofile-id%3DSeccompProfile-p";
@@ -971,7 +953,7 @@ mod tests {
             node_list(&all),
         )
         .await;
-        (object, status)
+        object
     }
 
     #[tokio::test]
@@ -996,12 +978,12 @@ mod tests {
                 finalizer["metadata"]["finalizers"],
                 json!(["syscribe.dev/installed-node1"])
             );
-            let (object, status) = node_status(&mut handle, &[]).await;
+            let object = node_status(&mut handle, &[]).await;
             assert_eq!(object["metadata"]["labels"][LABEL_PROFILE_STATE], "Pending");
             assert_eq!(object["metadata"]["labels"][LABEL_NODE_NAME], "node1");
             assert_eq!(object["metadata"]["ownerReferences"][0]["uid"], "uid-p");
-            assert_eq!(object["spec"]["nodeName"], "node1");
-            assert_eq!(status["status"]["status"], "Pending");
+            assert_eq!(object["nodeName"], "node1");
+            assert_eq!(object["status"], "Pending");
             let summary = expect(
                 &mut handle,
                 Method::PATCH,
@@ -1011,8 +993,8 @@ mod tests {
             .await;
             assert_eq!(summary["status"]["status"], "Pending");
             assert_eq!(summary["status"]["path"], Value::Null);
-            let (_, status) = node_status(&mut handle, &["Installed"]).await;
-            assert_eq!(status["status"]["status"], "Installed");
+            let status = node_status(&mut handle, &["Installed"]).await;
+            assert_eq!(status["status"], "Installed");
             let summary = expect(
                 &mut handle,
                 Method::PATCH,
@@ -1073,9 +1055,9 @@ mod tests {
             json!({"finalizers": ["syscribe.dev/installed-node1"]}),
         )]);
         let server = async move {
-            let (object, status) = node_status(&mut handle, &["Installed"]).await;
+            let object = node_status(&mut handle, &["Installed"]).await;
             assert_eq!(object["metadata"]["labels"][LABEL_PROFILE_STATE], "Error");
-            let message = status["status"]["message"].as_str().unwrap();
+            let message = object["message"].as_str().unwrap();
             assert!(
                 message.contains("syscalls[0].names[0]: unknown syscall \"opne\""),
                 "{message}"
@@ -1119,12 +1101,12 @@ mod tests {
         let user = pod_using("operator/p.json", "Running", true);
         let (client, mut handle) = mock();
         let server = async move {
-            let (object, status) = node_status(&mut handle, &[]).await;
+            let object = node_status(&mut handle, &[]).await;
             assert_eq!(
                 object["metadata"]["labels"][LABEL_PROFILE_STATE],
                 "Terminating"
             );
-            assert_eq!(status["status"]["message"], "still used by shop/web");
+            assert_eq!(object["message"], "still used by shop/web");
             let summary = expect(
                 &mut handle,
                 Method::PATCH,
@@ -1174,8 +1156,8 @@ mod tests {
         node.profiles = profiles(vec![p]);
         let (client, mut handle) = mock();
         let server = async move {
-            let (_, status) = node_status(&mut handle, &["Disabled"]).await;
-            assert_eq!(status["status"]["status"], "Disabled");
+            let status = node_status(&mut handle, &["Disabled"]).await;
+            assert_eq!(status["status"], "Disabled");
             let summary = expect(
                 &mut handle,
                 Method::PATCH,
