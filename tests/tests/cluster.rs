@@ -306,11 +306,16 @@ spec:
             image = image("workload"),
         )
     };
+    // RuntimeDefault, as clusters with `seccompDefault` run every pod: the runtime's filter
+    // marks where the container's own syscalls begin. (An Unconfined pod — the kubelet's
+    // default otherwise — gets the runtime's setup syscalls in its profile: seen here, mount and
+    // pivot_root; README, Limitations.)
+    let runtime_default = "  securityContext:\n    seccompProfile: {type: RuntimeDefault}\n";
     kube.apply(&pod(
         "web",
         "shop",
         "app: web",
-        "",
+        runtime_default,
         &format!("{workload}; touch /tmp/done; exec sleep 3600"),
     ));
     kube.wait_for("the recorded pod Running", MINUTE, || {
@@ -325,7 +330,7 @@ spec:
     let active = kube.json(&["get", "profilerecording", "-n", "shop", "ming"]);
     assert_eq!(
         active["status"]["activeWorkloads"],
-        serde_json::json!(["web"]),
+        serde_json::json!(["shop/web"]),
         "the recording names the pod it records: {active}"
     );
     kube.ok(&["delete", "pod", "-n", "shop", "web", "--wait=true"]);
@@ -472,6 +477,13 @@ fn s9_the_daemon_and_webhook_logged_no_api_error() {
                     || l.contains("forbidden")
                     || l.contains("\"level\":\"ERROR\"")
                     || l.contains("\"level\":\"WARN\"")
+            })
+            // Known, and not an API error: the recorded pod's sandbox (pause) container is in
+            // its cgroup subtree but never in its status, and is warned about (README,
+            // Limitations). Only this message, and only for the pod s6 recorded.
+            .filter(|l| {
+                !(l.contains("a recorded container is not in the pod's status")
+                    && l.contains("\"namespace\":\"shop\",\"pod\":\"web\""))
             })
             .collect();
         assert!(
