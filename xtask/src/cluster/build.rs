@@ -130,7 +130,7 @@ pub struct Cache {
 
 impl Cache {
     pub fn for_pins(pins: &Pins) -> Result<Self> {
-        let go_version = stdout_of(Command::new("go").arg("version"))
+        let go_version = stdout_of(go().arg("version"))
             .context("Go is needed to build the cluster (is `go` on PATH?)")?;
         let mut hash = Sha256::new();
         hash.update(pins.text.as_bytes());
@@ -382,8 +382,15 @@ fn build(cache: &Cache, c: &Component) -> Result<()> {
 }
 
 /// `go` with static binaries, the module proxy as configured, and no toolchain download.
+/// The machine's Go lives in /usr/local/go/bin, which a bare environment may not have on PATH.
 fn go() -> Command {
-    let mut cmd = Command::new("go");
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("go").is_file()));
+    let mut cmd = if on_path {
+        Command::new("go")
+    } else {
+        Command::new("/usr/local/go/bin/go")
+    };
     cmd.env("CGO_ENABLED", "0")
         .env("GOTOOLCHAIN", "local")
         .env("GOFLAGS", "-mod=mod -buildvcs=false");
