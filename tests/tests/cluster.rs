@@ -478,13 +478,6 @@ fn s9_the_daemon_and_webhook_logged_no_api_error() {
                     || l.contains("\"level\":\"ERROR\"")
                     || l.contains("\"level\":\"WARN\"")
             })
-            // Known, and not an API error: the recorded pod's sandbox (pause) container is in
-            // its cgroup subtree but never in its status, and is warned about (README,
-            // Limitations). Only this message, and only for the pod s6 recorded.
-            .filter(|l| {
-                !(l.contains("a recorded container is not in the pod's status")
-                    && l.contains("\"namespace\":\"shop\",\"pod\":\"web\""))
-            })
             .collect();
         assert!(
             bad.is_empty(),

@@ -380,10 +380,27 @@ impl PodRecordings {
 /// One profile per selected container of the pod, from its recordings.
 fn profiles_of(key: &Key, active: &Active, recordings: &[&ContainerRecording], out: &mut Outcome) {
     let names = container_ids(&active.pod);
+    // Every pod's subtree holds one cgroup that is in no status: its sandbox (the pause
+    // container the runtime starts first; seen on the real cluster). One such cgroup is that;
+    // more mean containers the daemon could not name, each warned about.
+    let unnamed: Vec<&&ContainerRecording> = recordings
+        .iter()
+        .filter(|r| {
+            !r.container_id
+                .as_ref()
+                .is_some_and(|id| names.contains_key(id))
+        })
+        .collect();
+    if let [sandbox] = unnamed[..] {
+        tracing::debug!(namespace = %key.0, pod = %key.1, cgroup = %sandbox.name, "the pod's sandbox: no profile for it");
+    } else {
+        for recording in &unnamed {
+            tracing::warn!(namespace = %key.0, pod = %key.1, cgroup = %recording.name, unnamed = unnamed.len(), "a recorded container is not in the pod's status (beyond its sandbox); no profile for it");
+        }
+    }
     let mut by_name: BTreeMap<String, (RecordedSyscalls, bool, Vec<String>)> = BTreeMap::new();
     for recording in recordings {
         let Some(name) = recording.container_id.as_ref().and_then(|id| names.get(id)) else {
-            tracing::warn!(namespace = %key.0, pod = %key.1, cgroup = %recording.name, "a recorded container is not in the pod's status; no profile for it");
             continue;
         };
         if !active.selection.containers.contains(name) {
