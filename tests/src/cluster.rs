@@ -167,6 +167,21 @@ impl Kube {
         all[all.len().saturating_sub(lines)..].join("\n")
     }
 
+    /// Waits until a pod has Succeeded; fails at once, with its logs, if it Failed.
+    pub fn wait_succeeded(&self, namespace: &str, pod: &str, timeout: Duration) {
+        self.wait_for(&format!("pod {namespace}/{pod} Succeeded"), timeout, || {
+            let phase = self.pod_phase(namespace, pod);
+            if phase == "Failed" {
+                let logs = self.run(&["logs", "-n", namespace, pod]);
+                self.fail(&format!(
+                    "pod {namespace}/{pod} failed; its log:\n{}",
+                    String::from_utf8_lossy(&logs.stdout)
+                ));
+            }
+            (phase == "Succeeded").then_some(())
+        });
+    }
+
     /// The phase of a pod.
     pub fn pod_phase(&self, namespace: &str, pod: &str) -> String {
         self.ok(&[

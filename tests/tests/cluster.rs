@@ -177,11 +177,7 @@ spec:
 "#,
         image = image("workload"),
     ));
-    kube.wait_for(&format!("pod {pod} Succeeded"), MINUTE, || {
-        let phase = kube.pod_phase("default", &pod);
-        assert_ne!(phase, "Failed", "pod {pod} failed");
-        (phase == "Succeeded").then_some(())
-    });
+    kube.wait_succeeded("default", &pod, MINUTE);
     let logs = kube.ok(&["logs", "-n", "default", &pod]);
     assert!(logs.contains("started"), "{logs}");
     assert!(
@@ -381,16 +377,7 @@ spec:
         "nc 127.0.0.1 80 </dev/null; echo nc-status=$?",
     ));
     for name in ["replay", "stranger"] {
-        kube.wait_for(&format!("pod {name} Succeeded"), MINUTE, || {
-            let phase = kube.pod_phase("default", name);
-            assert_ne!(
-                phase,
-                "Failed",
-                "pod {name} failed: {}",
-                kube.ok(&["logs", "-n", "default", name])
-            );
-            (phase == "Succeeded").then_some(())
-        });
+        kube.wait_succeeded("default", name, MINUTE);
     }
     let replay = kube.ok(&["logs", "-n", "default", "replay"]);
     assert!(

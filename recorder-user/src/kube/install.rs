@@ -425,8 +425,10 @@ impl NodeProfiles {
         match plan {
             Plan::Skip => Ok(()),
             Plan::Install(seccomp) => {
-                if !has_finalizer {
-                    self.set_finalizer(client, &profile, true).await?;
+                if !has_finalizer && !self.set_finalizer(client, &profile, true).await? {
+                    // Deleted before this node could hold it: nothing to install or report;
+                    // the deletion reaches the watch next.
+                    return Ok(());
                 }
                 let new_here = !self.installer.path_of(name).is_ok_and(|p| p.exists());
                 if new_here && !self.written.contains_key(name) {
@@ -528,13 +530,13 @@ impl NodeProfiles {
     /// is a precondition: an apply to a profile deleted meanwhile would otherwise create a new
     /// one with no spec (seen on the real cluster: a 422 "spec: Required value" when a profile
     /// was deleted right after it was made). A profile that is gone is not an error: its
-    /// deletion reaches the watch next.
+    /// deletion reaches the watch next. Whether the profile was still there.
     async fn set_finalizer(
         &self,
         client: &Client,
         profile: &SeccompProfile,
         present: bool,
-    ) -> Result<(), PublishError> {
+    ) -> Result<bool, PublishError> {
         let name = profile.name_any();
         let api: Api<SeccompProfile> = Api::all(client.clone());
         let finalizers: Vec<String> = if present {
@@ -555,8 +557,8 @@ impl NodeProfiles {
             )
             .await;
         match applied {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(status)) if profile_gone(&status) => Ok(()),
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(status)) if profile_gone(&status) => Ok(false),
             Err(err) => Err(api_err(
                 "set the node finalizer of",
                 "SeccompProfile",
@@ -683,19 +685,24 @@ impl NodeProfiles {
             return Ok(());
         }
         let api: Api<SeccompProfile> = Api::all(client.clone());
-        api.patch_status(
-            &name,
-            &PatchParams::default(),
-            // Explicit nulls: a merge patch removes what is no longer true.
-            &Patch::Merge(&serde_json::json!({ "status": {
-                "status": wanted.status,
-                "path": wanted.path,
-                "localhostProfile": wanted.localhost_profile,
-                "conditions": wanted.conditions,
-            }})),
-        )
-        .await
-        .map_err(api_err("set the status of", "SeccompProfile", &name))?;
+        let patched = api
+            .patch_status(
+                &name,
+                &PatchParams::default(),
+                // Explicit nulls: a merge patch removes what is no longer true.
+                &Patch::Merge(&serde_json::json!({ "status": {
+                    "status": wanted.status,
+                    "path": wanted.path,
+                    "localhostProfile": wanted.localhost_profile,
+                    "conditions": wanted.conditions,
+                }})),
+            )
+            .await;
+        match patched {
+            // Deleted meanwhile (its node statuses go with it): nothing to summarize.
+            Err(kube::Error::Api(status)) if profile_gone(&status) => return Ok(()),
+            other => other.map_err(api_err("set the status of", "SeccompProfile", &name))?,
+        };
         self.recheck
             .insert(name, std::time::Instant::now() + RECHECK);
         Ok(())
