@@ -167,6 +167,13 @@ fn test(args: &[String]) -> Result<()> {
             "the privileged tests need root (real eBPF, cgroups): run `cargo xtask test` as root"
         );
     }
+    // A cluster left running (a developer's, or a run killed by a timeout) has a Syscribe
+    // daemon with programs loaded and kubepods cgroups: the privileged tests start without it.
+    let cache_bin = cluster::build::Cache::for_pins(&cluster::build::Pins::load()?)?.bin();
+    if !cluster::leftovers(&cache_bin).is_empty() {
+        eprintln!("xtask: a cluster is still here; taking it down before the tests");
+        cluster::down(&cache_bin)?;
+    }
     run(Command::new("cargo").args(["fmt", "--all", "--check"]))?;
     // Lints skip the eBPF sub-build (AYA_BUILD_SKIP=1; the object is built and tested by the
     // steps below) and use their own target dir, so that switching AYA_BUILD_SKIP does not
@@ -234,11 +241,6 @@ fn cluster_tests(debug_bin: &Path, args: &[String]) -> Result<()> {
     setup::apt_install(setup::CLUSTER_PACKAGES)?;
     let release = build_syscribe(true)?;
     let cache_bin = cluster::build::Cache::for_pins(&cluster::build::Pins::load()?)?.bin();
-    // A run that was killed (a CI timeout) leaves its cluster behind: the tests start clean.
-    if !cluster::leftovers(&cache_bin).is_empty() {
-        eprintln!("xtask: an earlier cluster is still here; taking it down first");
-        cluster::down(&cache_bin)?;
-    }
     let tests = cluster::up(&release).and_then(|cluster| {
         run(Command::new("cargo")
             .args([
