@@ -95,11 +95,8 @@ impl Node<'_> {
     }
 
     pub fn controller_manager_args(&self) -> Vec<String> {
-        let kubeconfig = self.pki("kube-controller-manager.kubeconfig");
-        vec![
-            format!("--kubeconfig={kubeconfig}"),
-            format!("--authentication-kubeconfig={kubeconfig}"),
-            format!("--authorization-kubeconfig={kubeconfig}"),
+        let mut args = self.control_plane_kubeconfig("kube-controller-manager");
+        args.extend([
             "--bind-address=127.0.0.1".into(),
             "--leader-elect=false".into(),
             "--use-service-account-credentials=true".into(),
@@ -112,19 +109,31 @@ impl Node<'_> {
             "--node-cidr-mask-size=24".into(),
             format!("--service-cluster-ip-range={SERVICE_CIDR}"),
             "--profiling=false".into(),
-        ]
+        ]);
+        args
     }
 
     pub fn scheduler_args(&self) -> Vec<String> {
-        let kubeconfig = self.pki("kube-scheduler.kubeconfig");
-        vec![
-            format!("--kubeconfig={kubeconfig}"),
-            format!("--authentication-kubeconfig={kubeconfig}"),
-            format!("--authorization-kubeconfig={kubeconfig}"),
+        let mut args = self.control_plane_kubeconfig("kube-scheduler");
+        args.extend::<[String; 3]>([
             "--bind-address=127.0.0.1".into(),
             "--leader-elect=false".into(),
             "--profiling=false".into(),
+        ]);
+        args
+    }
+
+    /// A control-plane component talks to the API server, and checks who calls it, with its
+    /// own kubeconfig.
+    fn control_plane_kubeconfig(&self, component: &str) -> Vec<String> {
+        let kubeconfig = self.pki(&format!("{component}.kubeconfig"));
+        [
+            "--kubeconfig",
+            "--authentication-kubeconfig",
+            "--authorization-kubeconfig",
         ]
+        .map(|flag| format!("{flag}={kubeconfig}"))
+        .to_vec()
     }
 
     pub fn kubelet_args(&self) -> Vec<String> {

@@ -33,15 +33,7 @@ impl Pki {
         let pki = Self {
             dir: dir.to_path_buf(),
         };
-        run(openssl(dir).args([
-            "req",
-            "-x509",
-            "-new",
-            "-nodes",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
+        run(openssl(dir).args(["req", "-x509"]).args(NEW_KEY).args([
             "-keyout",
             "ca.key",
             "-out",
@@ -88,21 +80,10 @@ impl Pki {
             extensions.push_str(&format!("subjectAltName={}\n", sans.join(",")));
         }
         fs::write(self.dir.join(&ext), extensions)?;
-        run(openssl(&self.dir).args([
-            "req",
-            "-new",
-            "-nodes",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
-            "-subj",
-            &subject,
-        ]))
+        run(openssl(&self.dir)
+            .arg("req")
+            .args(NEW_KEY)
+            .args(["-keyout", &key, "-out", &csr, "-subj", &subject]))
         .with_context(|| format!("making the key of {}", who.file))?;
         run(openssl(&self.dir).args([
             "x509",
@@ -144,6 +125,16 @@ impl Pki {
         Ok(path)
     }
 }
+
+/// `openssl req` arguments for a new unencrypted ECDSA P-256 key.
+const NEW_KEY: [&str; 6] = [
+    "-new",
+    "-nodes",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+];
 
 fn openssl(dir: &Path) -> Command {
     let mut cmd = Command::new("openssl");
