@@ -72,7 +72,12 @@ pub fn down(bin: &Path) -> Result<()> {
     // DaemonSet's pins among them) before the bpf filesystem is unmounted.
     let undo = fs::read_to_string(Path::new(STATE_DIR).join("undo")).unwrap_or_default();
     for dir in OWNED_DIRS {
-        let _ = fs::remove_dir_all(dir);
+        // A mount still below (an unmount that failed) could be a pod's volume or a rootfs
+        // holding the host's own paths (the DaemonSet's hostPath mounts): never delete through
+        // it. The leftover check below names it instead.
+        if mounts_below(&[dir]).is_empty() {
+            let _ = fs::remove_dir_all(dir);
+        }
     }
     undo_host_settings(&undo);
     let rest = leftovers(bin);
@@ -234,6 +239,11 @@ fn sweep_iptables() {
 
 fn mounts_below(roots: &[&str]) -> Vec<String> {
     let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    mount_points_below(&info, roots)
+}
+
+/// The mount points of a mountinfo table at or below `roots`, deepest first.
+fn mount_points_below(info: &str, roots: &[&str]) -> Vec<String> {
     let mut points: Vec<String> = info
         .lines()
         .filter_map(|l| l.split_whitespace().nth(4))
@@ -373,4 +383,30 @@ pub fn leftovers(bin: &Path) -> Vec<String> {
         }
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mount_points_below;
+
+    #[test]
+    fn a_directory_with_a_mount_below_is_seen_as_mounted() {
+        // What `down` checks before removing one of its directories (a rootfs still mounted
+        // below /run/containerd would lead into the host paths bind-mounted into it).
+        let info = "\
+22 1 0:21 / / rw - ext4 /dev/vda rw
+90 22 0:50 / /run/containerd/io.containerd.runtime.v2.task/k8s.io/abc/rootfs rw - overlay overlay rw
+91 90 0:30 /seccomp /run/containerd/io.containerd.runtime.v2.task/k8s.io/abc/rootfs/var/lib/kubelet/seccomp rw - ext4 /dev/vda rw
+92 22 0:51 / /var/lib/kubelet-other rw - tmpfs tmpfs rw
+";
+        assert_eq!(
+            mount_points_below(info, &["/run/containerd"]),
+            [
+                "/run/containerd/io.containerd.runtime.v2.task/k8s.io/abc/rootfs/var/lib/kubelet/seccomp",
+                "/run/containerd/io.containerd.runtime.v2.task/k8s.io/abc/rootfs",
+            ]
+        );
+        // A sibling whose name only starts the same is not below.
+        assert!(mount_points_below(info, &["/var/lib/kubelet"]).is_empty());
+    }
 }

@@ -276,8 +276,7 @@ impl Image {
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let file_name = self.name.rsplit('/').next().unwrap_or("image");
         let path = dir.join(format!("{file_name}.oci.tar"));
-        let mut file =
-            fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        let mut file = super::create_file(&path)?;
         file.write_all(&bytes)?;
         Ok(Archive { path, reference })
     }

@@ -487,8 +487,7 @@ fn start_with_path(bin: &Path, name: &str, args: &[String]) -> Result<()> {
 
 fn spawn(cmd: &mut Command, name: &str) -> Result<()> {
     let log_path = Path::new(LOG_DIR).join(format!("{name}.log"));
-    let log =
-        fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+    let log = create_file(&log_path)?;
     // SAFETY: setsid is async-signal-safe and touches no memory of ours.
     unsafe {
         cmd.pre_exec(|| {
@@ -507,6 +506,19 @@ fn spawn(cmd: &mut Command, name: &str) -> Result<()> {
         child.id().to_string(),
     )?;
     Ok(())
+}
+
+/// Creates or truncates a file of ours as root without following a link planted at its name.
+pub fn create_file(path: &Path) -> Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o644)
+        .open(path)
+        .with_context(|| format!("creating {} (a link there is refused)", path.display()))
 }
 
 /// The pid of a component this state directory started, if it is still that process.
@@ -624,4 +636,32 @@ fn is_mount_point(path: &Path) -> Result<bool> {
     Ok(mounts
         .lines()
         .any(|l| l.split_whitespace().nth(4) == Some(want.as_str())))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    #[test]
+    fn a_link_planted_at_a_files_name_is_refused_and_its_target_untouched() {
+        let dir = std::env::temp_dir().join(format!("xtask-nofollow-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let target = dir.join("precious");
+        fs::write(&target, "keep me").unwrap();
+        let planted = dir.join("kubelet.log");
+        std::os::unix::fs::symlink(&target, &planted).unwrap();
+        let err = super::create_file(&planted).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("a link there is refused"),
+            "{err:#}"
+        );
+        assert_eq!(fs::read_to_string(&target).unwrap(), "keep me");
+        // A plain file is created, and truncated the next time.
+        let log = dir.join("etcd.log");
+        fs::write(&log, "old").unwrap();
+        drop(super::create_file(&log).unwrap());
+        assert_eq!(fs::read_to_string(&log).unwrap(), "");
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }
