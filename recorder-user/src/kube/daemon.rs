@@ -13,7 +13,10 @@ use futures::{StreamExt as _, stream::BoxStream};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::{
     Api, Client, ResourceExt as _,
-    runtime::watcher::{self, Event, watcher},
+    runtime::{
+        WatchStreamExt as _,
+        watcher::{self, Event, watcher},
+    },
 };
 use thiserror::Error;
 
@@ -157,16 +160,19 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
         Api::<Pod>::all(client.clone()),
         watcher::Config::default().fields(&format!("spec.nodeName={}", args.node)),
     )
+    .default_backoff()
     .boxed();
     let mut namespaces: BoxStream<_> = watcher(
         Api::<Namespace>::all(client.clone()),
         watcher::Config::default().labels(LABEL_ENABLE_RECORDING),
     )
+    .default_backoff()
     .boxed();
     let mut recording_events: BoxStream<_> = watcher(
         Api::<ProfileRecording>::all(client.clone()),
         watcher::Config::default(),
     )
+    .default_backoff()
     .boxed();
     let mut profile_events: BoxStream<_> = if args.no_install {
         futures::stream::pending().boxed()
@@ -175,6 +181,7 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
             Api::<SeccompProfile>::all(client.clone()),
             watcher::Config::default(),
         )
+        .default_backoff()
         .boxed()
     };
     let mut tick = tokio::time::interval(Duration::from_millis(50));
@@ -185,22 +192,22 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
         tokio::select! {
             event = pods.next() => match event {
                 Some(Ok(event)) => daemon.pod_event(event).await,
-                Some(Err(err)) => tracing::warn!(error = %err, "pod watch"),
+                Some(Err(err)) => watch_error("pod watch", &err),
                 None => break,
             },
             event = namespaces.next() => match event {
                 Some(Ok(event)) => daemon.namespace_event(event).await,
-                Some(Err(err)) => tracing::warn!(error = %err, "namespace watch"),
+                Some(Err(err)) => watch_error("namespace watch", &err),
                 None => break,
             },
             event = recording_events.next() => match event {
                 Some(Ok(event)) => daemon.recording_event(event).await?,
-                Some(Err(err)) => tracing::warn!(error = %err, "recording watch"),
+                Some(Err(err)) => watch_error("recording watch", &err),
                 None => break,
             },
             event = profile_events.next() => match event {
                 Some(Ok(event)) => daemon.profile_event(event).await,
-                Some(Err(err)) => tracing::warn!(error = %err, "SeccompProfile watch"),
+                Some(Err(err)) => watch_error("SeccompProfile watch", &err),
                 None => break,
             },
             created = daemon.recordings.subtrees_mut().created() => {
@@ -600,6 +607,18 @@ async fn handle_recording(
 /// Backoff before attempt `attempts + 1`: 50 ms doubling, at most a minute.
 fn backoff(attempts: u32) -> Duration {
     Duration::from_millis(50u64.saturating_mul(1 << attempts.min(11))).min(Duration::from_secs(60))
+}
+
+/// A watch error: an expired watch (410 Gone, "too old resource version") is routine — the
+/// watcher lists again by itself — so it is not worth a warning (seen on the real cluster);
+/// anything else is, and the watcher backs off before it retries.
+fn watch_error(what: &str, err: &watcher::Error) {
+    match err {
+        watcher::Error::WatchError(status) if status.code == 410 => {
+            tracing::debug!(error = %err, "{what} expired; listing again");
+        }
+        _ => tracing::warn!(error = %err, "{what}"),
+    }
 }
 
 /// Whether an API error can go away by itself (a 4xx other than a conflict or throttling
