@@ -131,3 +131,181 @@ fn unreadable_and_malformed_profiles() {
         );
     }
 }
+
+/// As shells do: 127 when nothing is there, 126 when something is there that cannot run
+/// (no x permission, a directory, a script whose interpreter does not exist).
+#[test]
+fn commands_that_cannot_run_exit_126() {
+    let dir = TempDir::new("noexec");
+    let plain = dir.join("plain.sh");
+    std::fs::write(&plain, "#!/bin/sh\ntrue\n").unwrap();
+    let orphan = dir.join("orphan.sh");
+    std::fs::write(&orphan, "#!/no/such/interpreter -x\ntrue\n").unwrap();
+    std::fs::set_permissions(&orphan, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let allow = dir.join("allow.json");
+    std::fs::write(&allow, r#"{"defaultAction": "SCMP_ACT_ALLOW"}"#).unwrap();
+    let cases = [
+        (plain.clone(), "is not executable (no x permission)"),
+        (dir.path().to_owned(), "is a directory"),
+        (orphan.clone(), "bad interpreter \"/no/such/interpreter\""),
+    ];
+    for (command, needle) in cases {
+        let out = fails_with(
+            syscribe().args(["record", "-o", "-", "--"]).arg(&command),
+            needle,
+        );
+        assert_eq!(out.status.code(), Some(126), "record {}", command.display());
+        let out = fails_with(
+            syscribe()
+                .arg("run")
+                .arg("--profile")
+                .arg(&allow)
+                .arg("--")
+                .arg(&command),
+            needle,
+        );
+        assert_eq!(out.status.code(), Some(126), "run {}", command.display());
+    }
+}
+
+/// Runs `argv` as nobody (the attacker needs no root).
+fn as_nobody(argv: &[&std::ffi::OsStr]) {
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .args(argv)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "as nobody {argv:?}: {}", stderr(&out));
+}
+
+/// An unprivileged user who can write where root writes its output plants links there; root's
+/// syscribe refuses to write through them, before running anything, and the target is intact.
+#[test]
+fn links_planted_by_another_user_are_never_written_through() {
+    require_root();
+    let dir = TempDir::new("planted");
+    let victim = dir.join("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    let shared = dir.join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::os::unix::fs::chown(&shared, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let out = shared.join("out.json");
+    as_nobody(&[
+        "ln".as_ref(),
+        "-s".as_ref(),
+        victim.as_os_str(),
+        out.as_os_str(),
+    ]);
+    let marker = dir.join("ran");
+    fails_with(
+        syscribe()
+            .arg("record")
+            .arg("-o")
+            .arg(&out)
+            .args(["--", "/usr/bin/touch"])
+            .arg(&marker),
+        "is a symbolic link, not a regular file; refusing to replace it",
+    );
+    assert!(
+        !marker.exists(),
+        "the command ran although its output was refused"
+    );
+    // pull -o too (no root needed for pull, but root runs it here).
+    let profile = dir.join("p.yaml");
+    std::fs::write(
+        &profile,
+        "apiVersion: security-profiles-operator.x-k8s.io/v1beta1\nkind: SeccompProfile\nmetadata: {name: p}\nspec: {defaultAction: SCMP_ACT_ALLOW}\n",
+    )
+    .unwrap();
+    fails_with(
+        syscribe()
+            .args(["pull", "p", "-f"])
+            .arg(&profile)
+            .arg("-o")
+            .arg(&out),
+        "is a symbolic link",
+    );
+    // A link to a block device, and a device named directly.
+    let device = shared.join("disk.json");
+    as_nobody(&[
+        "ln".as_ref(),
+        "-s".as_ref(),
+        "/dev/loop0".as_ref(),
+        device.as_os_str(),
+    ]);
+    fails_with(
+        syscribe()
+            .args(["pull", "p", "-f"])
+            .arg(&profile)
+            .arg("-o")
+            .arg(&device),
+        "is a symbolic link",
+    );
+    fails_with(
+        syscribe()
+            .args(["pull", "p", "-f"])
+            .arg(&profile)
+            .args(["-o", "/dev/full"]),
+        "/dev/full is a character device, not a regular file",
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    // What is not a link is written, and only the one file appears.
+    let fine = shared.join("fine.json");
+    let ok = syscribe()
+        .args(["pull", "p", "-f"])
+        .arg(&profile)
+        .arg("-o")
+        .arg(&fine)
+        .output()
+        .unwrap();
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let names: Vec<_> = std::fs::read_dir(&shared)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+}
+
+/// An output that cannot be written is said before the command runs, not after.
+#[test]
+fn an_unwritable_output_is_found_before_the_command_runs() {
+    require_root();
+    let dir = TempDir::new("unwritable");
+    let marker = dir.join("ran");
+    fails_with(
+        syscribe()
+            .args([
+                "record",
+                "-o",
+                "/proc/syscribe-out.json",
+                "--",
+                "/usr/bin/touch",
+            ])
+            .arg(&marker),
+        "cannot write /proc/syscribe-out.json",
+    );
+    assert!(
+        !marker.exists(),
+        "the command ran although its output cannot be written"
+    );
+    fails_with(
+        syscribe()
+            .args([
+                "record",
+                "--name",
+                "Not_A_Name",
+                "-o",
+                "-",
+                "--",
+                "/usr/bin/touch",
+            ])
+            .arg(&marker),
+        "--name \"Not_A_Name\" cannot be a resource name",
+    );
+    assert!(!marker.exists());
+}

@@ -181,6 +181,8 @@ pub enum CliError {
         #[source]
         source: std::io::Error,
     },
+    #[error("--name {name:?} cannot be a resource name: {problem}")]
+    Name { name: String, problem: &'static str },
     #[error("--cgroup writes one profile per container: -o must name a directory, not {path}", path = .path.display())]
     OutputNotADirectory { path: PathBuf },
     #[error(transparent)]
@@ -208,7 +210,9 @@ impl CliError {
         use crate::record::RecordError;
         match self {
             Self::Record(RecordError::CommandNotFound { .. }) => 127,
-            Self::Exec { .. } | Self::NoExec { .. } => 126,
+            Self::Record(RecordError::CommandNotExecutable { .. })
+            | Self::Exec { .. }
+            | Self::NoExec { .. } => 126,
             _ => 1,
         }
     }

@@ -108,6 +108,7 @@ pub fn run(args: PullArgs) -> Result<i32, CliError> {
         .enable_all()
         .build()
         .map_err(|source| CliError::Runtime { source })?;
+    let out = super::record::Output::open(args.output.as_deref().unwrap_or("-".as_ref()))?;
     let seccomp = runtime.block_on(async {
         let source = match &args.file {
             Some(path) => ProfileSource::from_file(path)?,
@@ -122,10 +123,7 @@ pub fn run(args: PullArgs) -> Result<i32, CliError> {
     })?;
     let mut text = serde_json::to_string_pretty(&seccomp).expect("profiles serialize");
     text.push('\n');
-    match &args.output {
-        Some(path) => super::record::write_output(path, &text)?,
-        None => print!("{text}"),
-    }
+    out.write(&text)?;
     Ok(0)
 }
 

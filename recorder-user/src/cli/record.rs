@@ -64,14 +64,19 @@ pub fn record(paths: &HostPaths, args: RecordArgs) -> Result<i32, CliError> {
     if let Some(cgroup) = &args.cgroup {
         return record_cgroup(&runtime, paths, cgroup, &args);
     }
-    let recording = runtime.block_on(record_command(paths, &args.command))?;
+    // Everything that can be known wrong is found before the command runs.
+    if let Some(name) = &args.name {
+        check_name(name)?;
+    }
     let output = args.output.clone().unwrap_or_else(|| PathBuf::from("-"));
+    let out = Output::open(&output)?;
+    let recording = runtime.block_on(record_command(paths, &args.command))?;
     let built = build_profile(&recording.syscalls, args.command.clone());
     let name = args
         .name
         .clone()
         .unwrap_or_else(|| name_for_command(&args.command[0]));
-    write_output(&output, &render(&built, args.format, name))?;
+    out.write(&render(&built, args.format, name))?;
     let target = if output == Path::new("-") {
         "stdout".to_owned()
     } else {
@@ -98,10 +103,17 @@ fn record_cgroup(
     if dir == Path::new("-") {
         return Err(CliError::OutputNotADirectory { path: dir });
     }
-    std::fs::create_dir_all(&dir).map_err(|source| CliError::Write {
+    if let Some(name) = &args.name {
+        check_name(name)?;
+    }
+    let write_err = |source| CliError::Write {
         path: dir.clone(),
         source,
-    })?;
+    };
+    std::fs::create_dir_all(&dir).map_err(write_err)?;
+    let out_dir = crate::files::Dir::open(&dir).map_err(write_err)?;
+    // A directory that cannot be written is found now, not after the recording.
+    drop(out_dir.stage("profile.json").map_err(write_err)?);
     let mut failed = None;
     let ended = runtime.block_on(record_subtree(paths, cgroup, args.pin.as_deref(), |recording| {
         let label = recording
@@ -133,7 +145,8 @@ fn record_cgroup(
             .container_id
             .clone()
             .unwrap_or_else(|| recording.name.clone());
-        let path = dir.join(format!("{file_stem}.{extension}"));
+        let file = format!("{file_stem}.{extension}");
+        let path = dir.join(&file);
         let text = render(&built, args.format, name_for_command(label));
         if !recording.filter_seen {
             tracing::warn!(
@@ -143,7 +156,13 @@ fn record_cgroup(
                  profile (even defaultAction SCMP_ACT_ALLOW) to leave that out"
             );
         }
-        if let Err(err) = write_output(&path, &text) {
+        if let Err(err) = out_dir
+            .write_atomically(&file, text.as_bytes(), false)
+            .map_err(|source| CliError::Write {
+                path: path.clone(),
+                source,
+            })
+        {
             tracing::error!(error = %err, "writing a container's profile");
             failed.get_or_insert(err);
             return;
@@ -215,26 +234,83 @@ fn dropped(built: &BuiltProfile) -> Dropped {
         .unwrap_or_default()
 }
 
-/// Writes the whole text to stdout, or to a file: atomically (temporary file + rename) for a
-/// regular file or a new path; directly for anything else (`/dev/null`, a FIFO), which a rename
-/// would replace.
-pub(super) fn write_output(path: &Path, text: &str) -> Result<(), CliError> {
-    let write_err = |source| CliError::Write {
-        path: path.to_owned(),
-        source,
-    };
-    if path == Path::new("-") {
-        let mut out = std::io::stdout().lock();
-        return out
-            .write_all(text.as_bytes())
-            .and_then(|()| out.flush())
-            .map_err(write_err);
+/// Where a command's one output goes: stdout (`-`), or a regular file replaced atomically. Opened
+/// before the work starts, so that an output that cannot be written is said at once; anything
+/// at the path that is not a regular file (a link, a device, a FIFO) is refused — except the
+/// null device itself, named as `/dev/null`, which discards the profile.
+pub(super) enum Output {
+    Stdout,
+    Discard,
+    File {
+        dir: crate::files::Dir,
+        name: String,
+        path: PathBuf,
+    },
+}
+
+impl Output {
+    pub(super) fn open(path: &Path) -> Result<Self, CliError> {
+        if path == Path::new("-") {
+            return Ok(Self::Stdout);
+        }
+        if path == Path::new("/dev/null") && is_null_device(path) {
+            return Ok(Self::Discard);
+        }
+        let write_err = |source| CliError::Write {
+            path: path.to_owned(),
+            source,
+        };
+        let (dir, name) = crate::files::split(path).map_err(write_err)?;
+        std::fs::create_dir_all(&dir).map_err(write_err)?;
+        let dir = crate::files::Dir::open(&dir).map_err(write_err)?;
+        // Creates (then removes) the temporary file: the directory takes files.
+        drop(dir.stage(&name).map_err(write_err)?);
+        Ok(Self::File {
+            dir,
+            name,
+            path: path.to_owned(),
+        })
     }
-    match std::fs::metadata(path) {
-        Ok(meta) if !meta.is_file() => return std::fs::write(path, text).map_err(write_err),
-        _ => {}
+
+    pub(super) fn write(&self, text: &str) -> Result<(), CliError> {
+        match self {
+            Self::Stdout => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(text.as_bytes())
+                    .and_then(|()| out.flush())
+                    .map_err(|source| CliError::Write {
+                        path: "-".into(),
+                        source,
+                    })
+            }
+            Self::Discard => Ok(()),
+            Self::File { dir, name, path } => dir
+                .write_atomically(name, text.as_bytes(), false)
+                .map_err(|source| CliError::Write {
+                    path: path.clone(),
+                    source,
+                }),
+        }
     }
-    crate::files::write_atomically(path, text.as_bytes(), false).map_err(write_err)
+}
+
+/// The character device 1:3, not a link to it.
+fn is_null_device(path: &Path) -> bool {
+    use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
+    std::fs::symlink_metadata(path).is_ok_and(|m| {
+        m.file_type().is_char_device() && libc::major(m.rdev()) == 1 && libc::minor(m.rdev()) == 3
+    })
+}
+
+/// `--name` becomes a resource name: what the API server would refuse is refused now.
+fn check_name(name: &str) -> Result<(), CliError> {
+    match crate::profile::naming::dns1123_subdomain_problem(name) {
+        Some(problem) => Err(CliError::Name {
+            name: name.to_owned(),
+            problem,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// `syscribe bench-floor`: the empty program attached until stdin closes.
@@ -256,23 +332,53 @@ pub fn bench_floor(paths: &HostPaths) -> Result<i32, CliError> {
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::FileTypeExt as _;
+    use std::os::unix::fs::symlink;
 
-    use super::write_output;
+    use super::{Output, check_name};
 
     #[test]
-    fn devices_are_written_not_replaced() {
-        write_output("/dev/null".as_ref(), "{}\n").unwrap();
-        let meta = std::fs::metadata("/dev/null").unwrap();
-        assert!(meta.file_type().is_char_device(), "/dev/null was replaced");
+    fn devices_and_links_are_refused_before_anything_runs() {
+        assert!(matches!(
+            Output::open("/dev/null".as_ref()),
+            Ok(Output::Discard)
+        ));
+        let err = Output::open("/dev/zero".as_ref())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("/dev/zero is a character device"), "{err}");
+        let dir = std::env::temp_dir().join(format!("syscribe-output-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("victim"), "precious").unwrap();
+        symlink(dir.join("victim"), dir.join("out.json")).unwrap();
+        let err = Output::open(&dir.join("out.json"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("is a symbolic link"), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("victim")).unwrap(),
+            "precious"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn files_are_replaced_atomically() {
         let path = std::env::temp_dir().join(format!("syscribe-write-{}.json", std::process::id()));
         std::fs::write(&path, "old").unwrap();
-        write_output(&path, "new").unwrap();
+        let out = Output::open(&path).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "old");
+        out.write("new").unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
         std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn names_are_kubernetes_names() {
+        assert!(check_name("web-app.v2").is_ok());
+        let err = check_name("Web_App").unwrap_err().to_string();
+        assert!(err.contains("--name \"Web_App\""), "{err}");
     }
 }

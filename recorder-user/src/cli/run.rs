@@ -62,8 +62,9 @@ pub fn run(args: RunArgs) -> Result<i32, CliError> {
         .map_err(|source| CliError::LoadFilter { source })?;
     // SAFETY: c_path and argv are NUL-terminated and outlive the call; execv only returns on error.
     unsafe { libc::execv(c_path.as_ptr(), argv.as_ptr()) };
+    let err = std::io::Error::last_os_error();
     Err(CliError::Exec {
         command: program.clone(),
-        source: std::io::Error::last_os_error(),
+        source: std::io::Error::new(err.kind(), crate::record::exec_failure(&path, &err)),
     })
 }

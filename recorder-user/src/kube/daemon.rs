@@ -88,6 +88,8 @@ pub enum DaemonError {
     },
 }
 
+/// The most read back of a file in the state directory (written by a previous daemon).
+pub const MAX_STATE_FILE: u64 = 64 << 20;
 /// Profiles that could not be published yet are retried; at most this many wait.
 const MAX_RETRIES: usize = 1000;
 
@@ -656,7 +658,8 @@ impl Pending {
             if !name.starts_with("pending-") || !name.ends_with(".json") {
                 continue;
             }
-            match std::fs::read(entry.path()).map(|t| serde_json::from_slice::<SeccompProfile>(&t))
+            match crate::files::read_regular(&entry.path(), MAX_STATE_FILE)
+                .map(|t| serde_json::from_slice::<SeccompProfile>(&t))
             {
                 Ok(Ok(profile)) if waiting.len() < MAX_RETRIES => {
                     tracing::info!(profile = %profile.name_any(), "a profile a previous daemon could not publish is published now");

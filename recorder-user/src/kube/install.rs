@@ -117,8 +117,12 @@ fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> InstallEr
 /// The profile files of one node.
 #[derive(Debug, Clone)]
 pub struct Installer {
+    kubelet: PathBuf,
     dir: PathBuf,
 }
+
+/// The most read back of an installed file (to compare it with what would be written).
+const MAX_INSTALLED: u64 = 16 << 20;
 
 /// A DNS-1123 subdomain (what the API server allows as a name) short enough for `<name>.json`
 /// to be a file name: nothing that could leave the directory.
@@ -139,6 +143,7 @@ fn valid_file_name(name: &str) -> bool {
 impl Installer {
     pub fn new(kubelet_dir: &Path) -> Self {
         Self {
+            kubelet: kubelet_dir.to_owned(),
             dir: kubelet_dir.join(OPERATOR_DIR),
         }
     }
@@ -149,36 +154,54 @@ impl Installer {
 
     /// `<dir>/<name>.json`; refuses names that are not plain file names.
     pub fn path_of(&self, name: &str) -> Result<PathBuf, InstallError> {
+        Ok(self.dir.join(Self::file_name(name)?))
+    }
+
+    fn file_name(name: &str) -> Result<String, InstallError> {
         if !valid_file_name(name) {
             return Err(InstallError::Name {
                 name: name.to_owned(),
             });
         }
-        Ok(self.dir.join(format!("{name}.json")))
+        Ok(format!("{name}.json"))
+    }
+
+    /// The operator directory, opened below the kubelet's without following a link: a
+    /// `seccomp` or `operator` planted as a link is refused, never written through.
+    fn open(&self, create: bool) -> Result<crate::files::Dir, std::io::Error> {
+        crate::files::Dir::open_below(&self.kubelet, Path::new(OPERATOR_DIR), create)
     }
 
     /// Writes the profile atomically (a temporary file in the same directory, synced, renamed
     /// over the old one): a pod starting meanwhile reads the old or the new file, never half
     /// of one. Returns false when the file already held exactly this.
     pub fn install(&self, name: &str, seccomp: &Seccomp) -> Result<bool, InstallError> {
-        let path = self.path_of(name)?;
+        let file = Self::file_name(name)?;
+        let path = self.dir.join(&file);
         let mut text = serde_json::to_string_pretty(seccomp).expect("profiles serialize");
         text.push('\n');
-        if std::fs::read(&path).is_ok_and(|old| old == text.as_bytes()) {
+        let dir = self.open(true).map_err(io("open", &self.dir))?;
+        if dir
+            .read(&file, MAX_INSTALLED)
+            .is_ok_and(|old| old.is_some_and(|old| old == text.as_bytes()))
+        {
             return Ok(false);
         }
-        crate::files::write_atomically(&path, text.as_bytes(), true).map_err(io("write", &path))?;
+        dir.write_atomically(&file, text.as_bytes(), true)
+            .map_err(io("write", &path))?;
         Ok(true)
     }
 
     /// Removes the profile's file; false when there was none.
     pub fn remove(&self, name: &str) -> Result<bool, InstallError> {
-        let path = self.path_of(name)?;
-        match std::fs::remove_file(&path) {
-            Ok(()) => Ok(true),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(source) => Err(io("remove", &path)(source)),
-        }
+        let file = Self::file_name(name)?;
+        let path = self.dir.join(&file);
+        let dir = match self.open(false) {
+            Ok(dir) => dir,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(source) => return Err(io("open", &self.dir)(source)),
+        };
+        dir.remove(&file).map_err(io("remove", &path))
     }
 }
 
@@ -792,6 +815,34 @@ mod tests {
                 "{bad}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn a_linked_operator_directory_is_never_written_or_removed_through() {
+        let kubelet = temp_kubelet("linked");
+        let elsewhere = temp_kubelet("elsewhere");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        std::fs::write(elsewhere.join("p.json"), "precious").unwrap();
+        std::fs::create_dir_all(kubelet.join("seccomp")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, kubelet.join("seccomp/operator")).unwrap();
+        let installer = Installer::new(&kubelet);
+        let seccomp = profile("p", json!({}), json!({})).spec.to_seccomp();
+        let err = installer.install("p", &seccomp).unwrap_err().to_string();
+        assert!(err.contains("is a symbolic link, not a directory"), "{err}");
+        let err = installer.remove("p").unwrap_err().to_string();
+        assert!(err.contains("is a symbolic link, not a directory"), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(elsewhere.join("p.json")).unwrap(),
+            "precious"
+        );
+        // The same with the link one level up.
+        std::fs::remove_file(kubelet.join("seccomp/operator")).unwrap();
+        std::fs::remove_dir(kubelet.join("seccomp")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, kubelet.join("seccomp")).unwrap();
+        assert!(installer.install("p", &seccomp).is_err());
+        assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 1);
+        std::fs::remove_dir_all(&kubelet).unwrap();
+        std::fs::remove_dir_all(&elsewhere).unwrap();
     }
 
     #[test]

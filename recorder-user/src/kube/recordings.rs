@@ -125,8 +125,13 @@ impl PodRecordings {
         let Some(path) = self.state_dir.as_deref().and_then(|d| state_file(d, pod)) else {
             return HashMap::new();
         };
-        let Ok(text) = std::fs::read(&path) else {
-            return HashMap::new();
+        let text = match crate::files::read_regular(&path, super::daemon::MAX_STATE_FILE) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return HashMap::new(),
+            Err(err) => {
+                tracing::warn!(path = %path.display(), error = %err, "unreadable kept recordings; ignored");
+                return HashMap::new();
+            }
         };
         match serde_json::from_slice::<Saved>(&text) {
             Ok(saved) => {

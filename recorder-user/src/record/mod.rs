@@ -36,6 +36,8 @@ pub enum RecordError {
     NotRoot { euid: u32 },
     #[error("command not found: {command}")]
     CommandNotFound { command: String },
+    #[error("cannot execute {command}: {reason}")]
+    CommandNotExecutable { command: String, reason: String },
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
     #[error("cannot {op} cgroup file {path}: {source}", path = .path.display())]
@@ -51,12 +53,6 @@ pub enum RecordError {
     Leftovers { path: PathBuf, pids: Vec<i32> },
     #[error(transparent)]
     Bpf(Box<BpfError>),
-    #[error("cannot start {command}: {source}")]
-    Spawn {
-        command: String,
-        #[source]
-        source: std::io::Error,
-    },
     #[error("waiting for the recorded command: {source}")]
     Wait {
         #[source]
@@ -117,15 +113,53 @@ pub fn resolve_command(command: &str) -> Result<PathBuf, RecordError> {
             .map(|dir| dir.join(command))
             .collect()
     };
-    candidates
-        .into_iter()
-        .find(|p| is_executable(p))
-        .ok_or_else(not_found)
+    if let Some(found) = candidates.iter().find(|p| is_executable(p)) {
+        return Ok(found.clone());
+    }
+    // Something is there but cannot run: 126, as a shell says, not "not found".
+    for candidate in &candidates {
+        if let Ok(meta) = std::fs::metadata(candidate) {
+            let reason = if meta.is_dir() {
+                format!("{} is a directory", candidate.display())
+            } else {
+                format!(
+                    "{} is not executable (no x permission)",
+                    candidate.display()
+                )
+            };
+            return Err(RecordError::CommandNotExecutable {
+                command: command.to_owned(),
+                reason,
+            });
+        }
+    }
+    Err(not_found())
 }
 
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Why an executable file that exists could not be started: a missing interpreter is the
+/// usual cause of ENOENT there, and the one a user cannot guess from "No such file".
+pub fn exec_failure(path: &Path, err: &std::io::Error) -> String {
+    use std::io::Read as _;
+    let mut head = [0u8; 256];
+    let read = std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .unwrap_or(0);
+    let head = &head[..read];
+    match (err.raw_os_error(), head.strip_prefix(b"#!")) {
+        (Some(libc::ENOENT), Some(line)) => {
+            let line = line.split(|&b| b == b'\n').next().unwrap_or_default();
+            let interpreter = String::from_utf8_lossy(line);
+            let interpreter = interpreter.split_whitespace().next().unwrap_or_default();
+            format!("bad interpreter {interpreter:?}: {err}")
+        }
+        (Some(libc::ENOEXEC), _) => format!("not an executable format the kernel runs: {err}"),
+        _ => err.to_string(),
+    }
 }
 
 pub fn require_root() -> Result<(), RecordError> {
@@ -177,10 +211,12 @@ pub async fn record_command(
             }
         });
     }
-    let mut child = cmd.spawn().map_err(|source| RecordError::Spawn {
-        command: program.clone(),
-        source,
-    })?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|source| RecordError::CommandNotExecutable {
+            command: program.clone(),
+            reason: exec_failure(&program_path, &source),
+        })?;
     drop(procs);
     let exit = wait_forwarding_signals(&mut child).await?;
 
