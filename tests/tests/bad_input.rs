@@ -309,3 +309,59 @@ fn an_unwritable_output_is_found_before_the_command_runs() {
     );
     assert!(!marker.exists());
 }
+
+/// A few kilobytes that stand for gigabytes (aliases of aliases), nesting 600 KB deep, and
+/// files that never end: each refused at once with what was wrong, by every command that reads
+/// profiles.
+#[test]
+fn small_inputs_that_would_exhaust_memory_or_time_are_refused() {
+    let dir = TempDir::new("bombs");
+    let mut bomb = String::from(
+        "apiVersion: security-profiles-operator.x-k8s.io/v1beta1\nkind: SeccompProfile\nmetadata: {name: p}\nspec:\n  defaultAction: SCMP_ACT_ALLOW\n  l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n",
+    );
+    for i in 1..12 {
+        let items = vec![format!("*l{}", i - 1); 10].join(", ");
+        bomb.push_str(&format!("  l{i}: &l{i} [{items}]\n"));
+    }
+    assert!(bomb.len() < 7000, "{}", bomb.len());
+    let bomb_path = dir.join("bomb.yaml");
+    std::fs::write(&bomb_path, &bomb).unwrap();
+    let deep_path = dir.join("deep.json");
+    std::fs::write(&deep_path, "[".repeat(600_000)).unwrap();
+    let huge_path = dir.join("huge.json");
+    std::fs::write(&huge_path, vec![b' '; 5 << 20]).unwrap();
+    let started = std::time::Instant::now();
+    for (path, needle) in [
+        (&bomb_path, "excessive aliasing"),
+        (&deep_path, "nested more than 64 levels deep"),
+        (&huge_path, "larger than 4194304 bytes"),
+        (
+            &"/dev/zero".into(),
+            "/dev/zero is a character device, not a regular file",
+        ),
+    ] {
+        let validate = syscribe().arg("validate").arg(path).output().unwrap();
+        let said = format!("{}{}", stdout(&validate), stderr(&validate));
+        assert!(
+            !validate.status.success() && said.contains(needle),
+            "validate {}: {said}",
+            path.display()
+        );
+        fails_with(syscribe().args(["pull", "p", "-f"]).arg(path), needle);
+        fails_with(
+            syscribe()
+                .arg("run")
+                .arg("--profile")
+                .arg(path)
+                .args(["--", "/bin/true"]),
+            needle,
+        );
+    }
+    // Not a timed assertion: the old code took minutes and gigabytes here; this is a bound
+    // no machine misses by a factor of ten.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -37,6 +37,12 @@ pub enum PullError {
         #[source]
         source: serde_yaml::Error,
     },
+    #[error("{path}:{source}", path = .path.display())]
+    Limit {
+        path: PathBuf,
+        #[source]
+        source: crate::profile::guard::GuardError,
+    },
     #[error(transparent)]
     Base(#[from] BaseError),
     #[error("cannot list SeccompProfiles in the cluster (for {name}): {source}")]
@@ -55,7 +61,12 @@ pub enum ProfileSource {
 
 impl ProfileSource {
     pub fn from_file(path: &Path) -> Result<Self, CliError> {
-        let text = std::fs::read_to_string(path).map_err(|source| CliError::Read {
+        let text = crate::files::read_regular_text(path, crate::profile::guard::MAX_PROFILE_BYTES)
+            .map_err(|source| CliError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+        crate::profile::guard::check(&text).map_err(|source| PullError::Limit {
             path: path.to_owned(),
             source,
         })?;
@@ -99,7 +110,11 @@ impl ProfileSource {
         };
         let profiles: BTreeMap<String, SeccompProfile> =
             profiles.into_iter().map(|p| (p.name_any(), p)).collect();
-        Ok(resolve_bases(name, &profiles, &from)?)
+        let (seccomp, conflicts) = resolve_bases(name, &profiles, &from)?;
+        for conflict in conflicts {
+            eprintln!("syscribe: warning: {name}: {conflict}");
+        }
+        Ok(seccomp)
     }
 }
 

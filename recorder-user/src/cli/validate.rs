@@ -44,10 +44,11 @@ pub fn run(args: ValidateArgs) -> Result<i32, CliError> {
     };
     let (mut errors, mut warnings) = (0usize, 0usize);
     for path in &args.files {
-        let text = std::fs::read_to_string(path).map_err(|source| CliError::Read {
-            path: path.clone(),
-            source,
-        })?;
+        let text = crate::files::read_regular_text(path, crate::profile::guard::MAX_PROFILE_BYTES)
+            .map_err(|source| CliError::Read {
+                path: path.clone(),
+                source,
+            })?;
         let json = path
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("json"));

@@ -31,6 +31,7 @@ use super::{
     publish::{MANAGER, PublishError, api_err},
 };
 use crate::profile::{
+    conflict::{Conflict, resolve_labelled},
     seccomp::Seccomp,
     validate::{Severity, Validator},
 };
@@ -47,51 +48,67 @@ pub enum BaseError {
 }
 
 /// The profile as OCI JSON with its base profiles' rules first (upstream's union); rules with
-/// the same action are joined, so a syscall allowed by both is listed once.
+/// the same verdict (action, errno, arguments) are joined, so a syscall allowed by both is
+/// listed once. Where a profile and a base give one syscall different verdicts, the more
+/// restrictive applies ([`crate::profile::conflict`]) and the conflict is returned, naming both.
+/// Linear in the names of the whole chain, however deep.
 pub fn resolve_bases(
     name: &str,
     profiles: &BTreeMap<String, SeccompProfile>,
     from: &str,
-) -> Result<Seccomp, BaseError> {
+) -> Result<(Seccomp, Vec<Conflict>), BaseError> {
     let get = |n: &str| {
         profiles.get(n).ok_or_else(|| BaseError::NotFound {
             name: n.to_owned(),
             from: from.to_owned(),
         })
     };
-    let profile = get(name)?;
-    let mut seccomp = profile.spec.to_seccomp();
-    let mut seen = vec![name.to_owned()];
-    let mut base_name = profile.spec.base_profile_name.clone();
-    while let Some(base) = base_name.take() {
-        if seen.contains(&base) {
+    // The chain, the profile first.
+    let mut chain = vec![get(name)?];
+    let mut seen = std::collections::HashSet::from([name.to_owned()]);
+    while let Some(base) = chain.last().and_then(|p| p.spec.base_profile_name.clone()) {
+        if !seen.insert(base.clone()) {
             return Err(BaseError::Cycle {
                 name: name.to_owned(),
                 base,
             });
         }
-        let base_profile = get(&base)?;
-        // Rules with the same action (and errno, and arguments) become one, each name once.
-        let mut rules = base_profile.spec.to_seccomp().syscalls;
-        for rule in seccomp.syscalls.drain(..) {
-            match rules.iter_mut().find(|r| {
-                r.action == rule.action && r.errno_ret == rule.errno_ret && r.args == rule.args
-            }) {
-                Some(same) => {
-                    for name in rule.names {
-                        if !same.names.contains(&name) {
-                            same.names.push(name);
+        chain.push(get(&base)?);
+    }
+    let mut seccomp = chain[0].spec.to_seccomp();
+    let mut rules: Vec<crate::profile::seccomp::SyscallRule> = Vec::new();
+    // Where each joined rule came from: (profile, its index there).
+    let mut origins: Vec<(String, usize)> = Vec::new();
+    let mut names_of: Vec<std::collections::HashSet<String>> = Vec::new();
+    let mut by_verdict: std::collections::HashMap<String, usize> = Default::default();
+    // The deepest base first: its rules come first.
+    for profile in chain.iter().rev() {
+        for (k, rule) in profile.spec.to_seccomp().syscalls.into_iter().enumerate() {
+            let key = serde_json::to_string(&(rule.action, rule.errno_ret, &rule.args))
+                .expect("rules serialize");
+            match by_verdict.get(&key) {
+                Some(&i) => {
+                    for n in rule.names {
+                        if names_of[i].insert(n.clone()) {
+                            rules[i].names.push(n);
                         }
                     }
                 }
-                None => rules.push(rule),
+                None => {
+                    by_verdict.insert(key, rules.len());
+                    names_of.push(rule.names.iter().cloned().collect());
+                    origins.push((profile.name_any(), k));
+                    rules.push(rule);
+                }
             }
         }
-        seccomp.syscalls = rules;
-        seen.push(base);
-        base_name = base_profile.spec.base_profile_name.clone();
     }
-    Ok(seccomp)
+    seccomp.syscalls = rules;
+    let conflicts = resolve_labelled(&mut seccomp, &|i| {
+        let (profile, k) = &origins[i];
+        format!("{profile}'s syscalls[{k}]")
+    });
+    Ok((seccomp, conflicts))
 }
 
 #[derive(Debug, Error)]
@@ -285,7 +302,12 @@ pub fn plan<'a>(
         };
     }
     let seccomp = match resolve_bases(name, profiles, "the cluster") {
-        Ok(seccomp) => seccomp,
+        Ok((seccomp, conflicts)) => {
+            for conflict in conflicts {
+                tracing::warn!(profile = name, %conflict, "base profiles disagree");
+            }
+            seccomp
+        }
         Err(err) => return Plan::Refuse(err.to_string()),
     };
     // The validator reads the merged profile as it will be written.
@@ -843,6 +865,89 @@ mod tests {
         assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 1);
         std::fs::remove_dir_all(&kubelet).unwrap();
         std::fs::remove_dir_all(&elsewhere).unwrap();
+    }
+
+    #[test]
+    fn a_kill_written_by_the_user_is_never_weakened_by_a_base() {
+        let base = profile(
+            "base",
+            json!({"syscalls": [{"action": "SCMP_ACT_LOG", "names": ["mkdir", "read"]}]}),
+            json!({}),
+        );
+        let web = profile(
+            "web",
+            json!({"baseProfileName": "base",
+                   "syscalls": [{"action": "SCMP_ACT_ALLOW", "names": ["write"]},
+                                {"action": "SCMP_ACT_KILL", "names": ["mkdir"]}]}),
+            json!({}),
+        );
+        let (joined, conflicts) = resolve_bases("web", &profiles(vec![base, web]), "test").unwrap();
+        let verdict_of = |name: &str| {
+            joined
+                .syscalls
+                .iter()
+                .filter(|r| r.names.iter().any(|n| n == name))
+                .map(|r| r.action)
+                .collect::<Vec<_>>()
+        };
+        use crate::profile::seccomp::Action;
+        assert_eq!(verdict_of("mkdir"), [Action::Kill]);
+        assert_eq!(verdict_of("read"), [Action::Log]);
+        assert_eq!(verdict_of("write"), [Action::Allow]);
+        assert_eq!(conflicts.len(), 1);
+        assert_eq!(
+            conflicts[0].to_string(),
+            "syscall \"mkdir\" is in web's syscalls[1] (SCMP_ACT_KILL) and in base's syscalls[0] \
+             (SCMP_ACT_LOG); SCMP_ACT_KILL applies (the more restrictive, or the first of two equals)"
+        );
+    }
+
+    #[test]
+    fn deep_chains_and_long_lists_join_in_linear_time() {
+        // 3000 bases deep, and a profile of 60,000 names over a base of the same names:
+        // quadratic joins took tens of seconds; these take a fraction of one.
+        let mut chain = Vec::new();
+        for i in 0..3000 {
+            let base = if i + 1 < 3000 {
+                json!(format!("p{}", i + 1))
+            } else {
+                Value::Null
+            };
+            chain.push(profile(
+                &format!("p{i}"),
+                json!({"baseProfileName": base,
+                       "syscalls": [{"action": "SCMP_ACT_ALLOW", "names": [format!("n{i}"), "read"]}]}),
+                json!({}),
+            ));
+        }
+        let started = std::time::Instant::now();
+        let (joined, conflicts) = resolve_bases("p0", &profiles(chain), "test").unwrap();
+        assert!(conflicts.is_empty());
+        assert_eq!(joined.syscalls.len(), 1);
+        assert_eq!(joined.syscalls[0].names.len(), 3001);
+        let names: Vec<String> = (0..60_000).map(|i| format!("s{i}")).collect();
+        let big = |name: &str, base: Value| {
+            profile(
+                name,
+                json!({"baseProfileName": base,
+                       "syscalls": [{"action": "SCMP_ACT_ALLOW", "names": names}]}),
+                json!({}),
+            )
+        };
+        let (joined, _) = resolve_bases(
+            "big",
+            &profiles(vec![
+                big("big", json!("bigbase")),
+                big("bigbase", Value::Null),
+            ]),
+            "test",
+        )
+        .unwrap();
+        assert_eq!(joined.syscalls[0].names.len(), 60_000);
+        eprintln!(
+            "joined 3000 bases and 2 x 60,000 names in {:?}",
+            started.elapsed()
+        );
     }
 
     #[test]

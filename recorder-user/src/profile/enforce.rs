@@ -12,6 +12,10 @@ use super::seccomp::{Action, ArgRule, CompareOp, Seccomp};
 
 /// The errno a bare `SCMP_ACT_ERRNO` returns, as runc and crun do.
 const DEFAULT_ERRNO: u32 = libc::EPERM as u32;
+/// The largest errno libseccomp (so runc, crun and `syscribe run`) takes: 4095 and up it
+/// refuses (measured with this machine's libseccomp); the kernel itself would keep only the low
+/// 16 bits of a larger one, silently.
+pub const MAX_ERRNO: u32 = 4094;
 
 #[derive(Debug, Error)]
 pub enum EnforceError {
@@ -40,6 +44,16 @@ fn refused(what: impl Into<String>) -> impl FnOnce(SeccompError) -> EnforceError
 
 /// Builds the libseccomp filter for `profile`. Nothing is loaded yet.
 pub fn compile(profile: &Seccomp) -> Result<ScmpFilterContext, EnforceError> {
+    // libseccomp keeps the first of two verdicts for one syscall: said, never silent.
+    if let Some(conflict) = super::conflict::find(profile).first() {
+        return Err(invalid(
+            conflict.dropped.0.clone(),
+            format!(
+                "syscall {:?} is also in {} ({}), and this rule says {}: one syscall, one unconditional rule",
+                conflict.name, conflict.kept.0, conflict.kept.1, conflict.dropped.1
+            ),
+        ));
+    }
     let default = action(
         profile.default_action,
         profile.default_errno_ret,
@@ -113,10 +127,18 @@ fn action(action: Action, errno_ret: Option<u32>, field: &str) -> Result<ScmpAct
         Action::Kill | Action::KillThread => ScmpAction::KillThread,
         Action::KillProcess => ScmpAction::KillProcess,
         Action::Trap => ScmpAction::Trap,
-        Action::Errno => ScmpAction::Errno(
-            i32::try_from(ret(DEFAULT_ERRNO))
-                .map_err(|_| invalid(format!("{field}.errnoRet"), "out of range"))?,
-        ),
+        Action::Errno => {
+            let errno = ret(DEFAULT_ERRNO);
+            if errno > MAX_ERRNO {
+                return Err(invalid(
+                    format!("{field}.errnoRet"),
+                    format!(
+                        "{errno} is more than {MAX_ERRNO}, the largest errno libseccomp (runc, crun) accepts"
+                    ),
+                ));
+            }
+            ScmpAction::Errno(errno as i32)
+        }
         Action::Trace => ScmpAction::Trace(u16::try_from(ret(DEFAULT_ERRNO)).map_err(|_| {
             invalid(
                 format!("{field}.errnoRet"),
@@ -200,6 +222,32 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         // 8 bytes per classic BPF instruction: at least the arch checks and three rules.
         assert!(size >= 8 * 8, "filter of {size} bytes");
+    }
+
+    #[test]
+    fn conflicting_rules_and_cut_errnos_are_refused_naming_both() {
+        let mut p = profile(&["read", "mkdir"]);
+        p.syscalls.push(SyscallRule {
+            names: vec!["mkdir".into()],
+            action: Action::KillProcess,
+            errno_ret: None,
+            args: Vec::new(),
+        });
+        assert_eq!(
+            compile(&p).unwrap_err().to_string(),
+            "syscalls[0]: syscall \"mkdir\" is also in syscalls[1] (SCMP_ACT_KILL_PROCESS), and \
+             this rule says SCMP_ACT_ALLOW: one syscall, one unconditional rule"
+        );
+        let mut p = profile(&["read"]);
+        p.syscalls[0].action = Action::Errno;
+        p.syscalls[0].errno_ret = Some(65537);
+        p.default_action = Action::Allow;
+        assert_eq!(
+            compile(&p).unwrap_err().to_string(),
+            "syscalls[0].errnoRet: 65537 is more than 4094, the largest errno libseccomp (runc, crun) accepts"
+        );
+        p.syscalls[0].errno_ret = Some(MAX_ERRNO);
+        compile(&p).unwrap();
     }
 
     #[test]

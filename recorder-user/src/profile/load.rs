@@ -39,15 +39,23 @@ fn location(line: Option<usize>, column: Option<usize>) -> String {
 
 /// Reads and parses the profile at `path`.
 pub fn load_profile(path: &Path) -> Result<Seccomp, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let text = crate::files::read_regular_text(path, super::guard::MAX_PROFILE_BYTES).map_err(
+        |source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        },
+    )?;
     parse_profile(path, &text)
 }
 
 /// Parses a profile; `path` only names the source in errors.
 pub fn parse_profile(path: &Path, text: &str) -> Result<Seccomp, LoadError> {
+    super::guard::check(text).map_err(|err| LoadError::Syntax {
+        path: path.to_owned(),
+        line: err.position().map(|p| p.0),
+        column: err.position().map(|p| p.1),
+        message: err.reason(),
+    })?;
     // First look at the shape (is there a `kind`?), then parse again into the right type so
     // that errors keep their line and column.
     let value: serde_yaml::Value = parse(path, text)?;

@@ -2,8 +2,10 @@
 //! Pure decisions: no aya, no kube, no host paths.
 
 pub mod build;
+pub mod conflict;
 pub mod crd;
 pub mod enforce;
+pub mod guard;
 pub mod load;
 pub mod merge;
 pub mod naming;

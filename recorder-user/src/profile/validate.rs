@@ -301,6 +301,21 @@ fn state(spec: &Value, report: &mut Report<'_>) {
     }
 }
 
+/// An errno a filter returns: a number libseccomp takes (see `enforce::MAX_ERRNO`).
+fn errno_ret(v: &Value, path: &str, report: &mut Report<'_>) {
+    match v.as_u64() {
+        None => report.error(path, format!("must be a number ≥ 0, not {}", type_name(v))),
+        Some(n) if n > u64::from(super::enforce::MAX_ERRNO) => report.error(
+            path,
+            format!(
+                "{n} is more than {}, the largest errno libseccomp (runc, crun) accepts",
+                super::enforce::MAX_ERRNO
+            ),
+        ),
+        Some(_) => {}
+    }
+}
+
 fn type_name(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
@@ -588,13 +603,8 @@ impl Validator {
             .copied()
             .collect();
         unknown_fields(map, prefix, &allowed, report);
-        if let Some(v) = doc.get("defaultErrnoRet")
-            && v.as_u64().is_none()
-        {
-            report.error(
-                join(prefix, "defaultErrnoRet"),
-                format!("must be a number ≥ 0, not {}", type_name(v)),
-            );
+        if let Some(v) = doc.get("defaultErrnoRet") {
+            errno_ret(v, &join(prefix, "defaultErrnoRet"), report);
         }
         for field in ["listenerPath", "listenerMetadata"] {
             if let Some(v) = doc.get(field)
@@ -721,13 +731,8 @@ impl Validator {
                     ),
                 );
             }
-            if let Some(v) = rule.get("errnoRet")
-                && v.as_u64().is_none()
-            {
-                report.error(
-                    format!("{path}.errnoRet"),
-                    format!("must be a number ≥ 0, not {}", type_name(v)),
-                );
+            if let Some(v) = rule.get("errnoRet") {
+                errno_ret(v, &format!("{path}.errnoRet"), report);
             }
             let names_value = rule.get("names");
             match self.string_list(names_value, &format!("{path}.names"), report) {
@@ -952,6 +957,15 @@ pub fn validate_documents(
                 ..syntax_error(0, 0, "empty: no profile in this file".to_owned())
             }],
         );
+    }
+    // Before any parser builds anything: size, depth, alias expansion.
+    if let Err(err) = super::guard::check(text) {
+        let (line, column) = err.position().unwrap_or((0, 0));
+        let mut found = syntax_error(line, column, err.reason());
+        if err.position().is_none() {
+            found.position = None;
+        }
+        return (1, vec![found]);
     }
     if json && let Err(err) = serde_json::from_str::<serde_json::Value>(text) {
         let message = err.to_string();
@@ -1240,6 +1254,48 @@ spec:
             "{found:#?}"
         );
         assert!(found[1].problem.message.starts_with("not valid YAML/JSON"));
+    }
+
+    #[test]
+    fn errnos_libseccomp_would_refuse_are_errors() {
+        let found = problems(
+            r#"{"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 70000, "architectures": ["SCMP_ARCH_X86_64"], "syscalls": [
+                {"names": ["read"], "action": "SCMP_ACT_ERRNO", "errnoRet": 65537},
+                {"names": ["write"], "action": "SCMP_ACT_ERRNO", "errnoRet": 4094}]}"#,
+        );
+        let paths: Vec<&str> = found.iter().map(|(_, p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["defaultErrnoRet", "syscalls[0].errnoRet"],
+            "{found:?}"
+        );
+        assert!(found[1].2.contains("65537 is more than 4094"), "{found:?}");
+    }
+
+    #[test]
+    fn bombs_and_depth_are_refused_before_parsing_with_a_position() {
+        let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..9 {
+            let items = vec![format!("*a{}", i - 1); 10].join(", ");
+            bomb.push_str(&format!("a{i}: &a{i} [{items}]\n"));
+        }
+        let found = validate_text(&mut Validator::default(), &bomb, false);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].problem.message.contains("excessive aliasing"),
+            "{found:?}"
+        );
+        assert_eq!(found[0].position.map(|p| p.line), Some(6));
+        let deep = format!("{}{}", "[".repeat(600_000), "]".repeat(600_000));
+        let found = validate_text(&mut Validator::default(), &deep, true);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0]
+                .problem
+                .message
+                .contains("nested more than 64 levels"),
+            "{found:?}"
+        );
     }
 
     #[test]
