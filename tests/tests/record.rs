@@ -207,3 +207,58 @@ fn strace_names(log: &str) -> BTreeSet<String> {
         })
         .collect()
 }
+
+/// A recorder killed with SIGKILL leaves its cgroup: an empty one goes at the next recording
+/// (also when its pid now names another program), one that still holds the recorded
+/// command's processes is reported (they are the user's; not killed behind their back).
+#[test]
+fn a_killed_recorders_cgroups_are_cleaned_or_reported() {
+    require_root();
+    let parent = std::path::Path::new(LOCAL_CGROUP_PARENT);
+    std::fs::create_dir_all(parent).unwrap();
+    // A pid that now names another program (sleep), its cgroup empty.
+    let mut reused = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let empty = parent.join(format!("record-{}", reused.id()));
+    std::fs::create_dir(&empty).unwrap();
+    // A gone recorder's cgroup with its command still running in it.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    gone.wait().unwrap();
+    let populated = parent.join(format!("record-{}", gone.id()));
+    std::fs::create_dir(&populated).unwrap();
+    let mut orphan = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    std::fs::write(populated.join("cgroup.procs"), orphan.id().to_string()).unwrap();
+
+    let dir = TempDir::new("stale");
+    let out = syscribe()
+        .arg("record")
+        .arg("-o")
+        .arg(dir.join("p.json"))
+        .args(["--", "/bin/true"])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    let populated_reported = err.contains(&populated.display().to_string())
+        && err.contains(&orphan.id().to_string())
+        && err.contains("still holds processes");
+    let empty_removed = !empty.exists();
+    // Clean up before asserting.
+    let _ = std::fs::write(populated.join("cgroup.kill"), "1");
+    let _ = orphan.wait();
+    let _ = reused.kill();
+    let _ = reused.wait();
+    let _ = std::fs::remove_dir(&populated);
+    let _ = std::fs::remove_dir(&empty);
+    let _ = std::fs::remove_dir(parent);
+    assert!(out.status.success(), "{err}");
+    assert!(populated_reported, "not reported: {err}");
+    assert!(
+        empty_removed,
+        "the empty cgroup of a reused pid stayed: {err}"
+    );
+}

@@ -133,22 +133,48 @@ impl Drop for LocalCgroup {
     }
 }
 
-/// Removes `record-<pid>` cgroups whose syscribe process is gone and which hold no process.
-fn remove_stale(parent: &Path) {
+/// Removes `record-<pid>` cgroups whose syscribe process is gone (no such process, or the pid
+/// now names another program) and which hold no process; one that still holds processes (a
+/// killed recorder's command, running on unrecorded) is reported, not killed: they are the
+/// user's processes. Returns the paths reported.
+pub(crate) fn remove_stale(parent: &Path) -> Vec<PathBuf> {
+    let mut reported = Vec::new();
     let Ok(entries) = fs::read_dir(parent) else {
-        return;
+        return reported;
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("record-")) else {
             continue;
         };
-        if Path::new("/proc").join(pid).exists() {
+        if pid.parse::<u32>().is_err() {
             continue;
         }
-        // rmdir fails on a populated cgroup, which is what we want.
-        if fs::remove_dir(entry.path()).is_ok() {
-            tracing::info!(path = %entry.path().display(), "removed a stale recording cgroup");
+        let comm = fs::read_to_string(Path::new("/proc").join(pid).join("comm")).ok();
+        if comm.is_some_and(|c| c.trim_end() == "syscribe") {
+            continue;
+        }
+        let path = entry.path();
+        // rmdir fails on a populated cgroup: then say so.
+        match fs::remove_dir(&path) {
+            Ok(()) => {
+                tracing::info!(path = %path.display(), "removed a stale recording cgroup");
+            }
+            Err(_) => {
+                let procs = fs::read_to_string(path.join("cgroup.procs")).unwrap_or_default();
+                let pids: Vec<&str> = procs.split_whitespace().take(16).collect();
+                if pids.is_empty() {
+                    continue;
+                }
+                tracing::warn!(
+                    path = %path.display(),
+                    pids = %pids.join(","),
+                    "a killed syscribe's recording cgroup still holds processes (its command runs on, unrecorded); \
+                     kill them (echo 1 > cgroup.kill) and the cgroup goes at the next recording"
+                );
+                reported.push(path);
+            }
         }
     }
+    reported
 }
