@@ -760,7 +760,37 @@ impl Validator {
                         let known_somewhere = arches.iter().any(|(label, arch)| {
                             self.names_of(*arch, label).iter().any(|k| k == name)
                         });
-                        if !known_somewhere {
+                        let elsewhere = if known_somewhere {
+                            None
+                        } else {
+                            ARCHES[1..].iter().find_map(|(label, arch)| {
+                                self.names_of(*arch, label)
+                                    .iter()
+                                    .any(|k| k == name)
+                                    .then_some(*label)
+                            })
+                        };
+                        if let Some(other) = elsewhere {
+                            // runc and crun skip a name the filter's architectures lack
+                            // (upstream's own examples list umount, stime, vm86 for x86_64).
+                            let listed: Vec<&str> =
+                                arches.iter().map(|(l, _)| l.as_str()).collect();
+                            let hint = if self.suggestions_left > 0 {
+                                self.suggestions_left -= 1;
+                                let (label, arch) = &arches[0];
+                                let known = self.names_of(*arch, label);
+                                suggestion(name, known.iter().map(String::as_str))
+                            } else {
+                                String::new()
+                            };
+                            report.warning(
+                                &name_path,
+                                format!(
+                                    "{name:?} is no syscall on {} (it is one on {other}): runc and crun skip it{hint}",
+                                    listed.join(", ")
+                                ),
+                            );
+                        } else if !known_somewhere {
                             let (label, arch) = &arches[0];
                             let listed: Vec<&str> =
                                 arches.iter().map(|(l, _)| l.as_str()).collect();
@@ -1126,20 +1156,37 @@ spec:
 
     #[test]
     fn names_need_to_exist_on_one_listed_architecture() {
-        // open: x86_64 yes, aarch64 no — fine for a two-architecture profile, not for aarch64 alone.
+        // open: x86_64 yes, aarch64 no — fine for a two-architecture profile; for aarch64
+        // alone a warning (runc and crun skip it), never an error: upstream's own examples
+        // list such names.
         let both = problems(
             r#"{"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64"], "syscalls": [{"names": ["open"], "action": "SCMP_ACT_ALLOW"}]}"#,
         );
         assert_eq!(both, []);
         let arm = problems(
-            r#"{"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_AARCH64"], "syscalls": [{"names": ["open"], "action": "SCMP_ACT_ALLOW"}]}"#,
+            r#"{"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_AARCH64"], "syscalls": [{"names": ["open", "opne"], "action": "SCMP_ACT_ALLOW"}]}"#,
         );
+        assert_eq!(arm.len(), 2, "{arm:?}");
+        assert_eq!(arm[0].0, Severity::Error);
         assert!(
             arm[0]
                 .2
-                .contains("unknown syscall \"open\" on SCMP_ARCH_AARCH64"),
+                .contains("unknown syscall \"opne\" on SCMP_ARCH_AARCH64"),
             "{arm:?}"
         );
+        assert_eq!(arm[1].0, Severity::Warning);
+        assert_eq!(
+            arm[1].2,
+            "\"open\" is no syscall on SCMP_ARCH_AARCH64 (it is one on SCMP_ARCH_X86): runc and crun skip it"
+        );
+        let x86_64 = problems(
+            r#"{"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64"], "syscalls": [{"names": ["umount", "stime", "vm86"], "action": "SCMP_ACT_ALLOW"}]}"#,
+        );
+        assert!(
+            x86_64.iter().all(|(s, _, _)| *s == Severity::Warning),
+            "{x86_64:?}"
+        );
+        assert_eq!(x86_64.len(), 3, "{x86_64:?}");
     }
 
     #[test]

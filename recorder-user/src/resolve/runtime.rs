@@ -105,7 +105,8 @@ impl RuntimeNames {
             let dir = root.join(container_id);
             bundle_of(&dir)
         })?;
-        let config = std::fs::read(bundle.join("config.json")).ok()?;
+        let config =
+            crate::files::read_regular(&bundle.join("config.json"), MAX_RUNTIME_FILE).ok()?;
         names_from_config(&config)
     }
 
@@ -121,9 +122,13 @@ impl RuntimeNames {
     }
 }
 
+/// The most read of a runtime's state or bundle config (they are a few KiB; a container's
+/// annotations count towards the config).
+const MAX_RUNTIME_FILE: u64 = 16 << 20;
+
 /// The bundle directory a runtime state directory points at.
 fn bundle_of(dir: &Path) -> Option<PathBuf> {
-    if let Ok(state) = std::fs::read(dir.join("state.json")) {
+    if let Ok(state) = crate::files::read_regular(&dir.join("state.json"), MAX_RUNTIME_FILE) {
         // runc: {"config": {"labels": ["bundle=/path", …]}, …}
         let state: serde_json::Value = serde_json::from_slice(&state).ok()?;
         return state["config"]["labels"]
@@ -134,8 +139,10 @@ fn bundle_of(dir: &Path) -> Option<PathBuf> {
             .next();
     }
     // crun: {"bundle": "/path", …}
-    let status: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("status")).ok()?).ok()?;
+    let status: serde_json::Value = serde_json::from_slice(
+        &crate::files::read_regular(&dir.join("status"), MAX_RUNTIME_FILE).ok()?,
+    )
+    .ok()?;
     status["bundle"].as_str().map(PathBuf::from)
 }
 
