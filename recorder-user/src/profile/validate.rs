@@ -190,7 +190,7 @@ fn distance(a: &str, b: &str) -> usize {
 /// that differs from it (after their common prefix — `SCMP_ARCH_` says nothing) may change,
 /// and at least 2 edits (a swapped pair of letters is two); or one is the other cut short. Ties go to the longer common
 /// prefix (`open` → `openat`, not `fsopen`).
-fn suggestion<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+pub(crate) fn suggestion<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
     let word = word.to_ascii_lowercase();
     candidates
         .into_iter()
