@@ -1,9 +1,17 @@
 //! `syscribe webhook`: a validating admission webhook (HTTPS, AdmissionReview v1) that runs
 //! `syscribe validate`'s checks on SeccompProfile and SelinuxProfile creates and updates. An
-//! invalid profile is refused with every problem (`spec.syscalls[0].names[1]: unknown syscall
-//! "raed" … (did you mean "read"?)`); warnings are returned as admission warnings, which
-//! kubectl prints. The certificate is re-read when its files change (cert-manager renews it in
-//! place). Bounded: connections, request heads and bodies; each bound has a counter on /metrics.
+//! invalid profile is refused with its problems (`spec.syscalls[0].names[1]: unknown syscall
+//! "raed" … (did you mean "read"?)`; past [`MAX_ERRORS`], how many more); warnings are returned
+//! as admission warnings, which kubectl prints. The certificate is re-read when its files
+//! change (cert-manager renews it in place).
+//!
+//! It takes what anyone who reaches its port sends, so everything is bounded — connections
+//! (in all and per peer, see [`slots`]), the time to each step of a request, heads, bodies, the
+//! memory of a review and the size of its answer — and whatever a bound refuses, closes or
+//! leaves out is counted on /metrics.
+
+mod review;
+mod slots;
 
 use std::{
     net::SocketAddr,
@@ -16,15 +24,18 @@ use std::{
 };
 
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject as _};
-use serde_json::{Value, json};
 use thiserror::Error;
 use tokio::{
     io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _},
-    net::TcpListener,
+    net::{TcpListener, TcpStream},
+    sync::Notify,
+    time::{Instant, timeout, timeout_at},
 };
 use tokio_rustls::TlsAcceptor;
 
-use crate::profile::validate::{SelinuxPolicy, Severity, Validator};
+use crate::profile::validate::{SelinuxPolicy, Validator};
+pub use review::{MAX_VALUES, ReviewError, review};
+use slots::{Phase, Refusal, Slots};
 
 #[derive(Debug, clap::Args)]
 pub struct WebhookArgs {
@@ -41,9 +52,23 @@ pub struct WebhookArgs {
     /// against; default: the syntax of labels only.
     #[arg(long, value_name = "DIR")]
     pub selinux_policy: Option<PathBuf>,
-    /// Connections served at once; more are closed at once (and counted).
-    #[arg(long, default_value_t = 256)]
+    /// Connections held at once. When all are taken, one that is not serving a request (the
+    /// one that never sent a request, else the one idle longest) is closed for the new one;
+    /// only when all serve requests is the new one refused. Both are counted.
+    #[arg(long, default_value_t = MAX_CONNECTIONS, value_parser = at_least_one)]
     pub max_connections: usize,
+    /// Connections held at once from one IP address, with the same rule: one peer cannot
+    /// take every slot. The API server is one peer (one connection per concurrent call).
+    #[arg(long, default_value_t = MAX_CONNECTIONS_PER_PEER, value_parser = at_least_one)]
+    pub max_connections_per_peer: usize,
+}
+
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("at least 1 is needed".into()),
+        Ok(n) => Ok(n),
+        Err(err) => Err(err.to_string()),
+    }
 }
 
 #[derive(Debug, Error)]
@@ -64,142 +89,233 @@ pub enum WebhookError {
     },
 }
 
-/// Largest request head and body read (the API server sends at most 3 MiB objects).
-const MAX_HEAD: usize = 16 * 1024;
-const MAX_BODY: usize = 4 * 1024 * 1024;
-/// A kept-alive client that sends nothing for this long is dropped.
-const IDLE: Duration = Duration::from_secs(30);
-/// A TLS handshake, and a request from its first byte to its last, must take at most this
-/// (a client trickling bytes cannot hold a connection slot).
-const REQUEST: Duration = Duration::from_secs(10);
-/// Request bodies held at once, all connections together, in KiB (the memory bound: the
-/// Deployment's limit is 128 MiB).
-const BODY_BUDGET_KIB: usize = 48 * 1024;
+/// Connections held at once (`--max-connections`).
+pub const MAX_CONNECTIONS: usize = 256;
+/// Connections held at once from one IP address (`--max-connections-per-peer`): a quarter of
+/// the slots, so a single peer trickling requests cannot take them all, and still far more
+/// than the API server's concurrent calls to one replica for profile writes (it is one peer).
+pub const MAX_CONNECTIONS_PER_PEER: usize = 64;
+/// Largest request head, blank line included (431 beyond). The API server's are < 1 KiB.
+pub const MAX_HEAD: usize = 16 * 1024;
+/// Largest request body (413 beyond, told from its Content-Length before any of it is read).
+/// Real profiles are tens of KiB (≈ 450 syscalls exist) and an UPDATE carries two copies;
+/// what a body costs to check is bounded by [`MAX_VALUES`].
+pub const MAX_BODY: usize = 1024 * 1024;
+/// Request bodies held at once, all connections together, in KiB (503 beyond): bodies wait
+/// here for the one review running at a time. With one review's working set (≤ ~75 MiB at
+/// [`MAX_VALUES`]) and the connections', the webhook stays within its Deployment's 128 MiB.
+pub const BODY_BUDGET_KIB: usize = 8 * 1024;
+/// A new connection must send its first byte (the TLS ClientHello) within this: whoever dials
+/// the webhook has a request to send.
+pub const FIRST_BYTE: Duration = Duration::from_secs(2);
+/// The TLS handshake must end within this after the connection is accepted.
+pub const HANDSHAKE: Duration = Duration::from_secs(5);
+/// A request's head must come whole within this from its first byte (a client trickling a
+/// head cannot hold a slot).
+pub const HEAD: Duration = Duration::from_secs(5);
+/// A request must come whole, body included, within this from its first byte.
+pub const REQUEST: Duration = Duration::from_secs(10);
+/// A response must be taken by the client within this (one that never reads cannot hold a
+/// slot and the response's memory).
+pub const WRITE: Duration = Duration::from_secs(10);
+/// A kept-alive client that sends nothing for this long is closed (sooner if its slot is
+/// needed).
+pub const IDLE: Duration = Duration::from_secs(30);
+/// After refusing a request (413, 431…), what the client still sends is read and dropped for
+/// at most this, so that it reads the refusal instead of a connection reset.
+pub const LINGER: Duration = Duration::from_secs(1);
+/// Errors listed in a denial; it then says how many more there are.
+pub const MAX_ERRORS: usize = 50;
+/// Warnings returned; one more warning then says how many more there are.
+pub const MAX_WARNINGS: usize = 10;
+/// Longest problem line (and profile name) in an answer, in bytes; a longer one is cut and
+/// says how many bytes were cut.
+pub const MAX_LINE: usize = 400;
+/// The answer to any review is at most this long (what the bounds above make it).
+pub const MAX_RESPONSE: usize = 64 * 1024;
+/// Longest request.uid echoed (the API server's are 36 characters).
+pub const MAX_UID: usize = 128;
+
+/// The deadlines, from the constants above (a test shortens them).
+#[derive(Debug, Clone, Copy)]
+struct Deadlines {
+    first_byte: Duration,
+    handshake: Duration,
+    head: Duration,
+    request: Duration,
+    write: Duration,
+    idle: Duration,
+    linger: Duration,
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Self {
+            first_byte: FIRST_BYTE,
+            handshake: HANDSHAKE,
+            head: HEAD,
+            request: REQUEST,
+            write: WRITE,
+            idle: IDLE,
+            linger: LINGER,
+        }
+    }
+}
 
 /// What every connection shares.
 struct Shared {
+    deadlines: Deadlines,
     validator: Arc<Mutex<Validator>>,
     counters: Counters,
     /// KiB of request bodies that may still be read.
     bodies: tokio::sync::Semaphore,
+    slots: Mutex<Slots>,
 }
 
-/// Why a review could not be answered (an HTTP 400, not a denial).
-#[derive(Debug, Error, PartialEq, Eq)]
-pub enum ReviewError {
-    #[error("the body is not JSON: {0}")]
-    Json(String),
-    #[error("expected an admission.k8s.io/v1 AdmissionReview, found {0}")]
-    NotAReview(String),
-    #[error("the AdmissionReview has no request.uid")]
-    NoUid,
+/// Why a connection was closed by the webhook (a label on /metrics).
+#[derive(Debug, Clone, Copy)]
+enum Closed {
+    /// To make room for a new connection (see [`slots`]).
+    Evicted,
+    /// No first byte within [`FIRST_BYTE`].
+    FirstByte,
+    /// No TLS handshake within [`HANDSHAKE`].
+    Handshake,
+    /// No whole head within [`HEAD`].
+    Head,
+    /// No whole request within [`REQUEST`].
+    Request,
+    /// The response not taken within [`WRITE`].
+    Write,
+    /// Idle for [`IDLE`] between requests.
+    Idle,
 }
 
-/// The AdmissionReview answering `body`: allowed unless the object has errors.
-pub fn review(validator: &mut Validator, body: &[u8]) -> Result<Value, ReviewError> {
-    let review: Value =
-        serde_json::from_slice(body).map_err(|e| ReviewError::Json(e.to_string()))?;
-    let api_version = review["apiVersion"].as_str().unwrap_or_default();
-    if api_version != "admission.k8s.io/v1" || review["kind"] != "AdmissionReview" {
-        return Err(ReviewError::NotAReview(format!(
-            "apiVersion {api_version:?}, kind {}",
-            review["kind"]
-        )));
+impl Closed {
+    const ALL: [Closed; 7] = [
+        Closed::Evicted,
+        Closed::FirstByte,
+        Closed::Handshake,
+        Closed::Head,
+        Closed::Request,
+        Closed::Write,
+        Closed::Idle,
+    ];
+    fn label(self) -> &'static str {
+        match self {
+            Closed::Evicted => "evicted",
+            Closed::FirstByte => "first_byte_timeout",
+            Closed::Handshake => "handshake_timeout",
+            Closed::Head => "head_timeout",
+            Closed::Request => "request_timeout",
+            Closed::Write => "write_timeout",
+            Closed::Idle => "idle",
+        }
     }
-    let request = &review["request"];
-    let uid = request["uid"].as_str().ok_or(ReviewError::NoUid)?;
-    let respond = |allowed: bool, message: Option<String>, warnings: Vec<String>| {
-        let mut response = json!({"uid": uid, "allowed": allowed});
-        if let Some(message) = message {
-            response["status"] = json!({"code": 422, "reason": "Invalid", "message": message});
+}
+
+/// Why a request was refused before it was read whole (a label on /metrics).
+#[derive(Debug, Clone, Copy)]
+enum Refused {
+    /// 431: head over [`MAX_HEAD`].
+    HeadTooLarge,
+    /// 413: body over [`MAX_BODY`].
+    BodyTooLarge,
+    /// 411: no Content-Length (or chunked).
+    LengthRequired,
+    /// 503: the [`BODY_BUDGET_KIB`] is held by other requests.
+    Busy,
+}
+
+impl Refused {
+    const ALL: [Refused; 4] = [
+        Refused::HeadTooLarge,
+        Refused::BodyTooLarge,
+        Refused::LengthRequired,
+        Refused::Busy,
+    ];
+    fn label(self) -> &'static str {
+        match self {
+            Refused::HeadTooLarge => "head_too_large",
+            Refused::BodyTooLarge => "body_too_large",
+            Refused::LengthRequired => "length_required",
+            Refused::Busy => "busy",
         }
-        if !warnings.is_empty() {
-            response["warnings"] = json!(warnings);
-        }
-        json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response})
-    };
-    let kind = request["kind"]["kind"].as_str().unwrap_or_default();
-    let operation = request["operation"].as_str().unwrap_or_default();
-    if !matches!(operation, "CREATE" | "UPDATE")
-        || !matches!(kind, "SeccompProfile" | "SelinuxProfile")
-    {
-        // Not ours to judge (the webhook configuration sends only these).
-        return Ok(respond(true, None, Vec::new()));
     }
-    // A change that leaves the spec alone (finalizers, labels, annotations) passes: a profile
-    // admitted before this webhook existed must still be deletable.
-    if operation == "UPDATE" && request["oldObject"]["spec"] == request["object"]["spec"] {
-        return Ok(respond(true, None, Vec::new()));
-    }
-    let object: serde_yaml::Value = match serde_yaml::to_value(&request["object"]) {
-        Ok(object) => object,
-        Err(err) => {
-            return Ok(respond(
-                false,
-                Some(format!("unreadable object: {err}")),
-                Vec::new(),
-            ));
+    fn status(self) -> &'static str {
+        match self {
+            Refused::HeadTooLarge => "431 Request Header Fields Too Large",
+            Refused::BodyTooLarge => "413 Content Too Large",
+            Refused::LengthRequired => "411 Length Required",
+            Refused::Busy => "503 Service Unavailable",
         }
-    };
-    let problems = validator.validate(&object);
-    let line = |p: &crate::profile::validate::Problem| {
-        if p.path.is_empty() {
-            p.message.clone()
-        } else {
-            format!("{}: {}", p.path, p.message)
-        }
-    };
-    let errors: Vec<String> = problems
-        .iter()
-        .filter(|p| p.severity == Severity::Error)
-        .map(line)
-        .collect();
-    let warnings: Vec<String> = problems
-        .iter()
-        .filter(|p| p.severity == Severity::Warning)
-        .map(line)
-        .collect();
-    let name = request["name"]
-        .as_str()
-        .or(request["object"]["metadata"]["name"].as_str())
-        .unwrap_or_default();
-    if errors.is_empty() {
-        Ok(respond(true, None, warnings))
-    } else {
-        let message = format!("{kind} {name:?} is invalid: {}", errors.join("; "));
-        Ok(respond(false, Some(message), warnings))
     }
 }
 
 /// The webhook's counters (/metrics).
 #[derive(Default)]
 pub struct Counters {
-    pub allowed: AtomicU64,
-    pub denied: AtomicU64,
-    pub bad_requests: AtomicU64,
-    pub connections_refused: AtomicU64,
-    pub tls_failures: AtomicU64,
+    allowed: AtomicU64,
+    denied: AtomicU64,
+    /// Bodies that are not an AdmissionReview (400).
+    bad_requests: AtomicU64,
+    /// Problems left out of answers (said in them as "and N more").
+    problems_omitted: AtomicU64,
+    refused_full: AtomicU64,
+    refused_peer: AtomicU64,
+    tls_failures: AtomicU64,
+    closed: [AtomicU64; Closed::ALL.len()],
+    refused: [AtomicU64; Refused::ALL.len()],
 }
 
 impl Counters {
+    fn close(&self, why: Closed) {
+        self.closed[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+    fn refuse(&self, why: Refused) {
+        self.refused[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
     fn render(&self) -> String {
         let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        format!(
+        let mut text = format!(
             "# TYPE syscribe_webhook_reviews_total counter\n\
              syscribe_webhook_reviews_total{{allowed=\"true\"}} {}\n\
              syscribe_webhook_reviews_total{{allowed=\"false\"}} {}\n\
              # TYPE syscribe_webhook_bad_requests_total counter\n\
              syscribe_webhook_bad_requests_total {}\n\
-             # TYPE syscribe_webhook_connections_refused_total counter\n\
-             syscribe_webhook_connections_refused_total {}\n\
+             # TYPE syscribe_webhook_problems_omitted_total counter\n\
+             syscribe_webhook_problems_omitted_total {}\n\
              # TYPE syscribe_webhook_tls_failures_total counter\n\
-             syscribe_webhook_tls_failures_total {}\n",
+             syscribe_webhook_tls_failures_total {}\n\
+             # TYPE syscribe_webhook_connections_refused_total counter\n\
+             syscribe_webhook_connections_refused_total{{reason=\"full\"}} {}\n\
+             syscribe_webhook_connections_refused_total{{reason=\"peer_full\"}} {}\n\
+             # TYPE syscribe_webhook_connections_closed_total counter\n",
             c(&self.allowed),
             c(&self.denied),
             c(&self.bad_requests),
-            c(&self.connections_refused),
+            c(&self.problems_omitted),
             c(&self.tls_failures),
-        )
+            c(&self.refused_full),
+            c(&self.refused_peer),
+        );
+        for why in Closed::ALL {
+            text.push_str(&format!(
+                "syscribe_webhook_connections_closed_total{{reason=\"{}\"}} {}\n",
+                why.label(),
+                c(&self.closed[why as usize])
+            ));
+        }
+        text.push_str("# TYPE syscribe_webhook_requests_refused_total counter\n");
+        for why in Refused::ALL {
+            text.push_str(&format!(
+                "syscribe_webhook_requests_refused_total{{reason=\"{}\"}} {}\n",
+                why.label(),
+                c(&self.refused[why as usize])
+            ));
+        }
+        text
     }
 }
 
@@ -300,11 +416,15 @@ pub async fn run(args: WebhookArgs) -> Result<(), WebhookError> {
     // The actual address (a test binds port 0).
     eprintln!("syscribe: webhook listening on https://{local}/validate");
     let shared = Arc::new(Shared {
+        deadlines: Deadlines::default(),
         validator: Arc::new(Mutex::new(validator)),
         counters: Counters::default(),
         bodies: tokio::sync::Semaphore::new(BODY_BUDGET_KIB),
+        slots: Mutex::new(Slots::new(
+            args.max_connections,
+            args.max_connections_per_peer,
+        )),
     });
-    let slots = Arc::new(tokio::sync::Semaphore::new(args.max_connections));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|source| WebhookError::Listen {
             addr: args.addr,
@@ -325,69 +445,202 @@ pub async fn run(args: WebhookArgs) -> Result<(), WebhookError> {
                 continue;
             }
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            shared
-                .counters
-                .connections_refused
-                .fetch_add(1, Ordering::Relaxed);
+        let Some(conn) = Conn::admit(&shared, peer) else {
             drop(stream);
             continue;
         };
         let acceptor = certificate.current();
         let shared = shared.clone();
         tokio::spawn(async move {
-            let _permit = permit;
-            match tokio::time::timeout(REQUEST, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => serve_connection(tls, &shared).await,
-                _ => {
-                    shared.counters.tls_failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(%peer, "TLS handshake failed");
-                }
-            }
+            let Some(tls) = handshake(&conn, &shared, &acceptor, stream).await else {
+                tracing::debug!(%peer, "no TLS connection");
+                return;
+            };
+            serve_connection(tls, &shared, &conn).await;
         });
     }
     Ok(())
 }
 
-/// HTTP/1.1 requests on one connection, kept alive until the client closes it or asks to.
-async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, shared: &Shared) {
-    let counters = &shared.counters;
-    let mut buffer: Vec<u8> = Vec::with_capacity(4096);
-    loop {
-        // From a request's first byte on, the whole request must come within REQUEST.
-        let mut deadline = (!buffer.is_empty()).then(|| tokio::time::Instant::now() + REQUEST);
-        let wait = |deadline: Option<tokio::time::Instant>| {
-            deadline.map_or(IDLE, |d| {
-                d.saturating_duration_since(tokio::time::Instant::now())
-            })
-        };
-        // The head, up to its blank line.
-        let head_end = loop {
-            if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-                break end + 4;
-            }
-            if buffer.len() > MAX_HEAD {
-                counters.bad_requests.fetch_add(1, Ordering::Relaxed);
-                let _ = respond(
-                    &mut stream,
-                    "431 Request Header Fields Too Large",
-                    "text/plain",
-                    b"head too large\n",
-                    true,
-                )
-                .await;
-                return;
-            }
-            let mut chunk = [0u8; 4096];
-            match tokio::time::timeout(wait(deadline), stream.read(&mut chunk)).await {
-                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
-                Ok(Ok(n)) => {
-                    deadline.get_or_insert_with(|| tokio::time::Instant::now() + REQUEST);
-                    buffer.extend_from_slice(&chunk[..n]);
+/// One connection's slot; given back when dropped.
+struct Conn {
+    shared: Arc<Shared>,
+    id: u64,
+    /// Notified when the slot is needed for another connection.
+    close: Arc<Notify>,
+}
+
+impl Conn {
+    /// A slot for a connection from `peer`, or none (refused and counted).
+    fn admit(shared: &Arc<Shared>, peer: SocketAddr) -> Option<Conn> {
+        let admitted = shared
+            .slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .admit(peer.ip(), std::time::Instant::now());
+        let counters = &shared.counters;
+        match admitted {
+            Ok(admitted) => {
+                if admitted.evicted {
+                    counters.close(Closed::Evicted);
                 }
+                Some(Conn {
+                    shared: shared.clone(),
+                    id: admitted.id,
+                    close: admitted.close,
+                })
+            }
+            Err(refusal) => {
+                let counter = match refusal {
+                    Refusal::Full => &counters.refused_full,
+                    Refusal::Peer => &counters.refused_peer,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%peer, ?refusal, "connection refused");
+                None
+            }
+        }
+    }
+
+    /// Enters `phase`; false if the slot was taken for another connection meanwhile.
+    fn phase(&self, phase: Phase) -> bool {
+        self.shared
+            .slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .set_phase(self.id, phase, std::time::Instant::now())
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.shared
+            .slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(self.id);
+    }
+}
+
+/// The TLS handshake: its first byte within [`FIRST_BYTE`], all of it within [`HANDSHAKE`],
+/// given up at once if the slot is needed.
+async fn handshake(
+    conn: &Conn,
+    shared: &Shared,
+    acceptor: &TlsAcceptor,
+    stream: TcpStream,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let counters = &shared.counters;
+    let deadline = Instant::now() + shared.deadlines.handshake;
+    let steps = async {
+        match timeout(shared.deadlines.first_byte, stream.peek(&mut [0u8; 1])).await {
+            Err(_) => return Err(Some(Closed::FirstByte)),
+            Ok(Ok(0) | Err(_)) => return Err(None),
+            Ok(Ok(_)) => {}
+        }
+        match timeout_at(deadline, acceptor.accept(stream)).await {
+            Err(_) => Err(Some(Closed::Handshake)),
+            Ok(Err(_)) => {
+                counters.tls_failures.fetch_add(1, Ordering::Relaxed);
+                Err(None)
+            }
+            Ok(Ok(tls)) => Ok(tls),
+        }
+    };
+    tokio::select! {
+        // Counted when it was chosen.
+        _ = conn.close.notified() => None,
+        done = steps => match done {
+            Ok(tls) => Some(tls),
+            Err(why) => {
+                if let Some(why) = why {
+                    counters.close(why);
+                }
+                None
+            }
+        },
+    }
+}
+
+/// What ended a read.
+enum ReadEnd {
+    /// The client closed, or the connection failed: nothing to say.
+    Gone,
+    /// The deadline passed.
+    Late,
+}
+
+async fn read_until<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    deadline: Instant,
+    into: &mut [u8],
+) -> Result<usize, ReadEnd> {
+    match timeout_at(deadline, stream.read(into)).await {
+        Err(_) => Err(ReadEnd::Late),
+        Ok(Ok(0) | Err(_)) => Err(ReadEnd::Gone),
+        Ok(Ok(n)) => Ok(n),
+    }
+}
+
+/// HTTP/1.1 requests on one connection, kept alive until the client closes it or asks to,
+/// or a bound closes it.
+async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    shared: &Shared,
+    conn: &Conn,
+) {
+    let counters = &shared.counters;
+    let deadlines = &shared.deadlines;
+    // Only heads (and what follows them in the same reads) gather here: at most MAX_HEAD
+    // plus one read.
+    let mut buffer: Vec<u8> = Vec::with_capacity(4096);
+    let mut chunk = vec![0u8; 16 * 1024];
+    let mut served = false;
+    loop {
+        // Between requests: a new connection's first request comes within FIRST_BYTE, the
+        // next ones within IDLE; the slot may be taken for another connection meanwhile.
+        if buffer.is_empty() {
+            let (wait, why) = if served {
+                (deadlines.idle, Closed::Idle)
+            } else {
+                (deadlines.first_byte, Closed::FirstByte)
+            };
+            let read = tokio::select! {
+                _ = conn.close.notified() => return,
+                read = read_until(&mut stream, Instant::now() + wait, &mut chunk) => read,
+            };
+            match read {
+                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                Err(ReadEnd::Late) => return counters.close(why),
+                Err(ReadEnd::Gone) => return,
+            }
+        }
+        if !conn.phase(Phase::Busy) {
+            return; // its slot went to another connection just now
+        }
+        let first_byte = Instant::now();
+        // The head, up to its blank line.
+        let mut scanned = 0;
+        let head_end = loop {
+            if let Some(at) = buffer[scanned..].windows(4).position(|w| w == b"\r\n\r\n") {
+                break scanned + at + 4;
+            }
+            scanned = buffer.len().saturating_sub(3);
+            if buffer.len() >= MAX_HEAD {
+                break usize::MAX;
+            }
+            match read_until(&mut stream, first_byte + deadlines.head, &mut chunk).await {
+                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                Err(ReadEnd::Late) => return counters.close(Closed::Head),
+                Err(ReadEnd::Gone) => return,
             }
         };
+        if head_end > MAX_HEAD {
+            let detail = format!("the request head is over {} KiB\n", MAX_HEAD / 1024);
+            return refuse(&mut stream, shared, Refused::HeadTooLarge, &detail).await;
+        }
         let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
+        buffer.drain(..head_end);
         let mut lines = head.split("\r\n");
         let mut request_line = lines.next().unwrap_or_default().split(' ');
         let (method, path) = (
@@ -397,6 +650,7 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, shar
         let mut length: Option<usize> = None;
         let mut close = false;
         let mut chunked = false;
+        let mut expect_continue = false;
         for line in lines {
             let Some((name, value)) = line.split_once(':') else {
                 continue;
@@ -406,63 +660,63 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, shar
                 "content-length" => length = value.parse().ok(),
                 "connection" => close = value.eq_ignore_ascii_case("close"),
                 "transfer-encoding" => chunked = !value.eq_ignore_ascii_case("identity"),
+                "expect" => expect_continue = value.eq_ignore_ascii_case("100-continue"),
                 _ => {}
             }
         }
-        buffer.drain(..head_end);
         if chunked || (method == "POST" && length.is_none()) {
-            counters.bad_requests.fetch_add(1, Ordering::Relaxed);
-            let _ = respond(
-                &mut stream,
-                "411 Length Required",
-                "text/plain",
-                b"a Content-Length is needed\n",
-                true,
-            )
-            .await;
-            return;
+            let detail = "a Content-Length is needed (chunked bodies are not taken)\n";
+            return refuse(&mut stream, shared, Refused::LengthRequired, detail).await;
         }
         let length = length.unwrap_or(0);
         if length > MAX_BODY {
-            counters.bad_requests.fetch_add(1, Ordering::Relaxed);
-            let _ = respond(
-                &mut stream,
-                "413 Content Too Large",
-                "text/plain",
-                b"body too large\n",
-                true,
-            )
-            .await;
-            return;
+            let detail = format!(
+                "the request body ({length} bytes) is over {} KiB\n",
+                MAX_BODY / 1024
+            );
+            return refuse(&mut stream, shared, Refused::BodyTooLarge, &detail).await;
         }
         // The body counts against the budget shared by all connections while it is held.
         let Ok(_body_permit) = shared
             .bodies
             .try_acquire_many(u32::try_from(length.div_ceil(1024)).unwrap_or(u32::MAX))
         else {
-            counters.bad_requests.fetch_add(1, Ordering::Relaxed);
-            let _ = respond(
-                &mut stream,
-                "503 Service Unavailable",
-                "text/plain",
-                b"too many requests at once\n",
-                true,
+            let detail = "too many request bodies held at once; try again\n";
+            return refuse(&mut stream, shared, Refused::Busy, detail).await;
+        };
+        if expect_continue && length > buffer.len() {
+            let written = timeout(
+                deadlines.write,
+                stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n"),
             )
             .await;
-            return;
-        };
-        while buffer.len() < length {
-            let mut chunk = vec![0u8; (length - buffer.len()).min(64 * 1024)];
-            match tokio::time::timeout(wait(deadline), stream.read(&mut chunk)).await {
-                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
-                Ok(Ok(n)) => buffer.extend_from_slice(&chunk[..n]),
+            if !matches!(written, Ok(Ok(()))) {
+                return;
             }
         }
-        let body: Vec<u8> = buffer.drain(..length).collect();
+        // Exactly the body's size, never more: what the budget counts.
+        let mut body: Vec<u8> = Vec::with_capacity(length);
+        body.extend(buffer.drain(..length.min(buffer.len())));
+        while body.len() < length {
+            let want = (length - body.len()).min(chunk.len());
+            match read_until(
+                &mut stream,
+                first_byte + deadlines.request,
+                &mut chunk[..want],
+            )
+            .await
+            {
+                Ok(n) => body.extend_from_slice(&chunk[..n]),
+                Err(ReadEnd::Late) => return counters.close(Closed::Request),
+                Err(ReadEnd::Gone) => return,
+            }
+        }
         let path = path.split('?').next().unwrap_or_default();
-        let written = match (method.as_str(), path) {
+        let (status, content_type, answer): (&str, &str, Vec<u8>) = match (method.as_str(), path) {
             ("POST", "/validate") => {
                 // Off the connections' thread: a large profile does not stall the others.
+                // One at a time (the validator's lock): one review's working set is the
+                // memory bound.
                 let validator = shared.validator.clone();
                 let answer = tokio::task::spawn_blocking(move || match validator.lock() {
                     Ok(mut validator) => review(&mut validator, &body),
@@ -471,62 +725,81 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, shar
                 .await
                 .unwrap_or_else(|_| Err(ReviewError::Json("the validator failed".into())));
                 match answer {
-                    Ok(answer) => {
+                    Ok((answer, omitted)) => {
                         let counter = if answer["response"]["allowed"] == true {
                             &counters.allowed
                         } else {
                             &counters.denied
                         };
                         counter.fetch_add(1, Ordering::Relaxed);
+                        counters
+                            .problems_omitted
+                            .fetch_add(omitted, Ordering::Relaxed);
                         let bytes = serde_json::to_vec(&answer).expect("reviews serialize");
-                        respond(&mut stream, "200 OK", "application/json", &bytes, close).await
+                        ("200 OK", "application/json", bytes)
                     }
                     Err(err) => {
                         counters.bad_requests.fetch_add(1, Ordering::Relaxed);
-                        let text = format!("{err}\n");
-                        respond(
-                            &mut stream,
+                        (
                             "400 Bad Request",
                             "text/plain",
-                            text.as_bytes(),
-                            close,
+                            format!("{err}\n").into_bytes(),
                         )
-                        .await
                     }
                 }
             }
-            ("GET", "/healthz" | "/readyz") => {
-                respond(&mut stream, "200 OK", "text/plain", b"ok\n", close).await
-            }
-            ("GET", "/metrics") => {
-                let text = counters.render();
-                respond(
-                    &mut stream,
-                    "200 OK",
-                    "text/plain; version=0.0.4",
-                    text.as_bytes(),
-                    close,
-                )
-                .await
-            }
-            _ => {
-                respond(
-                    &mut stream,
-                    "404 Not Found",
-                    "text/plain",
-                    b"not found\n",
-                    close,
-                )
-                .await
-            }
+            ("GET", "/healthz" | "/readyz") => ("200 OK", "text/plain", b"ok\n".to_vec()),
+            ("GET", "/metrics") => (
+                "200 OK",
+                "text/plain; version=0.0.4",
+                counters.render().into_bytes(),
+            ),
+            _ => ("404 Not Found", "text/plain", b"not found\n".to_vec()),
         };
-        if written.is_err() || close {
+        drop(_body_permit);
+        match timeout(
+            deadlines.write,
+            write_response(&mut stream, status, content_type, &answer, close),
+        )
+        .await
+        {
+            Err(_) => return counters.close(Closed::Write),
+            Ok(Err(_)) => return,
+            Ok(Ok(())) => {}
+        }
+        if close {
             return;
         }
+        served = true;
+        conn.phase(Phase::Waiting);
     }
 }
 
-async fn respond<S: AsyncWrite + Unpin>(
+/// Refuses a request that will not be read (its reason counted and said), then reads and
+/// drops what the client still sends for [`LINGER`], so it reads the refusal rather than
+/// a connection reset.
+async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    shared: &Shared,
+    why: Refused,
+    detail: &str,
+) {
+    shared.counters.refuse(why);
+    let written = timeout(
+        shared.deadlines.write,
+        write_response(stream, why.status(), "text/plain", detail.as_bytes(), true),
+    )
+    .await;
+    if !matches!(written, Ok(Ok(()))) {
+        return;
+    }
+    let deadline = Instant::now() + shared.deadlines.linger;
+    let _ = timeout_at(deadline, stream.shutdown()).await;
+    let mut sink = [0u8; 4096];
+    while read_until(stream, deadline, &mut sink).await.is_ok() {}
+}
+
+async fn write_response<S: AsyncWrite + Unpin>(
     stream: &mut S,
     status: &str,
     content_type: &str,
@@ -544,131 +817,4 @@ async fn respond<S: AsyncWrite + Unpin>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn request(operation: &str, object: Value) -> Vec<u8> {
-        serde_json::to_vec(&json!({
-            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-            "request": {
-                "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
-                "kind": {"group": "security-profiles-operator.x-k8s.io", "version": "v1", "kind": object["kind"]},
-                "resource": {"group": "security-profiles-operator.x-k8s.io", "version": "v1", "resource": "seccompprofiles"},
-                "name": object["metadata"]["name"], "operation": operation,
-                "object": object,
-            }
-        }))
-        .unwrap()
-    }
-
-    fn seccomp(names: &[&str], default: &str) -> Value {
-        json!({"apiVersion": "security-profiles-operator.x-k8s.io/v1", "kind": "SeccompProfile",
-               "metadata": {"name": "web", "uid": "u1", "managedFields": []},
-               "spec": {"defaultAction": default, "architectures": ["SCMP_ARCH_X86_64"],
-                        "syscalls": [{"action": "SCMP_ACT_ALLOW", "names": names}]},
-               "status": {}})
-    }
-
-    #[test]
-    fn a_valid_profile_is_allowed() {
-        let answer = review(
-            &mut Validator::default(),
-            &request("CREATE", seccomp(&["read"], "SCMP_ACT_ERRNO")),
-        )
-        .unwrap();
-        assert_eq!(
-            answer,
-            json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-                   "response": {"uid": "705ab4f5-6393-11e8-b7cc-42010a800002", "allowed": true}})
-        );
-    }
-
-    #[test]
-    fn an_invalid_profile_is_denied_with_every_problem() {
-        let answer = review(
-            &mut Validator::default(),
-            &request("UPDATE", seccomp(&["raed", "wirte"], "SCMP_ACT_ERRNO")),
-        )
-        .unwrap();
-        let response = &answer["response"];
-        assert_eq!(response["allowed"], false);
-        assert_eq!(response["status"]["code"], 422);
-        assert_eq!(
-            response["status"]["message"],
-            "SeccompProfile \"web\" is invalid: \
-             spec.syscalls[0].names[0]: unknown syscall \"raed\" on SCMP_ARCH_X86_64 (did you mean \"read\"?); \
-             spec.syscalls[0].names[1]: unknown syscall \"wirte\" on SCMP_ARCH_X86_64 (did you mean \"write\"?)"
-        );
-    }
-
-    #[test]
-    fn warnings_go_back_as_admission_warnings() {
-        let answer = review(
-            &mut Validator::default(),
-            &request("CREATE", seccomp(&["read"], "SCMP_ACT_ALLOW")),
-        )
-        .unwrap();
-        assert_eq!(answer["response"]["allowed"], true);
-        let warnings = answer["response"]["warnings"].as_array().unwrap();
-        assert!(
-            warnings
-                .iter()
-                .any(|w| w.as_str().unwrap().contains("confines nothing")),
-            "{warnings:?}"
-        );
-    }
-
-    #[test]
-    fn metadata_updates_of_an_old_invalid_profile_pass() {
-        let invalid = seccomp(&["raed"], "SCMP_ACT_ERRNO");
-        let mut body: Value = serde_json::from_slice(&request("UPDATE", invalid.clone())).unwrap();
-        body["request"]["oldObject"] = invalid;
-        let answer = review(
-            &mut Validator::default(),
-            &serde_json::to_vec(&body).unwrap(),
-        )
-        .unwrap();
-        assert_eq!(
-            answer["response"]["allowed"], true,
-            "finalizer removal is not blocked"
-        );
-        body["request"]["oldObject"]["spec"]["defaultAction"] = json!("SCMP_ACT_LOG");
-        let answer = review(
-            &mut Validator::default(),
-            &serde_json::to_vec(&body).unwrap(),
-        )
-        .unwrap();
-        assert_eq!(
-            answer["response"]["allowed"], false,
-            "a spec change is judged"
-        );
-    }
-
-    #[test]
-    fn deletes_and_other_kinds_pass_and_garbage_is_a_bad_request() {
-        let answer = review(
-            &mut Validator::default(),
-            &request("DELETE", seccomp(&["raed"], "SCMP_ACT_ERRNO")),
-        )
-        .unwrap();
-        assert_eq!(answer["response"]["allowed"], true);
-        let mut validator = Validator::default();
-        assert!(matches!(
-            review(&mut validator, b"{"),
-            Err(ReviewError::Json(_))
-        ));
-        assert_eq!(
-            review(
-                &mut validator,
-                br#"{"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview"}"#
-            ),
-            Err(ReviewError::NotAReview(
-                "apiVersion \"admission.k8s.io/v1beta1\", kind \"AdmissionReview\"".into()
-            ))
-        );
-        assert_eq!(
-            review(&mut validator, br#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {}}"#),
-            Err(ReviewError::NoUid)
-        );
-    }
-}
+mod tests;
