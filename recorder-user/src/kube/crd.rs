@@ -336,6 +336,31 @@ fn default_inherit() -> Vec<PolicyRef> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// RawSelinuxProfile
+
+/// An SELinux policy module written in CIL by hand. Installed wrapped in `(block <name> …)`,
+/// so its statements are about the type `<name>.process` pods use
+/// (`seLinuxOptions.type: <name>.process`).
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "security-profiles-operator.x-k8s.io",
+    version = "v1",
+    kind = "RawSelinuxProfile",
+    status = "ProfileStatus",
+    printcolumn = r#"{"name":"Usage","type":"string","jsonPath":".status.usage"}"#,
+    printcolumn = r#"{"name":"State","type":"string","jsonPath":".status.status"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct RawSelinuxProfileSpec {
+    /// CIL statements, e.g. `(blockinherit container)` and `(allow process var_log_t (file (read)))`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(min = 1, max = 500000))]
+    pub policy: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<ProfileState>,
+}
+
+// ---------------------------------------------------------------------------------------------
 // SecurityProfileNodeStatus
 
 /// Labels on SecurityProfileNodeStatus objects (named `<profile>-<node>`).
@@ -449,6 +474,7 @@ pub fn crds_yaml() -> String {
         ProfileRecording::crd(),
         SeccompProfile::crd(),
         SelinuxProfile::crd(),
+        RawSelinuxProfile::crd(),
         SecurityProfileNodeStatus::crd(),
     ];
     crds.iter()
@@ -521,6 +547,20 @@ spec:
         );
         assert_eq!(ProfileRecording::crd().spec.scope, "Namespaced");
         assert_eq!(SelinuxProfile::crd().spec.scope, "Cluster");
+        let raw = RawSelinuxProfile::crd();
+        assert_eq!(raw.spec.scope, "Cluster");
+        assert_eq!(raw.spec.names.plural, "rawselinuxprofiles");
+        // Upstream's own example, unchanged.
+        let example: RawSelinuxProfile = serde_yaml::from_str(
+            "apiVersion: security-profiles-operator.x-k8s.io/v1\nkind: RawSelinuxProfile\nmetadata:\n  name: errorlogger\nspec:\n  policy: |\n    (blockinherit container)\n    (allow process var_log_t ( dir ( open read getattr lock search ioctl add_name remove_name write )))\n",
+        )
+        .unwrap();
+        assert!(
+            example
+                .spec
+                .policy
+                .starts_with("(blockinherit container)\n")
+        );
         let spns = SecurityProfileNodeStatus::crd();
         assert_eq!(spns.spec.scope, "Cluster");
         assert_eq!(
@@ -533,7 +573,7 @@ spec:
         .unwrap();
         assert_eq!(selinux.spec.inherit[0].name, "container", "default inherit");
         let yaml = crds_yaml();
-        assert_eq!(yaml.matches("kind: CustomResourceDefinition").count(), 4);
+        assert_eq!(yaml.matches("kind: CustomResourceDefinition").count(), 5);
         assert!(
             !yaml.contains("additionalProperties: false"),
             "structural schemas only"

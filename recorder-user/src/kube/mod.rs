@@ -97,7 +97,7 @@ mod deploy_tests {
         };
         assert_eq!(
             list(&rule["resources"]),
-            ["seccompprofiles", "selinuxprofiles"]
+            ["seccompprofiles", "selinuxprofiles", "rawselinuxprofiles"]
         );
         assert_eq!(list(&rule["operations"]), ["CREATE", "UPDATE"]);
         // The Service the configuration names exists and reaches the Deployment's port.

@@ -18,6 +18,9 @@ pub struct Position {
 #[derive(Debug, Default)]
 pub struct Positions {
     at: HashMap<String, Position>,
+    /// String values written as literal blocks (`|`): where the `|` is. Their lines are the
+    /// file's lines, so a position inside such a string (a CIL policy's) maps back to the file.
+    literal: HashMap<String, Position>,
 }
 
 impl Positions {
@@ -35,6 +38,34 @@ impl Positions {
             // Drop the last segment: `.field` or `[n]` (a top-level field: the document).
             path = &path[..path.rfind(['.', '[']).unwrap_or(0)];
         }
+    }
+
+    /// Where `line`:`column` of the string value at `path` is in `text`, when that value is a
+    /// literal block (else None: folded or quoted strings do not keep the file's lines).
+    pub fn inside(&self, text: &str, path: &str, line: usize, column: usize) -> Option<Position> {
+        let start = self.literal.get(path)?;
+        // The parser places the scalar at its `|` or at its first line: the content starts on
+        // the line after a `|`.
+        let at_indicator = text
+            .lines()
+            .nth(start.line.checked_sub(1)?)
+            .and_then(|l| l.chars().nth(start.column.checked_sub(1)?))
+            == Some('|');
+        let first = if at_indicator {
+            start.line + 1
+        } else {
+            start.line
+        };
+        // The block's indentation is its first non-blank line's.
+        let indent = text
+            .lines()
+            .skip(first - 1)
+            .find(|l| !l.trim().is_empty())
+            .map(|l| l.len() - l.trim_start_matches(' ').len())?;
+        Some(Position {
+            line: first + line - 1,
+            column: indent + column,
+        })
     }
 }
 
@@ -114,6 +145,11 @@ pub fn index(text: &str) -> Vec<Positions> {
                         }
                     },
                 };
+                if let (Event::Scalar(_, saphyr_parser::ScalarStyle::Literal, ..), Some(path)) =
+                    (&event, &path)
+                {
+                    doc.literal.insert(path.clone(), here);
+                }
                 match (event, path) {
                     (Event::MappingStart(..), Some(path)) => {
                         stack.push(Frame::Mapping { path, key: None })

@@ -23,6 +23,8 @@ pub struct Problem {
     /// `spec.syscalls[2].names[4]`, or `` for the document itself.
     pub path: String,
     pub message: String,
+    /// Where in the field's string value (a RawSelinuxProfile's policy) the problem is.
+    pub within: Option<super::cil::Pos>,
 }
 
 const ACTIONS: [&str; 9] = [
@@ -156,6 +158,16 @@ impl Report<'_> {
             severity,
             path: path.into(),
             message: message.into(),
+            within: None,
+        });
+    }
+    /// A problem at `at` inside the string value of `path`.
+    fn error_within(&mut self, path: &str, at: super::cil::Pos, message: &str) {
+        self.problems.push(Problem {
+            severity: Severity::Error,
+            path: path.to_owned(),
+            message: format!("policy line {at}: {message}"),
+            within: Some(at),
         });
     }
 }
@@ -301,6 +313,55 @@ fn state(spec: &Value, report: &mut Report<'_>) {
     }
 }
 
+/// Fields of a RawSelinuxProfile's spec.
+const RAW_SELINUX_FIELDS: [&str; 2] = ["policy", "state"];
+
+/// A RawSelinuxProfile's spec: its CIL policy read with a position for every problem.
+fn raw_selinux(spec: &Value, report: &mut Report<'_>) {
+    let Some(map) = spec.as_mapping() else {
+        report.error(
+            "spec",
+            format!("must be a mapping, not {}", type_name(spec)),
+        );
+        return;
+    };
+    unknown_fields(map, "spec", &RAW_SELINUX_FIELDS, report);
+    state(spec, report);
+    let policy = match spec.get("policy") {
+        None => {
+            report.error(
+                "spec.policy",
+                "missing: a RawSelinuxProfile needs its policy (CIL statements)",
+            );
+            return;
+        }
+        Some(Value::String(policy)) => policy,
+        Some(other) => {
+            report.error(
+                "spec.policy",
+                format!(
+                    "must be a string of CIL statements, not {}",
+                    type_name(other)
+                ),
+            );
+            return;
+        }
+    };
+    if policy.trim().is_empty() {
+        report.error("spec.policy", "empty: no CIL statement in the policy");
+        return;
+    }
+    let (statements, mut found) = super::cil::parse(policy);
+    found.extend(super::cil::check_statements(
+        &statements,
+        super::cil::RESTRICTED,
+    ));
+    found.sort_by_key(|p| p.at);
+    for problem in found {
+        report.error_within("spec.policy", problem.at, &problem.message);
+    }
+}
+
 /// An errno a filter returns: a number libseccomp takes (see `enforce::MAX_ERRNO`).
 fn errno_ret(v: &Value, path: &str, report: &mut Report<'_>) {
     match v.as_u64() {
@@ -389,7 +450,7 @@ impl Validator {
         let kind = doc.get("kind").map(|k| (k, k.as_str()));
         match kind {
             None => self.seccomp(doc, "", false, &mut report),
-            Some((_, Some(kind @ ("SeccompProfile" | "SelinuxProfile")))) => {
+            Some((_, Some(kind @ ("SeccompProfile" | "SelinuxProfile" | "RawSelinuxProfile")))) => {
                 if let Some(map) = doc.as_mapping() {
                     unknown_fields(map, "", &OBJECT_FIELDS, &mut report);
                 }
@@ -417,6 +478,7 @@ impl Validator {
                     Some(spec) if kind == "SeccompProfile" => {
                         self.seccomp(spec, "spec", true, &mut report)
                     }
+                    Some(spec) if kind == "RawSelinuxProfile" => raw_selinux(spec, &mut report),
                     Some(spec) => self.selinux(spec, &mut report),
                     None => report.error("spec", format!("missing: a {kind} needs a spec")),
                 }
@@ -424,7 +486,7 @@ impl Validator {
             Some((kind, _)) => report.error(
                 "kind",
                 format!(
-                    "{} is not a seccomp or SELinux profile (expected SeccompProfile, SelinuxProfile, or an OCI seccomp document without kind)",
+                    "{} is not a seccomp or SELinux profile (expected SeccompProfile, SelinuxProfile, RawSelinuxProfile, or an OCI seccomp document without kind)",
                     serde_json::to_string(kind).unwrap_or_default()
                 ),
             ),
@@ -977,6 +1039,7 @@ pub fn validate_documents(
             severity: Severity::Error,
             path: String::new(),
             message,
+            within: None,
         },
     };
     if text.trim().is_empty() {
@@ -1024,7 +1087,12 @@ pub fn validate_documents(
                         .into_iter()
                         .map(|problem| Located {
                             document: i + 1,
-                            position: at.and_then(|a| a.find(&problem.path)),
+                            position: at.and_then(|a| {
+                                problem
+                                    .within
+                                    .and_then(|w| a.inside(text, &problem.path, w.line, w.column))
+                                    .or_else(|| a.find(&problem.path))
+                            }),
                             problem,
                         }),
                 );
@@ -1042,6 +1110,7 @@ pub fn validate_documents(
                         severity: Severity::Error,
                         path: String::new(),
                         message: format!("not valid YAML/JSON: {message}"),
+                        within: None,
                     },
                 });
                 break;
@@ -1177,7 +1246,7 @@ spec:
         assert_eq!(arm[1].0, Severity::Warning);
         assert_eq!(
             arm[1].2,
-            "\"open\" is no syscall on SCMP_ARCH_AARCH64 (it is one on SCMP_ARCH_X86): runc and crun skip it"
+            "\"open\" is no syscall on SCMP_ARCH_AARCH64 (it is one on SCMP_ARCH_X86): runc and crun skip it (did you mean \"openat\"?)"
         );
         let x86_64 = problems(
             r#"{"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64"], "syscalls": [{"names": ["umount", "stime", "vm86"], "action": "SCMP_ACT_ALLOW"}]}"#,
