@@ -139,6 +139,9 @@ pub struct Validator {
     suggestions_left: usize,
 }
 
+/// Words longer than this get no "did you mean" (every name it could suggest is far shorter).
+const MAX_SUGGESTED_LEN: usize = 64;
+
 /// Syscall-name suggestions per document.
 const MAX_SUGGESTIONS: usize = 64;
 
@@ -203,6 +206,11 @@ fn distance(a: &str, b: &str) -> usize {
 /// and at least 2 edits (a swapped pair of letters is two); or one is the other cut short. Ties go to the longer common
 /// prefix (`open` → `openat`, not `fsopen`).
 pub(crate) fn suggestion<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    // The edit distance costs length × length: a word far longer than any candidate (the
+    // longest syscall name has 22 characters) gets none, so hostile 16 KB names cost nothing.
+    if word.len() > MAX_SUGGESTED_LEN {
+        return String::new();
+    }
     let word = word.to_ascii_lowercase();
     candidates
         .into_iter()
@@ -1425,6 +1433,21 @@ spec:
         );
         // ERRNO with another errno than the default's EPERM is not a dead rule.
         assert_eq!(found, [], "{found:?}");
+    }
+
+    #[test]
+    fn very_long_names_cost_no_suggestion_search() {
+        let long = format!("read{}", "x".repeat(16 * 1024));
+        let names: Vec<String> = (0..64).map(|i| format!("{long}{i}")).collect();
+        let doc = serde_json::json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": names, "action": "SCMP_ACT_ALLOW"}]});
+        let found = problems(&doc.to_string());
+        assert_eq!(found.len(), 64);
+        assert!(
+            found.iter().all(|(_, _, m)| !m.contains("did you mean")),
+            "{:?}",
+            found[0]
+        );
+        assert_eq!(suggestion("raed", ["read"]), " (did you mean \"read\"?)");
     }
 
     #[test]
