@@ -3,7 +3,8 @@
 //!
 //! Modules: `bpf` (the only one touching aya), `resolve` (cgroups, containers), `profile` (pure
 //! document logic), `record` (recording commands and containers), `audit` (audit records),
-//! `cli` (the `syscribe` command line).
+//! `selinux` (policy modules in a node's store, through semodule), `cli` (the `syscribe` command
+//! line).
 
 pub mod audit;
 pub mod bpf;
@@ -13,3 +14,4 @@ pub mod kube;
 pub mod profile;
 pub mod record;
 pub mod resolve;
+pub mod selinux;

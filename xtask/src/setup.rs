@@ -27,6 +27,9 @@ use crate::{run, stdout_of};
 /// - auditd: the enricher's audit-log test starts Debian's auditd itself (and stops it): a
 ///   daemon left running would take the audit records away from the kernel log, so one the
 ///   package's install started is stopped (see `apt_install`).
+/// - semodule-utils, policycoreutils, selinux-policy-default, setools, secilc: SELinux modules
+///   are built into an offline copy of Debian's reference policy store (semodule) and read
+///   back (sesearch); SELinux itself stays off.
 pub const TEST_PACKAGES: &[&str] = &[
     "libseccomp-dev",
     "busybox-static",
@@ -38,6 +41,11 @@ pub const TEST_PACKAGES: &[&str] = &[
     "runc",
     "crun",
     "auditd",
+    "semodule-utils",
+    "policycoreutils",
+    "selinux-policy-default",
+    "setools",
+    "secilc",
 ];
 
 /// Packages only the benchmarks need: the peers they are compared with (bpftrace, and auditd

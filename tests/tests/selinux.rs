@@ -1,0 +1,133 @@
+//! SELinux modules built with the real tools (semodule, libsemanage, libsepol's CIL compiler)
+//! into an offline copy of this machine's policy store — Debian's reference policy; SELinux is
+//! compiled into this kernel but not enabled, so nothing is loaded — and read back from the
+//! binary policy they produced with sesearch (setools).
+
+use std::{path::Path, process::Command};
+
+use syscribe::{
+    profile::cil::{AllowRules, Inherit, to_cil, wrap_raw},
+    selinux::{PolicyStore, StoreError},
+};
+use syscribe_tests::*;
+
+/// A copy of the host's policy store below a temporary root.
+fn offline_store(tag: &str) -> (TempDir, PolicyStore) {
+    require_root();
+    for needed in ["/var/lib/selinux/default", "/etc/selinux/default"] {
+        assert!(
+            Path::new(needed).is_dir(),
+            "{needed} is missing: install selinux-policy-default (cargo xtask test does)"
+        );
+    }
+    let dir = TempDir::new(tag);
+    for (from, to) in [
+        ("/var/lib/selinux", "var/lib"),
+        ("/etc/selinux/default", "etc/selinux"),
+        ("/etc/selinux/semanage.conf", "etc/selinux"),
+    ] {
+        let to = dir.join(to);
+        std::fs::create_dir_all(&to).unwrap();
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(from)
+            .arg(&to)
+            .status()
+            .unwrap();
+        assert!(status.success(), "copying {from}");
+    }
+    let store = PolicyStore::offline(dir.path());
+    (dir, store)
+}
+
+/// What the built policy allows `source` on `target` (sesearch's lines).
+fn allowed(root: &Path, source: &str, target: &str) -> String {
+    let policy = root.join("etc/selinux/default/policy/policy.33");
+    let out = Command::new("sesearch")
+        .args(["-A", "-s", source, "-t", target])
+        .arg(&policy)
+        .output()
+        .expect("sesearch (setools) runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn profiles_are_built_into_the_policy_and_removed_from_it() {
+    let (root, store) = offline_store("selinux-store");
+    assert!(
+        store.ensure_template().unwrap(),
+        "the container template went in"
+    );
+    assert!(
+        !store.ensure_template().unwrap(),
+        "and is not installed twice"
+    );
+
+    // A SelinuxProfile, as upstream translates it.
+    let mut allow = AllowRules::new();
+    allow.entry("var_log_t".into()).or_default().insert(
+        "file".into(),
+        vec!["read".into(), "append".into(), "open".into()],
+    );
+    let cil = to_cil(
+        "errorlogger",
+        &[Inherit::System("container".into())],
+        &allow,
+        false,
+    );
+    store.install("errorlogger", &cil).unwrap();
+    let rules = allowed(root.path(), "errorlogger.process", "var_log_t");
+    assert_eq!(
+        rules.trim(),
+        "allow errorlogger.process var_log_t:file { append open read };",
+        "{cil}"
+    );
+
+    // A RawSelinuxProfile in upstream's example's shape, wrapped in its block.
+    let raw = wrap_raw(
+        "rawlogger",
+        "(blockinherit container)\n(allow process var_log_t ( dir ( open read search )))\n",
+    );
+    store.install("rawlogger", &raw).unwrap();
+    assert_eq!(
+        allowed(root.path(), "rawlogger.process", "var_log_t").trim(),
+        "allow rawlogger.process var_log_t:dir { open read search };"
+    );
+
+    // What the compiler refuses leaves the store as it was, and says which line.
+    let policy = root.join("etc/selinux/default/policy/policy.33");
+    let before = (store.modules().unwrap(), std::fs::read(&policy).unwrap());
+    let mut bad = AllowRules::new();
+    bad.entry("no_such_t".into())
+        .or_default()
+        .insert("file".into(), vec!["read".into()]);
+    let cil = to_cil(
+        "broken",
+        &[Inherit::System("container".into())],
+        &bad,
+        false,
+    );
+    match store.install("broken", &cil) {
+        Err(StoreError::Refused { complaints, .. }) => {
+            assert!(
+                complaints.iter().any(|c| c.line == Some(3)),
+                "no complaint about line 3 (the allow rule) of\n{cil}{complaints:#?}"
+            );
+        }
+        other => panic!("not refused: {other:?}"),
+    }
+    let after = (store.modules().unwrap(), std::fs::read(&policy).unwrap());
+    assert!(before == after, "a refused module changed the store");
+
+    // Removal takes the rules out.
+    assert!(store.remove("errorlogger").unwrap());
+    assert!(!store.remove("errorlogger").unwrap());
+    // The type itself is gone from the built policy.
+    let gone = allowed(root.path(), "errorlogger.process", "var_log_t");
+    assert!(
+        !gone.contains("allow ") && gone.contains("errorlogger.process is not a valid type"),
+        "{gone}"
+    );
+    assert!(!store.modules().unwrap().contains("errorlogger"));
+    assert!(store.modules().unwrap().contains("rawlogger"));
+}
