@@ -7,6 +7,9 @@ use syscribe_tests::{
     *,
 };
 
+#[path = "enrich/hostile.rs"]
+mod hostile;
+
 /// Runs `busybox sync` under a profile whose only rule gives sync `action`; returns its pid.
 fn sync_under(dir: &TempDir, action: &str) -> (u32, std::process::ExitStatus) {
     let profile = dir.join(&format!("{action}.json"));

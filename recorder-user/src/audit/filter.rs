@@ -83,15 +83,39 @@ pub fn keeps(rules: &[FilterRule], fields: &serde_json::Map<String, serde_json::
 }
 
 /// Counts lines by key (every field but `timestamp` and `pid`): one line per key per interval.
-#[derive(Debug, Default)]
+/// The table holds [`Aggregator::MAX`] keys; lines of further keys are counted in one catch-all
+/// row (`type` [`Aggregator::OTHER`]), so the counts of an interval always add up to the lines
+/// aggregated.
+#[derive(Debug)]
 pub struct Aggregator {
     counts: BTreeMap<String, (serde_json::Map<String, serde_json::Value>, u64)>,
-    /// Keys beyond `MAX` in one interval are counted here, not kept.
+    max: usize,
+    /// This interval's lines of keys beyond the table.
+    other: u64,
+    /// Lines counted in a catch-all row instead of their own, since the start.
     pub overflow: u64,
 }
 
+impl Default for Aggregator {
+    fn default() -> Self {
+        Self::with_max(Self::MAX)
+    }
+}
+
 impl Aggregator {
-    const MAX: usize = 65536;
+    /// Distinct keys per interval.
+    pub const MAX: usize = 65536;
+    /// The `type` of the catch-all row.
+    pub const OTHER: &str = "(other)";
+
+    pub fn with_max(max: usize) -> Self {
+        Self {
+            counts: BTreeMap::new(),
+            max,
+            other: 0,
+            overflow: 0,
+        }
+    }
 
     pub fn add(&mut self, mut fields: serde_json::Map<String, serde_json::Value>) {
         fields.remove("timestamp");
@@ -99,22 +123,36 @@ impl Aggregator {
         let key = serde_json::Value::Object(fields.clone()).to_string();
         if let Some((_, count)) = self.counts.get_mut(&key) {
             *count += 1;
-        } else if self.counts.len() >= Self::MAX {
+        } else if self.counts.len() >= self.max {
+            self.other += 1;
             self.overflow += 1;
         } else {
             self.counts.insert(key, (fields, 1));
         }
     }
 
-    /// The interval's lines, each with its `count`; starts a new interval.
+    /// The interval's lines, each with its `count` (and the catch-all row last, if any lines
+    /// did not fit); starts a new interval.
     pub fn drain(&mut self) -> Vec<serde_json::Map<String, serde_json::Value>> {
-        std::mem::take(&mut self.counts)
+        let mut lines: Vec<_> = std::mem::take(&mut self.counts)
             .into_values()
             .map(|(mut fields, count)| {
                 fields.insert("count".to_owned(), count.into());
                 fields
             })
-            .collect()
+            .collect();
+        let other = std::mem::take(&mut self.other);
+        if other > 0 {
+            let mut row = serde_json::Map::new();
+            row.insert("type".to_owned(), Self::OTHER.into());
+            row.insert("count".to_owned(), other.into());
+            row.insert(
+                "reason".to_owned(),
+                format!("more than {} distinct keys in this interval", self.max).into(),
+            );
+            lines.push(row);
+        }
+        lines
     }
 }
 
@@ -197,5 +235,23 @@ mod tests {
         assert_eq!(sync["count"], 3);
         assert!(sync.get("pid").is_none() && sync.get("timestamp").is_none());
         assert!(agg.drain().is_empty(), "a new interval starts empty");
+    }
+
+    #[test]
+    fn keys_beyond_the_table_are_counted_in_a_catch_all_row() {
+        let mut agg = Aggregator::with_max(3);
+        for n in 0..10 {
+            agg.add(fields(json!({"type": "seccomp", "comm": format!("p{n}")})));
+        }
+        agg.add(fields(json!({"type": "seccomp", "comm": "p0"})));
+        let lines = agg.drain();
+        assert_eq!(lines.len(), 4, "three keys and the catch-all: {lines:?}");
+        let total: u64 = lines.iter().map(|l| l["count"].as_u64().unwrap()).sum();
+        assert_eq!(total, 11, "every line is counted somewhere");
+        let other = lines.last().unwrap();
+        assert_eq!(other["type"], Aggregator::OTHER);
+        assert_eq!(other["count"], 7);
+        assert_eq!(agg.overflow, 7);
+        assert!(agg.drain().is_empty(), "the catch-all starts over too");
     }
 }

@@ -8,6 +8,7 @@
 //!   appended between our last read and the copy is in `<path>.1`, so that is read from our
 //!   offset first, then the truncated file from its start.
 
+use super::source::{Lines, open_regular};
 use std::{
     fs::File,
     io::{self, Read as _, Seek as _, SeekFrom},
@@ -24,18 +25,23 @@ pub struct Follower {
     partial: Vec<u8>,
     /// The last bytes read (up to `TAIL`), which end at `offset`: still there means same file.
     tail: Vec<u8>,
+    /// Inside a line already counted as too long: dropped up to its newline.
+    skipping: bool,
     /// Rotations seen, by kind.
     pub renames: u64,
     pub truncations: u64,
+    /// Lines dropped for being longer than [`Lines::MAX_LINE`].
+    pub too_long: u64,
 }
 
 /// How many of the last bytes read are remembered to recognise a truncated-and-rewritten file.
 const TAIL: usize = 256;
 
 impl Follower {
-    /// Starts at the beginning of the file (`from_end`: at its current end).
+    /// Starts at the beginning of the file (`from_end`: at its current end). Only a regular
+    /// file is followed.
     pub fn open(path: &Path, from_end: bool) -> io::Result<Self> {
-        let mut file = File::open(path)?;
+        let mut file = open_regular(path)?;
         let inode = file.metadata()?.ino();
         let offset = if from_end {
             file.seek(SeekFrom::End(0))?
@@ -49,8 +55,10 @@ impl Follower {
             offset,
             partial: Vec::new(),
             tail: Vec::new(),
+            skipping: false,
             renames: 0,
             truncations: 0,
+            too_long: 0,
         })
     }
 
@@ -62,7 +70,7 @@ impl Follower {
                 // Renamed away and recreated: finish the old file, then take the new one.
                 self.read_to_end(&mut lines)?;
                 self.flush_partial(&mut lines);
-                self.file = File::open(&self.path)?;
+                self.file = open_regular(&self.path)?;
                 self.inode = self.file.metadata()?.ino();
                 self.offset = 0;
                 self.tail.clear();
@@ -125,21 +133,41 @@ impl Follower {
         }
     }
 
-    /// Appends the complete lines of `partial + data`; keeps an unfinished last line.
+    /// Appends the complete lines of `partial + data`; keeps an unfinished last line (up to
+    /// [`Lines::MAX_LINE`]: a longer one is dropped up to its newline, and counted).
     fn split(&mut self, data: &[u8], lines: &mut Vec<String>) {
+        let mut data = data;
+        if self.skipping {
+            match memchr::memchr(b'\n', data) {
+                Some(at) => {
+                    data = &data[at + 1..];
+                    self.skipping = false;
+                }
+                None => return,
+            }
+        }
         self.partial.extend_from_slice(data);
-        let Some(last_newline) = self.partial.iter().rposition(|b| *b == b'\n') else {
-            return;
+        let rest = match self.partial.iter().rposition(|b| *b == b'\n') {
+            Some(last_newline) => self.partial.split_off(last_newline + 1),
+            None => std::mem::take(&mut self.partial),
         };
-        let rest = self.partial.split_off(last_newline + 1);
         for line in self
             .partial
             .split(|b| *b == b'\n')
             .filter(|l| !l.is_empty())
         {
-            lines.push(String::from_utf8_lossy(line).into_owned());
+            if line.len() > Lines::MAX_LINE {
+                self.too_long += 1;
+            } else {
+                lines.push(String::from_utf8_lossy(line).into_owned());
+            }
         }
         self.partial = rest;
+        if self.partial.len() > Lines::MAX_LINE {
+            self.too_long += 1;
+            self.skipping = true;
+            self.partial = Vec::new();
+        }
     }
 
     /// A file that ended without a final newline: its last line is complete after all.
@@ -148,6 +176,7 @@ impl Follower {
             lines.push(String::from_utf8_lossy(&self.partial).into_owned());
             self.partial.clear();
         }
+        self.skipping = false;
     }
 }
 
@@ -279,6 +308,31 @@ mod tests {
             follower.poll().unwrap(),
             ["type=SECCOMP msg=audit(1.2:3): pid=1"]
         );
+    }
+
+    #[test]
+    fn a_line_that_never_ends_is_bounded_and_counted() {
+        let log = Log::new("endless");
+        let mut follower = Follower::open(&log.path, false).unwrap();
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&log.path)
+            .unwrap();
+        let chunk = vec![b'x'; 48 << 10];
+        for _ in 0..4 {
+            file.write_all(&chunk).unwrap();
+            assert!(follower.poll().unwrap().is_empty());
+            assert!(follower.partial.len() <= Lines::MAX_LINE, "bounded");
+        }
+        writeln!(file, "tail of the long line\nline 0").unwrap();
+        assert_eq!(follower.poll().unwrap(), ["line 0"]);
+        assert_eq!(follower.too_long, 1);
+    }
+
+    #[test]
+    fn a_device_is_refused() {
+        let err = Follower::open(Path::new("/dev/zero"), false).err().unwrap();
+        assert!(err.to_string().contains("a character device"), "{err}");
     }
 
     #[test]

@@ -2,9 +2,12 @@
 //! enrichment with pod metadata next (the log enricher).
 
 pub mod enrich;
+pub mod fair;
 pub mod filter;
 pub mod follow;
 pub mod metrics;
+pub mod netlink;
 pub mod parse;
 pub mod pipeline;
 pub mod source;
+pub mod text;

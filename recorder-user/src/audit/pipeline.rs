@@ -2,7 +2,8 @@
 //! `syscribe enrich` and by the daemon.
 //!
 //! line → parse → (denial) resolve pid → container → pod names → enrich → metrics →
-//! filters → aggregation or the sink.
+//! filters → aggregation, or each source's fair share of printed lines (see [`super::fair`])
+//! → the sink.
 //!
 //! Records of one event share a serial. An AVC (SELinux or AppArmor) has no `exe=`: it waits
 //! (bounded, briefly) for its event's SYSCALL record, which names the executable and the
@@ -20,6 +21,7 @@ use serde_json::{Map, Value};
 
 use super::{
     enrich::{Enriched, SyscallNames, enrich},
+    fair::{FairShare, Share},
     filter::{Aggregator, FilterRule, keeps},
     metrics::Metrics,
     parse::{Denial, EventId, Parsed, parse_line},
@@ -50,12 +52,28 @@ pub struct Counts {
     pub group_overflow: u64,
 }
 
+/// What the source dropped or could not take (given to [`Pipeline::publish`]).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SourceCounts {
+    /// Records the source lost (kernel log overwritten, netlink socket overflowed).
+    pub lost: u64,
+    /// Records the netlink socket dropped because it was full (its drop counter).
+    pub overflows: u64,
+    /// Input lines dropped for being too long.
+    pub too_long: u64,
+    /// Records the kernel itself dropped meanwhile (its audit status' `lost`).
+    pub kernel_lost: u64,
+}
+
 pub struct Options {
     pub node: Option<String>,
     pub filters: Vec<FilterRule>,
     /// Emit aggregated lines every this often (`Duration::ZERO`: only at the end).
     pub aggregate: Option<Duration>,
     pub metrics: Option<Arc<Mutex<Metrics>>>,
+    /// Printed lines per second per source (0: no limit) and at once; see [`super::fair`].
+    pub per_source_rate: u32,
+    pub per_source_burst: u32,
 }
 
 struct Waiting {
@@ -72,6 +90,9 @@ pub struct Pipeline {
     names: SyscallNames,
     clock: BootClock,
     aggregator: Option<(Aggregator, Instant)>,
+    fair: FairShare,
+    /// A source's key, built per line without allocating.
+    key: String,
     waiting: VecDeque<Waiting>,
     /// [`Self::GROUP_WAIT`]; a test that must not depend on the machine's speed waits longer.
     group_wait: Duration,
@@ -92,6 +113,8 @@ impl Pipeline {
             .map(|_| (Aggregator::default(), Instant::now()));
         Self {
             node: options.node.as_deref().map(Arc::from),
+            fair: FairShare::new(options.per_source_rate, options.per_source_burst),
+            key: String::with_capacity(128),
             options,
             resolver,
             runtime,
@@ -214,6 +237,9 @@ impl Pipeline {
             }
             *since = Instant::now();
         }
+        for summary in self.fair.drain() {
+            sink.fields(&summary.fields())?;
+        }
         Ok(())
     }
 
@@ -224,18 +250,30 @@ impl Pipeline {
             for fields in agg.drain() {
                 sink.fields(&fields)?;
             }
-            if agg.overflow > 0 {
-                tracing::warn!(
-                    count = agg.overflow,
-                    "lines not aggregated: too many distinct keys in one interval"
-                );
-            }
+        }
+        for summary in self.fair.drain() {
+            sink.fields(&summary.fields())?;
         }
         Ok(())
     }
 
-    /// Publishes the counters to the metrics (if any); `lost` is the source's.
-    pub fn publish(&self, lost: u64) {
+    /// Lines counted in an aggregation's catch-all row (too many distinct keys).
+    pub fn aggregate_overflow(&self) -> u64 {
+        self.aggregator.as_ref().map_or(0, |(agg, _)| agg.overflow)
+    }
+
+    /// Lines held back by the per-source share (and summarised instead).
+    pub fn suppressed(&self) -> u64 {
+        self.fair.suppressed
+    }
+
+    /// Lines of sources beyond the per-source table (sharing one bucket).
+    pub fn sources_overflow(&self) -> u64 {
+        self.fair.sources_overflow
+    }
+
+    /// Publishes the counters to the metrics (if any), with the source's.
+    pub fn publish(&self, source: SourceCounts) {
         let Some(metrics) = &self.options.metrics else {
             return;
         };
@@ -265,8 +303,48 @@ impl Pipeline {
                 ),
                 (
                     "syscribe_enricher_lost_total",
-                    "Records the source lost (kernel log overwritten).",
-                    lost,
+                    "Records the source lost (kernel log overwritten, netlink socket overflowed).",
+                    source.lost,
+                ),
+                (
+                    "syscribe_enricher_socket_overflows_total",
+                    "Records the netlink socket dropped because it was full.",
+                    source.overflows,
+                ),
+                (
+                    "syscribe_enricher_kernel_lost_total",
+                    "Records the kernel's audit dropped itself (rate limit, backlog) while read.",
+                    source.kernel_lost,
+                ),
+                (
+                    "syscribe_enricher_too_long_total",
+                    "Input lines dropped for being longer than the line bound.",
+                    source.too_long,
+                ),
+                (
+                    "syscribe_enricher_aggregate_overflow_total",
+                    "Denials aggregated into the (other) row: more distinct keys than the table.",
+                    self.aggregate_overflow(),
+                ),
+                (
+                    "syscribe_enricher_suppressed_total",
+                    "Denials not printed beyond their source's share, summarised with counts.",
+                    self.fair.suppressed,
+                ),
+                (
+                    "syscribe_enricher_sources_overflow_total",
+                    "Denials of sources beyond the per-source table (one shared share).",
+                    self.fair.sources_overflow,
+                ),
+                (
+                    "syscribe_enricher_avc_group_overflow_total",
+                    "AVCs sent before their SYSCALL record: too many were waiting.",
+                    c.group_overflow,
+                ),
+                (
+                    "syscribe_enricher_syscall_name_cache_resets_total",
+                    "Times the syscall name cache was full and started over.",
+                    self.names.resets,
                 ),
                 (
                     "syscribe_enricher_resolved_live_total",
@@ -311,6 +389,9 @@ impl Pipeline {
             m.observe(line);
         }
         if self.options.filters.is_empty() && self.aggregator.is_none() {
+            if !self.fair_share(line, sink)? {
+                return Ok(());
+            }
             return sink.enriched(line);
         }
         let fields = fields_of(line);
@@ -323,8 +404,62 @@ impl Pipeline {
                 agg.add(fields);
                 Ok(())
             }
-            None => sink.fields(&fields),
+            None => {
+                if !self.fair_share(line, sink)? {
+                    return Ok(());
+                }
+                sink.fields(&fields)
+            }
         }
+    }
+
+    /// Whether `line` is within its source's share; a summary of what its source had held
+    /// back goes out first.
+    fn fair_share(&mut self, line: &Enriched, sink: &mut dyn Sink) -> std::io::Result<bool> {
+        if self.fair.is_off() {
+            return Ok(true);
+        }
+        let (kind, id) = source_of(line);
+        self.key.clear();
+        self.key.push_str(kind);
+        self.key.push(' ');
+        self.key.push_str(id);
+        let at_ms = line
+            .timestamp
+            .seconds
+            .saturating_mul(1000)
+            .saturating_add(u64::from(line.timestamp.millis));
+        let share = self.fair.admit(&self.key, at_ms, || {
+            match (kind, &line.namespace, &line.pod) {
+                ("pod", Some(namespace), Some(pod)) => format!("pod {namespace}/{pod}"),
+                _ => format!("{kind} {id}"),
+            }
+        });
+        match share {
+            Share::Suppress => Ok(false),
+            Share::Print(summary) => {
+                if let Some(summary) = summary {
+                    sink.fields(&summary.fields())?;
+                }
+                Ok(true)
+            }
+        }
+    }
+}
+
+/// Where a denial comes from, for fair shares: its pod, else its container, else its
+/// executable (or command name, or nothing known).
+fn source_of(line: &Enriched) -> (&'static str, &str) {
+    if let Some(uid) = &line.pod_uid {
+        ("pod", uid)
+    } else if let Some(id) = &line.container_id {
+        ("container", id)
+    } else if let Some(exe) = &line.executable {
+        ("executable", exe)
+    } else if let Some(comm) = &line.comm {
+        ("command", comm)
+    } else {
+        ("unknown", "source")
     }
 }
 
@@ -361,6 +496,8 @@ mod tests {
                 filters: Vec::new(),
                 aggregate: None,
                 metrics,
+                per_source_rate: 0,
+                per_source_burst: 1,
             },
             ProcResolver::new(none.clone(), none.clone(), None),
             RuntimeNames::new(vec![none]),
@@ -426,6 +563,35 @@ mod tests {
     }
 
     #[test]
+    fn a_storm_source_is_summarised_while_another_prints() {
+        let mut p = pipeline(None);
+        p.fair = FairShare::new(10, 20);
+        let mut out = Collect::default();
+        let line = |serial: u64, exe: &str| {
+            format!(
+                r#"type=SECCOMP msg=audit(1795703105.{:03}:{serial}): pid=1 comm="x" exe="{exe}" sig=0 arch=c000003e syscall=110 compat=0 ip=0x1 code=0x7ffc0000"#,
+                serial / 100
+            )
+        };
+        // 100 000 lines within 1 s from the storm, one every 10 000 from the quiet one.
+        for serial in 0..100_000 {
+            p.line(&line(serial, "/storm"), &mut out).unwrap();
+            if serial % 10_000 == 0 {
+                p.line(&line(serial, "/quiet"), &mut out).unwrap();
+            }
+        }
+        p.finish(&mut out).unwrap();
+        let of = |exe: &str| out.0.iter().filter(|l| l["executable"] == exe).count() as u64;
+        assert_eq!(of("/quiet"), 10, "every quiet line printed");
+        let summaries: Vec<&Value> = out.0.iter().filter(|l| l["type"] == "summary").collect();
+        assert!(summaries.iter().all(|s| s["source"] == "executable /storm"));
+        let summarised: u64 = summaries.iter().map(|s| s["count"].as_u64().unwrap()).sum();
+        assert!(of("/storm") <= 30, "{}", of("/storm"));
+        assert_eq!(of("/storm") + summarised, 100_000);
+        assert_eq!(p.suppressed(), summarised);
+    }
+
+    #[test]
     fn metrics_count_emitted_lines() {
         let metrics = Arc::new(Mutex::new(Metrics::default()));
         let mut p = pipeline(Some(metrics.clone()));
@@ -433,7 +599,10 @@ mod tests {
         let seccomp = r#"type=SECCOMP msg=audit(1795703105.844:2): auid=4294967295 uid=0 gid=0 ses=4294967295 pid=1 comm="sc" exe="/tmp/sc" sig=0 arch=c000003e syscall=162 compat=0 ip=0x1 code=0x7ffc0000"#;
         p.line(seccomp, &mut out).unwrap();
         p.line(seccomp, &mut out).unwrap();
-        p.publish(7);
+        p.publish(SourceCounts {
+            lost: 7,
+            ..SourceCounts::default()
+        });
         let text = metrics.lock().unwrap().render();
         assert!(
             text.contains(r#"executable="/tmp/sc",syscall="sync"} 2"#),

@@ -108,149 +108,113 @@ pub fn wait_readable(fd: std::os::fd::BorrowedFd<'_>, timeout: std::time::Durati
     unsafe { libc::poll(&mut pollfd, 1, ms) > 0 }
 }
 
-/// The audit netlink multicast group (`AUDIT_NLGRP_READLOG`): every record the kernel emits, read
-/// beside auditd (or without it), never taking records away from it. Needs CAP_AUDIT_READ.
-pub struct AuditNetlink {
-    fd: std::os::fd::OwnedFd,
-    buf: Vec<u8>,
-    /// Records the socket dropped because we read too slowly (ENOBUFS).
-    pub lost: u64,
-}
-
-impl AuditNetlink {
-    const AUDIT_NLGRP_READLOG: u32 = 1;
-
-    pub fn open() -> io::Result<Self> {
-        use std::os::fd::FromRawFd as _;
-        // SAFETY: plain socket(2); the fd is owned right away.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_AUDIT,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd is a fresh, valid descriptor nobody else owns.
-        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
-        // SAFETY: a zeroed sockaddr_nl is valid; fields set below.
-        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        addr.nl_groups = Self::AUDIT_NLGRP_READLOG;
-        // A big receive buffer: bursts of denials arrive faster than they are printed.
-        let size: libc::c_int = 8 << 20;
-        // SAFETY: valid fd, pointers to live values of the sizes given.
-        unsafe {
-            libc::setsockopt(
-                std::os::fd::AsRawFd::as_raw_fd(&fd),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUF,
-                (&size as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
-            if libc::bind(
-                std::os::fd::AsRawFd::as_raw_fd(&fd),
-                (&addr as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            ) < 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-        }
-        Ok(Self {
-            fd,
-            buf: vec![0; 16384],
-            lost: 0,
-        })
-    }
-
-    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        std::os::fd::AsFd::as_fd(&self.fd)
-    }
-
-    /// The next record as a kernel-log style line (`audit: type=N audit(…): …`); `None` when
-    /// interrupted by a signal.
-    pub fn next_record(&mut self) -> io::Result<Option<String>> {
-        loop {
-            // SAFETY: valid fd and buffer of the given length.
-            let n = unsafe {
-                libc::recv(
-                    std::os::fd::AsRawFd::as_raw_fd(&self.fd),
-                    self.buf.as_mut_ptr().cast(),
-                    self.buf.len(),
-                    0,
-                )
-            };
-            if n < 0 {
-                let err = io::Error::last_os_error();
-                match err.raw_os_error() {
-                    Some(libc::ENOBUFS) => {
-                        self.lost += 1;
-                        continue;
-                    }
-                    Some(libc::EINTR) | Some(libc::EAGAIN) => return Ok(None),
-                    _ => return Err(err),
-                }
-            }
-            let n = n as usize;
-            // struct nlmsghdr { u32 len; u16 type; u16 flags; u32 seq; u32 pid; } then the text.
-            if n < 16 {
-                continue;
-            }
-            let record_type = u16::from_ne_bytes([self.buf[4], self.buf[5]]);
-            let len = (u32::from_ne_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]])
-                as usize)
-                .clamp(16, n);
-            let text = String::from_utf8_lossy(&self.buf[16..len]);
-            let text = text.trim_end_matches(['\0', '\n']);
-            return Ok(Some(format!("audit: type={record_type} {text}")));
-        }
-    }
-}
-
-/// Why [`for_each_line`] stopped.
+/// Why [`Lines::read_from`] stopped.
 #[derive(Debug)]
 pub enum LinesError {
     Read(io::Error),
     Handle(io::Error),
 }
 
-/// Calls `handle` with each line of `reader` (without its newline), reading big blocks and
-/// handing out lines in place (no copy per line). Invalid UTF-8 is replaced, not fatal; a line
-/// longer than the block is handed out whole.
+/// Lines out of a byte stream, read in big blocks and handed out in place (no copy per line).
+/// Invalid UTF-8 is replaced, not fatal. A line longer than [`Lines::MAX_LINE`] is dropped
+/// whole and counted (a file with no newline must not grow a buffer without bound): reading
+/// resumes after its newline.
+pub struct Lines {
+    buf: Vec<u8>,
+    filled: usize,
+    /// Inside a line already counted as too long: drop up to its newline.
+    skipping: bool,
+    /// Lines dropped for being longer than [`Lines::MAX_LINE`].
+    pub too_long: u64,
+}
+
+impl Default for Lines {
+    fn default() -> Self {
+        Self {
+            buf: vec![0; Self::BLOCK],
+            filled: 0,
+            skipping: false,
+            too_long: 0,
+        }
+    }
+}
+
+impl Lines {
+    const BLOCK: usize = 1 << 20;
+    /// The longest line handed out. The kernel's biggest audit message is under 9 KiB.
+    pub const MAX_LINE: usize = 64 << 10;
+
+    /// One read from `reader`; the complete lines go to `handle`. False at the end of the
+    /// input (an unterminated last line is handed out then). An interrupted read returns true
+    /// with nothing read: the caller checks for a stop request and calls again.
+    pub fn read_from(
+        &mut self,
+        reader: &mut impl io::Read,
+        mut handle: impl FnMut(&str) -> io::Result<()>,
+    ) -> Result<bool, LinesError> {
+        let n = match reader.read(&mut self.buf[self.filled..]) {
+            Ok(n) => n,
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
+                ) =>
+            {
+                return Ok(true);
+            }
+            Err(err) => return Err(LinesError::Read(err)),
+        };
+        let end = self.filled + n;
+        let mut start = 0;
+        while let Some(at) = memchr::memchr(b'\n', &self.buf[start..end]) {
+            let line = &self.buf[start..start + at];
+            start += at + 1;
+            if std::mem::take(&mut self.skipping) {
+                continue;
+            }
+            if line.len() > Self::MAX_LINE {
+                self.too_long += 1;
+                continue;
+            }
+            handle_bytes(line, &mut handle)?;
+        }
+        let rest = end - start;
+        if n == 0 {
+            if rest > 0 && !self.skipping {
+                if rest > Self::MAX_LINE {
+                    self.too_long += 1;
+                } else {
+                    handle_bytes(&self.buf[start..end], &mut handle)?;
+                }
+            }
+            self.filled = 0;
+            self.skipping = false;
+            return Ok(false);
+        }
+        if self.skipping || rest > Self::MAX_LINE {
+            // Too long already: counted once, dropped up to its newline.
+            if !self.skipping {
+                self.too_long += 1;
+                self.skipping = true;
+            }
+            self.filled = 0;
+        } else {
+            self.buf.copy_within(start..end, 0);
+            self.filled = rest;
+        }
+        Ok(true)
+    }
+}
+
+/// Calls `handle` with each line of `reader` (without its newline) to its end; returns how
+/// many lines were dropped for being too long.
 pub fn for_each_line(
     mut reader: impl io::Read,
     mut handle: impl FnMut(&str) -> io::Result<()>,
-) -> Result<(), LinesError> {
-    const BLOCK: usize = 1 << 20;
-    let mut buf = vec![0u8; BLOCK];
-    let mut filled = 0;
-    loop {
-        if filled == buf.len() {
-            buf.resize(buf.len() * 2, 0); // one line longer than the buffer
-        }
-        let n = match reader.read(&mut buf[filled..]) {
-            Ok(n) => n,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) => return Err(LinesError::Read(err)),
-        };
-        let end = filled + n;
-        let mut start = 0;
-        while let Some(at) = memchr::memchr(b'\n', &buf[start..end]) {
-            handle_bytes(&buf[start..start + at], &mut handle)?;
-            start += at + 1;
-        }
-        if n == 0 {
-            if start < end {
-                handle_bytes(&buf[start..end], &mut handle)?;
-            }
-            return Ok(());
-        }
-        buf.copy_within(start..end, 0);
-        filled = end - start;
-    }
+) -> Result<u64, LinesError> {
+    let mut lines = Lines::default();
+    while lines.read_from(&mut reader, &mut handle)? {}
+    Ok(lines.too_long)
 }
 
 fn handle_bytes(
@@ -264,25 +228,104 @@ fn handle_bytes(
     .map_err(LinesError::Handle)
 }
 
+/// Opens a file of audit lines, refusing anything but a regular file: a device such as
+/// /dev/zero never ends (and has no lines), a directory has no lines, a FIFO blocks opening.
+pub fn open_regular(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::FileTypeExt as _;
+    // O_NONBLOCK: opening a FIFO with no writer must not hang before it can be refused.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let kind = file.metadata()?.file_type();
+    let what = if kind.is_file() {
+        // (O_NONBLOCK means nothing to a regular file's reads.)
+        return Ok(file);
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    };
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "{what}, not a regular file of audit lines (for a pipe or a device, use --source - and redirect it)"
+        ),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn lines_are_handed_out_whole_across_blocks() {
-        let long = "x".repeat(3 << 20);
-        let mut input = format!("a\n\nbc\n{long}\nlast\n").into_bytes();
-        input.extend_from_slice(b"\xff tail");
+    fn collect(input: &[u8]) -> (Vec<String>, u64) {
         let mut lines = Vec::new();
-        for_each_line(&input[..], |line| {
+        let too_long = for_each_line(input, |line| {
             lines.push(line.to_owned());
             Ok(())
         })
         .unwrap();
-        assert_eq!(lines.len(), 6);
-        assert_eq!(lines[..3], ["a", "", "bc"]);
-        assert_eq!(lines[3].len(), 3 << 20);
-        assert_eq!(lines[4], "last");
-        assert_eq!(lines[5], "\u{fffd} tail");
+        (lines, too_long)
+    }
+
+    #[test]
+    fn lines_are_handed_out_whole_across_blocks() {
+        // Lines that straddle the 1 MiB block boundary come out whole.
+        let near = "y".repeat(Lines::MAX_LINE);
+        let mut input = Vec::new();
+        for _ in 0..40 {
+            input.extend_from_slice(near.as_bytes());
+            input.push(b'\n');
+        }
+        input.extend_from_slice(b"a\n\nbc\nlast\n\xff tail");
+        let (lines, too_long) = collect(&input);
+        assert_eq!(too_long, 0);
+        assert_eq!(lines.len(), 45);
+        assert!(lines[..40].iter().all(|l| *l == near));
+        assert_eq!(lines[40..43], ["a", "", "bc"]);
+        assert_eq!(lines[43], "last");
+        assert_eq!(lines[44], "\u{fffd} tail");
+    }
+
+    #[test]
+    fn a_line_longer_than_the_bound_is_dropped_and_counted() {
+        let long = "x".repeat(3 << 20);
+        let just_over = "z".repeat(Lines::MAX_LINE + 1);
+        let input = format!("a\n{long}\nb\n{just_over}\nc\n{long}");
+        let (lines, too_long) = collect(input.as_bytes());
+        assert_eq!(
+            lines,
+            ["a", "b", "c"],
+            "the rest of each long line is skipped too"
+        );
+        assert_eq!(too_long, 3, "two long lines and an unterminated long tail");
+    }
+
+    #[test]
+    fn an_endless_line_is_read_in_bounded_memory() {
+        // /dev/zero through a pipe: never a newline, never an end, until we stop reading.
+        let mut zero = std::fs::File::open("/dev/zero").unwrap().take(64 << 20);
+        let mut lines = Lines::default();
+        while lines.read_from(&mut zero, |_| panic!("no line")).unwrap() {}
+        assert_eq!(lines.too_long, 1);
+        assert_eq!(lines.buf.len(), Lines::BLOCK, "the buffer never grew");
+    }
+
+    #[test]
+    fn only_regular_files_are_opened() {
+        for (path, what) in [("/dev/zero", "a character device"), ("/", "a directory")] {
+            let err = open_regular(Path::new(path)).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+            assert!(err.to_string().contains(what), "{path}: {err}");
+        }
+        assert!(open_regular(Path::new("/proc/self/status")).is_ok());
     }
 }

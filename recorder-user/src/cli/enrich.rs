@@ -3,6 +3,7 @@
 use std::{
     io::Write,
     net::SocketAddr,
+    os::fd::AsFd as _,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::Duration,
@@ -15,14 +16,16 @@ use super::CliError;
 use crate::{
     audit::{
         enrich::Enriched,
+        fair::FairShare,
         filter::FilterRule,
         follow::Follower,
         metrics::{self, Metrics},
-        pipeline::{Options, Pipeline, Sink, fields_of},
+        netlink::{AuditNetlink, AuditStatus, BufferHow},
+        pipeline::{Options, Pipeline, Sink, SourceCounts, fields_of},
         source::{
-            AuditNetlink, Kmsg, LinesError, for_each_line, stop_on_signals, stop_requested,
-            wait_readable,
+            Kmsg, Lines, LinesError, open_regular, stop_on_signals, stop_requested, wait_readable,
         },
+        text,
     },
     bpf::ExitMemory,
     record::HostPaths,
@@ -63,6 +66,18 @@ pub struct EnrichArgs {
     /// (e.g. `127.0.0.1:9100`).
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<SocketAddr>,
+    /// Lines printed per second per source (pod, else container, else executable), so that a
+    /// storm from one cannot bury another's denials; beyond it lines are counted and
+    /// summarised ("N more denials from SOURCE summarised"). 0: print every line.
+    #[arg(long, value_name = "LINES", default_value_t = FairShare::DEFAULT_RATE)]
+    pub per_source_rate: u32,
+    /// Lines a source may print at once before its rate applies.
+    #[arg(long, value_name = "LINES", default_value_t = FairShare::DEFAULT_BURST)]
+    pub per_source_burst: u32,
+    /// The receive buffer asked for the netlink source, in bytes (forced past
+    /// net.core.rmem_max as root; the size granted is said on stderr).
+    #[arg(long, value_name = "BYTES", default_value_t = AuditNetlink::DEFAULT_RCVBUF)]
+    pub netlink_buffer: usize,
     /// The proc filesystem processes are resolved in.
     #[arg(long, default_value = "/proc", hide = true)]
     pub proc: PathBuf,
@@ -82,6 +97,9 @@ impl EnrichArgs {
             filters: Vec::new(),
             aggregate: None,
             metrics_addr: Some(metrics_addr),
+            per_source_rate: FairShare::DEFAULT_RATE,
+            per_source_burst: FairShare::DEFAULT_BURST,
+            netlink_buffer: AuditNetlink::DEFAULT_RCVBUF,
             proc: "/proc".into(),
             kmsg: "/dev/kmsg".into(),
         }
@@ -130,7 +148,7 @@ pub enum OutputFormat {
 /// records away from the kernel log); else the kernel log.
 fn pick_source(follow: bool) -> Source {
     if follow {
-        match AuditNetlink::open() {
+        match AuditNetlink::open(4096) {
             Ok(_) => {
                 eprintln!("syscribe: source: netlink (audit multicast group)");
                 return Source::Netlink;
@@ -151,13 +169,13 @@ fn pick_source(follow: bool) -> Source {
     }
 }
 
-/// Writes lines to stdout, as JSON or text; flushed after each line when following.
+/// Writes lines to stdout, as JSON or text (escaped: see [`text`]). Buffered: a following
+/// reader flushes whenever its source has nothing more queued.
 struct Output<W: Write> {
     out: W,
     /// One line's JSON, reused.
     line: Vec<u8>,
     format: OutputFormat,
-    flush_each: bool,
 }
 
 impl<W: Write> Sink for Output<W> {
@@ -170,35 +188,75 @@ impl<W: Write> Sink for Output<W> {
             }
             OutputFormat::Text => self
                 .out
-                .write_all(render_text(&fields_of(line)).as_bytes())?,
+                .write_all(text::render(&fields_of(line)).as_bytes())?,
         }
-        self.end_line()
+        self.out.write_all(b"\n")
     }
 
     fn fields(&mut self, line: &Map<String, Value>) -> std::io::Result<()> {
         match self.format {
             OutputFormat::Json => serde_json::to_writer(&mut self.out, line)?,
-            OutputFormat::Text => self.out.write_all(render_text(line).as_bytes())?,
+            OutputFormat::Text => self.out.write_all(text::render(line).as_bytes())?,
         }
-        self.end_line()
+        self.out.write_all(b"\n")
     }
 }
 
-impl<W: Write> Output<W> {
-    fn end_line(&mut self) -> std::io::Result<()> {
-        self.out.write_all(b"\n")?;
-        if self.flush_each {
-            self.out.flush()?;
-        }
-        Ok(())
-    }
-}
-
-/// How long a following reader sleeps or waits for input between ticks.
+/// How long a following reader sleeps or waits for input between ticks, and how often it
+/// ticks (aggregation, summaries, metrics) while input keeps coming.
 const IDLE: Duration = Duration::from_millis(200);
 
 pub fn run(paths: &HostPaths, args: EnrichArgs) -> Result<i32, CliError> {
     run_with(paths, args, None)
+}
+
+/// Periodic work while reading: due lines out, metrics published, the kernel's drops read.
+struct Ticker {
+    last: std::time::Instant,
+    /// The kernel's audit status when reading started (netlink only).
+    kernel_before: Option<AuditStatus>,
+    counts: SourceCounts,
+}
+
+impl Ticker {
+    fn new(kernel_before: Option<AuditStatus>) -> Self {
+        Self {
+            last: std::time::Instant::now(),
+            kernel_before,
+            counts: SourceCounts::default(),
+        }
+    }
+
+    /// Ticks if `IDLE` passed (or `now`), with the source's counts.
+    fn tick(
+        &mut self,
+        now: bool,
+        pipeline: &mut Pipeline,
+        out: &mut dyn Sink,
+        counts: SourceCounts,
+    ) -> std::io::Result<()> {
+        if !now && self.last.elapsed() < IDLE {
+            return Ok(());
+        }
+        self.last = std::time::Instant::now();
+        self.counts = SourceCounts {
+            kernel_lost: self.kernel_lost(),
+            ..counts
+        };
+        pipeline.tick(out)?;
+        pipeline.publish(self.counts);
+        Ok(())
+    }
+
+    /// What the kernel dropped since reading started.
+    fn kernel_lost(&self) -> u64 {
+        let Some(before) = self.kernel_before else {
+            return 0;
+        };
+        AuditStatus::read().map_or(self.counts.kernel_lost, |now| {
+            u64::from(now.lost.wrapping_sub(before.lost))
+        })
+    }
 }
 
 /// `run`, with container names known from elsewhere (the daemon's pod index).
@@ -259,7 +317,9 @@ pub fn run_with(
             node: args.node.clone(),
             filters: std::mem::take(&mut args.filters),
             aggregate: args.aggregate.map(Duration::from_secs),
-            metrics,
+            metrics: metrics.clone(),
+            per_source_rate: args.per_source_rate,
+            per_source_burst: args.per_source_burst,
         },
         ProcResolver::new(args.proc.clone(), cgroup2, exits),
         match known {
@@ -271,96 +331,243 @@ pub fn run_with(
         out: std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock()),
         line: Vec::with_capacity(1024),
         format: args.format,
-        flush_each: args.follow,
     };
-    let write_err = |source| CliError::Write {
-        path: "-".into(),
-        source,
-    };
-    let read_err = |path: &Path| {
-        let path = path.to_owned();
-        move |source| CliError::Read { path, source }
-    };
-    let mut lost = 0;
-    match &args.source {
-        Source::Auto | Source::Kmsg => {
-            let mut kmsg = Kmsg::open(&args.kmsg, args.follow).map_err(read_err(&args.kmsg))?;
-            while !stop_requested() {
-                if args.follow && !wait_readable(kmsg.fd(), IDLE) {
-                    pipeline.tick(&mut out).map_err(write_err)?;
-                    pipeline.publish(kmsg.lost);
-                    continue;
-                }
-                match kmsg.next_message().map_err(read_err(&args.kmsg))? {
-                    Some(message) => pipeline.line(&message, &mut out).map_err(write_err)?,
-                    None if args.follow => {}
-                    None => break,
-                }
-            }
-            lost = kmsg.lost;
-        }
-        Source::Netlink => {
-            let mut netlink = AuditNetlink::open().map_err(|source| CliError::Read {
-                path: "netlink audit multicast group (needs CAP_AUDIT_READ)".into(),
-                source,
-            })?;
-            eprintln!("syscribe: reading the audit netlink multicast group");
-            while !stop_requested() {
-                if !wait_readable(netlink.fd(), IDLE) {
-                    pipeline.tick(&mut out).map_err(write_err)?;
-                    pipeline.publish(netlink.lost);
-                    continue;
-                }
-                if let Some(line) = netlink
-                    .next_record()
-                    .map_err(read_err(Path::new("netlink")))?
-                {
-                    pipeline.line(&line, &mut out).map_err(write_err)?;
-                }
-            }
-            lost = netlink.lost;
-        }
-        Source::File(path) if args.follow => {
-            let mut follower = Follower::open(path, false).map_err(read_err(path))?;
-            while !stop_requested() {
-                for line in follower.poll().map_err(read_err(path))? {
-                    pipeline.line(&line, &mut out).map_err(write_err)?;
-                }
-                pipeline.tick(&mut out).map_err(write_err)?;
-                pipeline.publish(0);
-                std::thread::sleep(IDLE);
-            }
-        }
-        Source::File(path) => {
-            let file = std::fs::File::open(path).map_err(read_err(path))?;
-            for_each_line(file, |line| pipeline.line(line, &mut out))
-                .map_err(|err| lines_err(err, path))?;
-        }
-        Source::Stdin => {
-            for_each_line(std::io::stdin().lock(), |line| {
-                pipeline.line(line, &mut out)
-            })
-            .map_err(|err| lines_err(err, Path::new("-")))?;
-        }
-    }
+    let counts = read_source(&args, &mut pipeline, &mut out)?;
     pipeline.finish(&mut out).map_err(write_err)?;
-    pipeline.publish(lost);
+    pipeline.publish(counts);
     out.out.flush().map_err(write_err)?;
     let c = pipeline.counts;
     let r = pipeline.resolver().counts;
+    let mut bounds = format!(
+        "{} too long, {} summarised (per-source share), {} aggregated as (other)",
+        counts.too_long,
+        pipeline.suppressed(),
+        pipeline.aggregate_overflow(),
+    );
+    if pipeline.sources_overflow() > 0 {
+        bounds += &format!(
+            ", {} from sources beyond the table",
+            pipeline.sources_overflow()
+        );
+    }
+    if args.source == Source::Netlink {
+        bounds += &format!(
+            ", {} socket overflows, {} lost by the kernel",
+            counts.overflows, counts.kernel_lost
+        );
+    }
+    if let Some(metrics) = &metrics
+        && let Ok(m) = metrics.lock()
+    {
+        bounds += &format!(", {} beyond the metrics series bound", m.series_overflow);
+    }
     eprintln!(
-        "syscribe: {} lines, {} denials, {} unparsable, {} filtered out, {} lost; processes: {} live, {} exited, {} pid reused, {} unresolved",
+        "syscribe: {} lines, {} denials, {} unparsable, {} filtered out, {} lost, {bounds}; processes: {} live, {} exited, {} pid reused, {} unresolved",
         c.lines,
         c.denials,
         c.unparsable,
         c.filtered,
-        lost,
+        counts.lost,
         r.live,
         r.exited,
         r.pid_reused,
         r.unresolved
     );
     Ok(0)
+}
+
+fn write_err(source: std::io::Error) -> CliError {
+    CliError::Write {
+        path: "-".into(),
+        source,
+    }
+}
+
+fn read_err(path: &Path) -> impl FnOnce(std::io::Error) -> CliError {
+    let path = path.to_owned();
+    move |source| CliError::Read { path, source }
+}
+
+/// Reads the source until its end or a stop signal; returns what it dropped.
+fn read_source<W: Write>(
+    args: &EnrichArgs,
+    pipeline: &mut Pipeline,
+    out: &mut Output<W>,
+) -> Result<SourceCounts, CliError> {
+    let mut ticker = Ticker::new(None);
+    match &args.source {
+        Source::Auto | Source::Kmsg => {
+            let mut kmsg = Kmsg::open(&args.kmsg, args.follow).map_err(read_err(&args.kmsg))?;
+            while !stop_requested() {
+                let counts = SourceCounts {
+                    lost: kmsg.lost,
+                    ..SourceCounts::default()
+                };
+                if args.follow && !wait_readable(kmsg.fd(), Duration::ZERO) {
+                    out.out.flush().map_err(write_err)?;
+                    let idle = !wait_readable(kmsg.fd(), IDLE);
+                    ticker
+                        .tick(idle, pipeline, out, counts)
+                        .map_err(write_err)?;
+                    if idle {
+                        continue;
+                    }
+                }
+                match kmsg.next_message().map_err(read_err(&args.kmsg))? {
+                    Some(message) => pipeline.line(&message, out).map_err(write_err)?,
+                    None if args.follow => {}
+                    None => break,
+                }
+            }
+            Ok(SourceCounts {
+                lost: kmsg.lost,
+                ..SourceCounts::default()
+            })
+        }
+        Source::Netlink => read_netlink(args, pipeline, out),
+        Source::File(path) if args.follow => {
+            let mut follower = Follower::open(path, false).map_err(read_err(path))?;
+            while !stop_requested() {
+                for line in follower.poll().map_err(read_err(path))? {
+                    pipeline.line(&line, out).map_err(write_err)?;
+                }
+                out.out.flush().map_err(write_err)?;
+                let counts = SourceCounts {
+                    too_long: follower.too_long,
+                    ..SourceCounts::default()
+                };
+                ticker
+                    .tick(true, pipeline, out, counts)
+                    .map_err(write_err)?;
+                std::thread::sleep(IDLE);
+            }
+            Ok(SourceCounts {
+                too_long: follower.too_long,
+                ..SourceCounts::default()
+            })
+        }
+        Source::File(path) => {
+            let file = open_regular(path).map_err(read_err(path))?;
+            read_lines(file, path, pipeline, out)
+        }
+        Source::Stdin => {
+            let stdin = std::os::fd::AsFd::as_fd(&std::io::stdin())
+                .try_clone_to_owned()
+                .map_err(read_err(Path::new("-")))?;
+            read_lines(std::fs::File::from(stdin), Path::new("-"), pipeline, out)
+        }
+    }
+}
+
+/// Lines of a file or stdin to their end; while the input is idle (a pipe), due lines go out
+/// and a stop signal is noticed.
+fn read_lines<W: Write>(
+    mut input: std::fs::File,
+    path: &Path,
+    pipeline: &mut Pipeline,
+    out: &mut Output<W>,
+) -> Result<SourceCounts, CliError> {
+    let mut lines = Lines::default();
+    let mut ticker = Ticker::new(None);
+    while !stop_requested() {
+        let counts = SourceCounts {
+            too_long: lines.too_long,
+            ..SourceCounts::default()
+        };
+        if !wait_readable(input.as_fd(), Duration::ZERO) {
+            out.out.flush().map_err(write_err)?;
+            let idle = !wait_readable(input.as_fd(), IDLE);
+            ticker
+                .tick(idle, pipeline, out, counts)
+                .map_err(write_err)?;
+            if idle {
+                continue;
+            }
+        }
+        if !lines
+            .read_from(&mut input, |line| pipeline.line(line, out))
+            .map_err(|err| lines_err(err, path))?
+        {
+            break;
+        }
+    }
+    Ok(SourceCounts {
+        too_long: lines.too_long,
+        ..SourceCounts::default()
+    })
+}
+
+fn read_netlink<W: Write>(
+    args: &EnrichArgs,
+    pipeline: &mut Pipeline,
+    out: &mut Output<W>,
+) -> Result<SourceCounts, CliError> {
+    let netlink_err = |source| CliError::Read {
+        path: "netlink audit multicast group (needs CAP_AUDIT_READ)".into(),
+        source,
+    };
+    let mut netlink = AuditNetlink::open(args.netlink_buffer).map_err(netlink_err)?;
+    eprintln!(
+        "syscribe: netlink receive buffer: {} KiB granted for {} KiB asked ({})",
+        netlink.rcvbuf >> 10,
+        args.netlink_buffer >> 10,
+        match netlink.how {
+            BufferHow::Forced => "SO_RCVBUFFORCE",
+            BufferHow::Capped =>
+                "SO_RCVBUF, capped by net.core.rmem_max: forcing needs CAP_NET_ADMIN",
+        }
+    );
+    let kernel_before = match AuditStatus::read() {
+        Ok(status) => {
+            eprintln!(
+                "syscribe: kernel audit: rate_limit {} /s, backlog_limit {}, {} lost before we started (records it drops are counted as lost by the kernel)",
+                status.rate_limit, status.backlog_limit, status.lost
+            );
+            Some(status)
+        }
+        Err(err) => {
+            eprintln!(
+                "syscribe: warning: the kernel's own audit drops cannot be read (AUDIT_GET needs CAP_AUDIT_CONTROL): {err}"
+            );
+            None
+        }
+    };
+    let mut ticker = Ticker::new(kernel_before);
+    eprintln!("syscribe: reading the audit netlink multicast group");
+    let counts = |n: &mut AuditNetlink| SourceCounts {
+        lost: n.lost(),
+        overflows: n.drops.max(n.overflows),
+        ..SourceCounts::default()
+    };
+    let mut write_error = None;
+    while !stop_requested() {
+        let read = netlink
+            .read_batch(|line| {
+                pipeline.line(line, out).map_err(|err| {
+                    // Kept apart from read errors; stops the batch.
+                    let kind = err.kind();
+                    write_error = Some(err);
+                    std::io::Error::from(kind)
+                })
+            })
+            .map_err(|err| match write_error.take() {
+                Some(err) => write_err(err),
+                None => netlink_err(err),
+            })?;
+        if read < AuditNetlink::BATCH {
+            // Nothing more queued: what was printed goes out now.
+            out.out.flush().map_err(write_err)?;
+        }
+        let idle = read == 0 && !wait_readable(netlink.fd(), IDLE);
+        ticker
+            .tick(idle, pipeline, out, counts(&mut netlink))
+            .map_err(write_err)?;
+    }
+    // The kernel's drops up to the end.
+    ticker
+        .tick(true, pipeline, out, counts(&mut netlink))
+        .map_err(write_err)?;
+    Ok(ticker.counts)
 }
 
 /// A line-reading failure: reading `path`, or writing the output.
@@ -375,19 +582,6 @@ fn lines_err(err: LinesError, path: &Path) -> CliError {
             source,
         },
     }
-}
-
-/// `key=value` pairs, quoted where a value has spaces.
-fn render_text(fields: &Map<String, Value>) -> String {
-    fields
-        .iter()
-        .map(|(k, v)| match v.as_str() {
-            Some(s) if s.contains(' ') => format!("{k}={s:?}"),
-            Some(s) => format!("{k}={s}"),
-            None => format!("{k}={v}"),
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 #[cfg(test)]
