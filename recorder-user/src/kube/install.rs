@@ -13,21 +13,16 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use k8s_openapi::{
-    api::core::v1::{Pod, SeccompProfile as PodSeccompProfile},
-    apimachinery::pkg::apis::meta::v1::{Condition, OwnerReference, Time},
-};
+use k8s_openapi::api::core::v1::{Pod, SeccompProfile as PodSeccompProfile};
 use kube::{
     Api, Client, Resource as _, ResourceExt as _,
-    api::{ListParams, Patch, PatchParams},
+    api::{Patch, PatchParams},
 };
 use thiserror::Error;
 
 use super::{
-    crd::{
-        LABEL_NODE_NAME, LABEL_PARTIAL, LABEL_PROFILE_ID, LABEL_PROFILE_KIND, LABEL_PROFILE_STATE,
-        ProfileState, ProfileStatus, ProfileStatusKind, SeccompProfile, SecurityProfileNodeStatus,
-    },
+    crd::{LABEL_PARTIAL, ProfileState, ProfileStatus, ProfileStatusKind, SeccompProfile},
+    node_status,
     publish::{MANAGER, PublishError, api_err},
 };
 use crate::profile::{
@@ -354,7 +349,7 @@ pub fn shorten(value: &str, max: usize) -> String {
 /// The API server's answer when a precondition on a profile's uid finds no such profile
 /// (409 "uid mismatch") or the profile is not there at all (404).
 fn profile_gone(status: &kube::core::Status) -> bool {
-    status.code == 404 || (status.code == 409 && status.message.contains("uid mismatch"))
+    node_status::gone(status)
 }
 
 pub fn node_finalizer(node: &str) -> String {
@@ -363,12 +358,12 @@ pub fn node_finalizer(node: &str) -> String {
 
 /// `<profile>-<node>` (upstream's naming; hashed when longer than a name may be).
 pub fn node_status_name(profile: &str, node: &str) -> String {
-    shorten(&format!("{profile}-{node}"), 253)
+    node_status::status_name_of("SeccompProfile", profile, node)
 }
 
 /// The profile-id label value of a seccomp profile's node statuses.
 pub fn profile_id(profile: &str) -> String {
-    shorten(&format!("SeccompProfile-{profile}"), 63)
+    node_status::profile_id_of("SeccompProfile", profile)
 }
 
 /// The profile's status over all nodes: Error if any node failed, else Terminating, else
@@ -625,46 +620,14 @@ impl NodeProfiles {
         if self.written.get(&name) == Some(&now) {
             return Ok(());
         }
-        let node_statuses: Api<SecurityProfileNodeStatus> = Api::all(client.clone());
-        let status_name = node_status_name(&name, &self.node);
-        let state = serde_json::to_value(status).expect("statuses serialize");
-        let owner = OwnerReference {
-            api_version: SeccompProfile::api_version(&()).into_owned(),
-            kind: SeccompProfile::kind(&()).into_owned(),
-            name: name.clone(),
-            uid: profile.uid().unwrap_or_default(),
-            ..OwnerReference::default()
-        };
-        let mut body = serde_json::json!({
-            "apiVersion": SecurityProfileNodeStatus::api_version(&()),
-            "kind": SecurityProfileNodeStatus::kind(&()),
-            "metadata": {
-                "name": status_name,
-                "labels": {
-                    LABEL_PROFILE_ID: profile_id(&name),
-                    LABEL_NODE_NAME: shorten(&self.node, 63),
-                    LABEL_PROFILE_STATE: state,
-                    LABEL_PROFILE_KIND: "SeccompProfile",
-                },
-                "ownerReferences": [owner],
-            },
-            // Upstream's shape: the state at the top level (no status subresource).
-            "nodeName": self.node,
-            "status": status,
-        });
-        if let Some(message) = &message {
-            body["message"] = serde_json::Value::String(message.clone());
-        }
-        let params = PatchParams::apply(MANAGER).force();
-        node_statuses
-            .patch(&status_name, &params, &Patch::Apply(&body))
-            .await
-            .map_err(api_err("apply", "SecurityProfileNodeStatus", &status_name))?;
+        node_status::apply(client, &self.node, profile, status, message.as_deref()).await?;
         self.written.insert(name.clone(), now);
         self.summarize(client, profile, message).await
     }
 
-    /// The profile's status from every node's status (listed by the profile-id label).
+    /// The profile's status from every node's status. Another node may write its summary from
+    /// an older list: a Pending summary, and any summary this node writes, is made again a
+    /// little later (until nothing changes).
     async fn summarize(
         &mut self,
         client: &Client,
@@ -672,95 +635,48 @@ impl NodeProfiles {
         message: Option<String>,
     ) -> Result<(), PublishError> {
         let name = profile.name_any();
-        let node_statuses: Api<SecurityProfileNodeStatus> = Api::all(client.clone());
-        let listed = node_statuses
-            .list(
-                &ListParams::default().labels(&format!("{LABEL_PROFILE_ID}={}", profile_id(&name))),
-            )
-            .await
-            .map_err(api_err("list", "SecurityProfileNodeStatus", &name))?;
-        let kinds: Vec<ProfileStatusKind> = listed.items.iter().filter_map(|s| s.status).collect();
-        let Some(summary) = summary(&kinds) else {
+        let path = self.installer.dir().join(format!("{name}.json"));
+        let usage = |status: &mut ProfileStatus, installed: bool| {
+            status.path = installed.then(|| path.display().to_string());
+            status.localhost_profile = installed.then(|| format!("operator/{name}.json"));
+        };
+        let Some((summary, written)) =
+            node_status::summarize(client, profile, message, usage).await?
+        else {
             return Ok(());
         };
-        // Another node may write its summary from an older list: a Pending summary, and any
-        // summary this node writes, is made again a little later (until nothing changes).
         let settled = !matches!(
             summary,
             ProfileStatusKind::Pending | ProfileStatusKind::InProgress
         );
         self.recheck.remove(&name);
-        if !settled {
+        if !settled || written {
             self.recheck
-                .insert(name.clone(), std::time::Instant::now() + RECHECK);
+                .insert(name, std::time::Instant::now() + RECHECK);
         }
-        let current = profile.status.clone().unwrap_or_default();
-        let installed = matches!(summary, ProfileStatusKind::Installed);
-        let mut wanted = ProfileStatus {
-            status: Some(summary),
-            path: installed.then(|| {
-                self.installer
-                    .dir()
-                    .join(format!("{name}.json"))
-                    .display()
-                    .to_string()
-            }),
-            localhost_profile: installed.then(|| format!("operator/{name}.json")),
-            ..current.clone()
-        };
-        let ready = Condition {
-            type_: "Ready".into(),
-            status: if installed { "True" } else { "False" }.into(),
-            reason: format!("{summary:?}"),
-            message: message.unwrap_or_default(),
-            observed_generation: profile.meta().generation,
-            last_transition_time: Time(k8s_openapi::jiff::Timestamp::now()),
-        };
-        let same_condition = current.conditions.iter().any(|c| {
-            c.type_ == ready.type_
-                && c.status == ready.status
-                && c.reason == ready.reason
-                && c.message == ready.message
-        });
-        if !same_condition {
-            wanted.conditions.retain(|c| c.type_ != "Ready");
-            wanted.conditions.push(ready);
-        }
-        if wanted == current {
-            return Ok(());
-        }
-        let api: Api<SeccompProfile> = Api::all(client.clone());
-        let patched = api
-            .patch_status(
-                &name,
-                &PatchParams::default(),
-                // Explicit nulls: a merge patch removes what is no longer true.
-                &Patch::Merge(&serde_json::json!({ "status": {
-                    "status": wanted.status,
-                    "path": wanted.path,
-                    "localhostProfile": wanted.localhost_profile,
-                    "conditions": wanted.conditions,
-                }})),
-            )
-            .await;
-        match patched {
-            // Deleted meanwhile (its node statuses go with it): nothing to summarize.
-            Err(kube::Error::Api(status)) if profile_gone(&status) => return Ok(()),
-            other => other.map_err(api_err("set the status of", "SeccompProfile", &name))?,
-        };
-        self.recheck
-            .insert(name, std::time::Instant::now() + RECHECK);
         Ok(())
+    }
+}
+
+impl node_status::NodeProfile for SeccompProfile {
+    const KIND: &'static str = "SeccompProfile";
+
+    fn profile_status(&self) -> Option<&ProfileStatus> {
+        self.status.as_ref()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use http::Method;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::kube::testing::{expect, mock, scenario};
+    use crate::kube::{
+        crd::{LABEL_NODE_NAME, LABEL_PROFILE_STATE},
+        testing::{expect, mock, scenario},
+    };
 
     const SP: &str = "/apis/security-profiles-operator.x-k8s.io/v1/seccompprofiles";
     const SPNS: &str = "/apis/security-profiles-operator.x-k8s.io/v1/securityprofilenodestatuses";

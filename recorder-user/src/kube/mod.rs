@@ -4,6 +4,7 @@ pub mod crd;
 pub mod daemon;
 pub mod index;
 pub mod install;
+pub mod node_status;
 pub mod publish;
 pub mod recordings;
 pub mod webhook;
