@@ -585,20 +585,36 @@ pub fn usage(name: &str) -> String {
 /// template unless another profile is inherited (it already does), `@self` standing for the
 /// profile's own type, permissions sorted and each once.
 pub fn to_cil(name: &str, inherit: &[Inherit], allow: &AllowRules, permissive: bool) -> String {
-    let mut cil = format!("(block {name}\n");
+    to_cil_lines(name, inherit, allow, permissive)
+        .into_iter()
+        .map(|(line, _)| line + "\n")
+        .collect()
+}
+
+/// [`to_cil`] line by line, each with the profile field it comes from (what a compiler's
+/// complaint about that line is about).
+pub fn to_cil_lines(
+    name: &str,
+    inherit: &[Inherit],
+    allow: &AllowRules,
+    permissive: bool,
+) -> Vec<(String, String)> {
+    let mut lines = vec![(format!("(block {name}"), "metadata.name".to_owned())];
     let inherits_profile = inherit.iter().any(|i| matches!(i, Inherit::Profile(_)));
     if !inherits_profile {
-        cil.push_str("    (blockinherit container)\n");
+        lines.push(("    (blockinherit container)".into(), "spec.inherit".into()));
     }
-    for entry in inherit {
+    for (i, entry) in inherit.iter().enumerate() {
+        let field = format!("spec.inherit[{i}]");
         match entry {
             Inherit::System(template) if template == "container" => {}
-            Inherit::System(template) => cil.push_str(&format!("    (blockinherit {template})\n")),
-            Inherit::Profile(profile) => cil.push_str(&format!("    (blockinherit {profile})\n")),
+            Inherit::System(template) | Inherit::Profile(template) => {
+                lines.push((format!("    (blockinherit {template})"), field))
+            }
         }
     }
     if permissive {
-        cil.push_str("    (typepermissive process)\n");
+        lines.push(("    (typepermissive process)".into(), "spec.mode".into()));
     }
     for (label, classes) in allow {
         let target = if label == "@self" {
@@ -609,14 +625,17 @@ pub fn to_cil(name: &str, inherit: &[Inherit], allow: &AllowRules, permissive: b
         for (class, permissions) in classes {
             let permissions: BTreeSet<&str> = permissions.iter().map(String::as_str).collect();
             let permissions: Vec<&str> = permissions.into_iter().collect();
-            cil.push_str(&format!(
-                "    (allow process {target} ({class} ({})))\n",
-                permissions.join(" ")
+            lines.push((
+                format!(
+                    "    (allow process {target} ({class} ({})))",
+                    permissions.join(" ")
+                ),
+                format!("spec.allow.{label}.{class}"),
             ));
         }
     }
-    cil.push_str(")\n");
-    cil
+    lines.push((")".into(), String::new()));
+    lines
 }
 
 /// A RawSelinuxProfile's policy as the module installed: wrapped in `(block <name> …)`.
@@ -629,6 +648,20 @@ pub fn wrap_raw(name: &str, policy: &str) -> String {
     }
     cil.push_str(")\n");
     cil
+}
+
+/// What line `line` of [`wrap_raw`]'s module is in the RawSelinuxProfile: `spec.policy line N`
+/// (the policy's own numbering, blank lines before it counted), or the block around it.
+pub fn raw_origin(policy: &str, line: usize) -> String {
+    let skipped = policy[..policy.len() - policy.trim_start().len()]
+        .matches('\n')
+        .count();
+    let inner = policy.trim().lines().count();
+    match line {
+        0 | 1 => "metadata.name".to_owned(),
+        l if l - 1 <= inner => format!("spec.policy line {}", l - 1 + skipped),
+        _ => "spec.policy".to_owned(),
+    }
 }
 
 #[cfg(test)]

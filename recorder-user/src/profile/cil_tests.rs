@@ -176,3 +176,29 @@ fn a_selinux_profile_becomes_upstreams_module() {
     assert_eq!(found, []);
     assert_eq!(exprs.len(), 1);
 }
+
+#[test]
+fn module_lines_lead_back_to_the_profile() {
+    let mut allow = AllowRules::new();
+    allow
+        .entry("var_log_t".into())
+        .or_default()
+        .insert("file".into(), vec!["read".into()]);
+    let lines = to_cil_lines("p", &[Inherit::System("container".into())], &allow, true);
+    let origins: Vec<&str> = lines.iter().map(|(_, o)| o.as_str()).collect();
+    assert_eq!(
+        origins,
+        [
+            "metadata.name",
+            "spec.inherit",
+            "spec.mode",
+            "spec.allow.var_log_t.file",
+            ""
+        ]
+    );
+    let policy = "\n\n(blockinherit container)\n(allow process x (file (read)))\n";
+    assert_eq!(raw_origin(policy, 1), "metadata.name");
+    assert_eq!(raw_origin(policy, 2), "spec.policy line 3");
+    assert_eq!(raw_origin(policy, 3), "spec.policy line 4");
+    assert_eq!(raw_origin(policy, 4), "spec.policy");
+}
