@@ -404,6 +404,113 @@ spec:
 
 /// The daemon's resident memory on the node while it records nothing (a figure for the
 /// README, printed; the test only checks it was found).
+/// Rajesh deploys SELinux profiles as upstream documents them: an invalid RawSelinuxProfile is
+/// refused at `kubectl apply` with the line of the missing parenthesis; upstream's examples
+/// (a SelinuxProfile and a RawSelinuxProfile) are admitted, and this node — SELinux is off on
+/// these machines — reports each as not installable here, with the reason, never Installed.
+#[test]
+fn s7_selinux_profiles_are_validated_and_a_node_without_selinux_says_so() {
+    let kube = Kube::get();
+    deployed(&kube);
+    let broken = r#"apiVersion: security-profiles-operator.x-k8s.io/v1
+kind: RawSelinuxProfile
+metadata:
+  name: broken-logger
+spec:
+  policy: |
+    (blockinherit container)
+    (allow process var_log_t ( dir ( open read search ))
+    (allow process var_log_t ( file ( getattr read open )))
+"#;
+    let out = kube.with_stdin(&["apply"], broken);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a broken policy was admitted: {stderr}"
+    );
+    for part in [
+        "denied the request",
+        "spec.policy",
+        "policy line 2:1: this '(' is never closed; the statement at 3:1 starts inside it",
+    ] {
+        assert!(
+            stderr.contains(part),
+            "kubectl's output lacks {part:?}:\n{stderr}"
+        );
+    }
+    // Upstream's examples, unchanged.
+    kube.apply(
+        r#"apiVersion: security-profiles-operator.x-k8s.io/v1
+kind: SelinuxProfile
+metadata:
+  name: errorlogger
+spec:
+  inherit:
+    - name: container
+  allow:
+    var_log_t:
+      dir: [open, read, getattr, lock, search, ioctl, add_name, remove_name, write]
+      file: [getattr, read, write, append, ioctl, lock, map, open, create]
+      sock_file: [getattr, read, write, append, open]
+"#,
+    );
+    kube.apply(
+        r#"apiVersion: security-profiles-operator.x-k8s.io/v1
+kind: RawSelinuxProfile
+metadata:
+  name: rawlogger
+spec:
+  policy: |
+    (blockinherit container)
+    (allow process var_log_t ( dir ( open read getattr lock search ioctl add_name remove_name write ))) 
+    (allow process var_log_t ( file ( getattr read write append ioctl lock map open create  ))) 
+    (allow process var_log_t ( sock_file ( getattr read write append open  ))) 
+"#,
+    );
+    for (kind, name) in [
+        ("selinuxprofile", "errorlogger"),
+        ("rawselinuxprofile", "rawlogger"),
+    ] {
+        let profile = kube.wait_for(&format!("{kind} {name} summarized"), MINUTE, || {
+            let p = kube.json(&["get", kind, name]);
+            (!p["status"]["status"].is_null()).then_some(p)
+        });
+        assert_eq!(profile["status"]["status"], "Error", "{profile:#}");
+        let ready = profile["status"]["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(ready["status"], "False", "{profile:#}");
+        assert!(
+            ready["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("SELinux is off on this node"),
+            "{profile:#}"
+        );
+        let kind_label = profile["kind"].as_str().unwrap().to_owned();
+        let statuses = kube.json(&[
+            "get",
+            "securityprofilenodestatuses",
+            "-l",
+            &format!("spo.x-k8s.io/profile-id={kind_label}-{name}"),
+        ]);
+        let items = statuses["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1, "{statuses:#}");
+        assert_eq!(items[0]["nodeName"], kube.node.as_str());
+        assert_eq!(items[0]["status"], "Error");
+        assert!(
+            items[0]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("SELinux is off on this node"),
+            "{statuses:#}"
+        );
+        kube.ok(&["delete", kind, name, "--wait=true"]);
+    }
+}
+
 #[test]
 fn s8_the_daemons_idle_memory_is_measured() {
     let kube = Kube::get();

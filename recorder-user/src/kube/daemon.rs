@@ -1,7 +1,8 @@
 //! `syscribe daemon`: one per node. Watches the node's pods, the namespaces enabled for
 //! recording and the ProfileRecordings; records the selected pods' containers; publishes
-//! their profiles; streams enriched denials as JSON lines on stdout (with the pod index's
-//! names); serves /metrics, /healthz and /readyz.
+//! their profiles; installs SeccompProfiles (files) and SelinuxProfiles and
+//! RawSelinuxProfiles (policy modules) on the node; streams enriched denials as JSON lines on
+//! stdout (with the pod index's names); serves /metrics, /healthz and /readyz.
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
@@ -21,11 +22,15 @@ use kube::{
 use thiserror::Error;
 
 use super::{
-    crd::{ANNOTATION_SNAPSHOT, LABEL_ENABLE_RECORDING, ProfileRecording, SeccompProfile},
+    crd::{
+        ANNOTATION_SNAPSHOT, LABEL_ENABLE_RECORDING, ProfileRecording, RawSelinuxProfile,
+        SeccompProfile, SelinuxProfile,
+    },
     index::{Key, NodeIndex, container_ids},
     install::{Installer, NodeProfiles},
     publish::{self, PublishError},
     recordings::{Outcome, PodRecordings},
+    selinux_node::{Built, SelinuxKind, SelinuxNode},
 };
 use crate::{
     record::{HostPaths, RecordError, subtree::Subtrees},
@@ -158,6 +163,19 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
         installed,
     )
     .with_state_dir(args.state_dir.clone());
+    if !args.no_install {
+        let selinux_on = crate::selinux::enabled();
+        if !selinux_on {
+            tracing::info!(
+                "SELinux is off on this node: SELinux profiles are reported as not installable here"
+            );
+        }
+        daemon.selinux = Some(SelinuxNode::new(
+            args.node.clone(),
+            selinux_on.then(crate::selinux::PolicyStore::host),
+            crate::profile::validate::Validator::for_this_host(),
+        ));
+    }
     let mut pods: BoxStream<_> = watcher(
         Api::<Pod>::all(client.clone()),
         watcher::Config::default().fields(&format!("spec.nodeName={}", args.node)),
@@ -186,6 +204,25 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
         .default_backoff()
         .boxed()
     };
+    let mut selinux_events: BoxStream<_> = if args.no_install {
+        futures::stream::pending().boxed()
+    } else {
+        futures::stream::select(
+            watcher(
+                Api::<SelinuxProfile>::all(client.clone()),
+                watcher::Config::default(),
+            )
+            .default_backoff()
+            .map(|e| e.map(SelinuxEvent::Profile)),
+            watcher(
+                Api::<RawSelinuxProfile>::all(client.clone()),
+                watcher::Config::default(),
+            )
+            .default_backoff()
+            .map(|e| e.map(SelinuxEvent::Raw)),
+        )
+        .boxed()
+    };
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|source| RecordError::Wait { source })?;
@@ -212,6 +249,12 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
                 Some(Err(err)) => watch_error("SeccompProfile watch", &err),
                 None => break,
             },
+            event = selinux_events.next() => match event {
+                Some(Ok(event)) => daemon.selinux_event(event).await,
+                Some(Err(err)) => watch_error("SELinux profile watch", &err),
+                None => break,
+            },
+            Some(built) = next_built(&mut daemon.selinux) => daemon.selinux_built(built).await,
             created = daemon.recordings.subtrees_mut().created() => {
                 if let Err(err) = created {
                     tracing::warn!(error = %err, "watching pods' cgroups");
@@ -225,6 +268,20 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
     daemon.stop(pinned, &args.pin_dir).await
 }
 
+/// A watch event of either SELinux kind.
+pub enum SelinuxEvent {
+    Profile(Event<SelinuxProfile>),
+    Raw(Event<RawSelinuxProfile>),
+}
+
+/// The next finished module build; never, without SELinux profiles to install.
+async fn next_built(selinux: &mut Option<SelinuxNode>) -> Option<Built> {
+    match selinux {
+        Some(node) => node.next_built().await,
+        None => futures::future::pending().await,
+    }
+}
+
 /// The daemon's state and what it does with each watch event; `run` feeds it. The recorder
 /// is real (root); the API client may be a mock (the reconcile tests drive this directly).
 pub struct Daemon {
@@ -233,6 +290,11 @@ pub struct Daemon {
     index: NodeIndex,
     pub recordings: PodRecordings,
     pub installed: NodeProfiles,
+    /// SelinuxProfiles and RawSelinuxProfiles (None: not installing on this node).
+    pub selinux: Option<SelinuxNode>,
+    /// SELinux profiles to reconcile: attempts so far and when to try next.
+    selinux_due: BTreeMap<(SelinuxKind, String), (u32, tokio::time::Instant)>,
+    selinux_relist: [Relist; 2],
     /// Profiles that could not be published yet.
     retry: Pending,
     /// Profiles to reconcile (changed, failed, or held while pods changed): attempts so far
@@ -262,6 +324,9 @@ impl Daemon {
             index: NodeIndex::default(),
             recordings,
             installed,
+            selinux: None,
+            selinux_due: BTreeMap::new(),
+            selinux_relist: [Relist::default(), Relist::default()],
             retry: Pending::default(),
             unreconciled: BTreeMap::new(),
             pod_relist: Relist::default(),
@@ -307,6 +372,15 @@ impl Daemon {
         // A profile kept for its users may be free to go now.
         let held = self.installed.held();
         self.due(held);
+        let held = self
+            .selinux
+            .as_ref()
+            .map(SelinuxNode::held)
+            .unwrap_or_default();
+        let now = tokio::time::Instant::now();
+        for key in held {
+            self.selinux_due.insert(key, (0, now));
+        }
         self.changed().await;
     }
 
@@ -340,6 +414,104 @@ impl Daemon {
         self.reconcile_profiles().await;
     }
 
+    pub async fn selinux_event(&mut self, event: SelinuxEvent) {
+        let Some(node) = self.selinux.as_mut() else {
+            return;
+        };
+        let mut changed: Vec<(SelinuxKind, String)> = Vec::new();
+        match event {
+            SelinuxEvent::Profile(event) => {
+                let current: Vec<Key> = node
+                    .profiles
+                    .keys()
+                    .map(|n| (String::new(), n.clone()))
+                    .collect();
+                let mut applied = Vec::new();
+                let mut deleted = Vec::new();
+                relist(
+                    &mut self.selinux_relist[0],
+                    event,
+                    |p| applied.push(p),
+                    |key| deleted.push(key.1.clone()),
+                    || current.clone(),
+                );
+                for p in applied {
+                    changed.push((SelinuxKind::Profile, p.name_any()));
+                    node.profiles.insert(p.name_any(), p);
+                }
+                for name in deleted {
+                    node.profiles.remove(&name);
+                    changed.push((SelinuxKind::Profile, name));
+                }
+            }
+            SelinuxEvent::Raw(event) => {
+                let current: Vec<Key> = node
+                    .raw
+                    .keys()
+                    .map(|n| (String::new(), n.clone()))
+                    .collect();
+                let mut applied = Vec::new();
+                let mut deleted = Vec::new();
+                relist(
+                    &mut self.selinux_relist[1],
+                    event,
+                    |p| applied.push(p),
+                    |key| deleted.push(key.1.clone()),
+                    || current.clone(),
+                );
+                for p in applied {
+                    changed.push((SelinuxKind::Raw, p.name_any()));
+                    node.raw.insert(p.name_any(), p);
+                }
+                for name in deleted {
+                    node.raw.remove(&name);
+                    changed.push((SelinuxKind::Raw, name));
+                }
+            }
+        }
+        let now = tokio::time::Instant::now();
+        for (kind, name) in changed {
+            // A RawSelinuxProfile that shares its name with a SelinuxProfile is looked at again
+            // whenever either changes.
+            self.selinux_due
+                .insert((SelinuxKind::Raw, name.clone()), (0, now));
+            self.selinux_due.insert((kind, name), (0, now));
+        }
+        self.reconcile_selinux().await;
+    }
+
+    pub async fn selinux_built(&mut self, built: Built) {
+        let Some(node) = self.selinux.as_mut() else {
+            return;
+        };
+        let pods = self.index.pods().map(|(_, pod)| pod);
+        if let Err(err) = node.built(&self.client, built, pods).await {
+            tracing::warn!(error = %err, "writing an SELinux profile's status");
+        }
+    }
+
+    async fn reconcile_selinux(&mut self) {
+        let Some(node) = self.selinux.as_mut() else {
+            return;
+        };
+        let now = tokio::time::Instant::now();
+        let due: Vec<((SelinuxKind, String), u32)> = self
+            .selinux_due
+            .iter()
+            .filter(|(_, (_, at))| *at <= now)
+            .map(|(key, (attempts, _))| (key.clone(), *attempts))
+            .collect();
+        for ((kind, name), attempts) in due {
+            self.selinux_due.remove(&(kind, name.clone()));
+            let pods = self.index.pods().map(|(_, pod)| pod);
+            if let Err(err) = node.reconcile(&self.client, kind, &name, pods).await {
+                tracing::warn!(error = %err, kind = kind.name(), profile = %name, attempts = attempts + 1, "installing an SELinux profile; will retry");
+                self.selinux_due
+                    .insert((kind, name), (attempts + 1, now + backoff(attempts + 1)));
+            }
+        }
+    }
+
     /// Every 50 ms: collect what the kernel recorded, publish what waits, re-summarize.
     pub async fn tick(&mut self) {
         // A failed read is retried at the next tick; the daemon goes on.
@@ -351,6 +523,7 @@ impl Daemon {
             tracing::warn!(error = %err, "summarizing a profile's status");
         }
         self.reconcile_profiles().await;
+        self.reconcile_selinux().await;
     }
 
     async fn reconcile_profiles(&mut self) {

@@ -17,6 +17,7 @@ const DAEMON_SOURCES: &[&str] = &[
     "publish.rs",
     "recordings.rs",
     "index.rs",
+    "selinux_node.rs",
 ];
 
 /// The Rust types the daemon builds `Api<T>` of, and their resources.
@@ -25,6 +26,8 @@ const RESOURCES: &[(&str, &str)] = &[
     ("Namespace", "namespaces"),
     ("ProfileRecording", "profilerecordings"),
     ("SeccompProfile", "seccompprofiles"),
+    ("SelinuxProfile", "selinuxprofiles"),
+    ("RawSelinuxProfile", "rawselinuxprofiles"),
     ("SecurityProfileNodeStatus", "securityprofilenodestatuses"),
 ];
 
@@ -50,7 +53,9 @@ fn accesses_in(source: &str) -> BTreeSet<Access> {
         }
         // A kind nodes report on: node_status::summarize patches its status.
         for (rust, resource) in RESOURCES {
-            if line.starts_with(&format!("impl node_status::NodeProfile for {rust} ")) {
+            if line.starts_with(&format!("impl node_status::NodeProfile for {rust} "))
+                || line.starts_with(&format!("impl NodeProfile for {rust} "))
+            {
                 found.insert((format!("{resource}/status"), "patch".into()));
             }
         }
