@@ -12,4 +12,5 @@ pub mod merge;
 pub mod naming;
 pub mod position;
 pub mod seccomp;
+pub mod selinux_record;
 pub mod validate;
