@@ -82,7 +82,7 @@ fn timed(cmd: &mut Command) -> Result<(f64, f64)> {
 
 const ROUNDS: usize = 3;
 
-fn median(mut samples: Vec<f64>) -> f64 {
+pub(crate) fn median(mut samples: Vec<f64>) -> f64 {
     samples.sort_by(f64::total_cmp);
     samples[samples.len() / 2]
 }

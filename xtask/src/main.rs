@@ -4,10 +4,12 @@
 //! `cargo xtask test`             setup, lints, unit tests, then the root-only tests
 //! `cargo xtask syscribe ARGS…`   setup, build, run `syscribe ARGS…` (release build)
 //! `cargo xtask bench recorder`   recorder overhead, side by side
+//! `cargo xtask bench storm`      a real seccomp denial storm read by syscribe and plain readers
 //! `cargo xtask cluster up|down|status`, `cargo xtask kubectl ARGS…`   a real Kubernetes here
 
 mod bench;
 mod bench_enricher;
+mod bench_storm;
 mod cluster;
 mod setup;
 
@@ -94,6 +96,9 @@ enum BenchKind {
     Recorder,
     /// Audit records parsed, enriched and printed per second, against ausearch.
     Enricher,
+    /// A real seccomp denial storm (`--records` logged getppid calls) read from the audit
+    /// netlink group: emitted, read, lost and CPU per record, plain readers beside syscribe.
+    Storm,
 }
 
 fn main() -> Result<()> {
@@ -155,6 +160,24 @@ fn main() -> Result<()> {
                     bench::recorder(&bin, iterations, rounds.max(1))
                 }
                 BenchKind::Enricher => bench_enricher::enricher(&bin, records.max(1)),
+                BenchKind::Storm => {
+                    if !is_root() {
+                        bail!("the storm benchmark reads the kernel's audit: run it as root");
+                    }
+                    run(Command::new("cargo").args([
+                        "build",
+                        "--release",
+                        "--package",
+                        "syscribe-tests",
+                        "--bin",
+                        "syscall-probe",
+                    ]))?;
+                    bench_storm::storm(
+                        &bin,
+                        &target_dir().join("release/syscall-probe"),
+                        records.max(1),
+                    )
+                }
             }
         }
     }
@@ -308,14 +331,22 @@ fn build_syscribe(release: bool) -> Result<PathBuf> {
         cmd.arg("--release");
     }
     run(&mut cmd)?;
-    let bin = workspace_root()
-        .join("target")
+    let bin = target_dir()
         .join(if release { "release" } else { "debug" })
         .join("syscribe");
     if !bin.exists() {
         bail!("cargo build succeeded but {} is missing", bin.display());
     }
     Ok(bin)
+}
+
+/// Where cargo builds: `CARGO_TARGET_DIR` if set (a private one beside others' builds), else
+/// the workspace's `target`.
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => workspace_root().join(dir),
+        _ => workspace_root().join("target"),
+    }
 }
 
 fn workspace_root() -> PathBuf {
