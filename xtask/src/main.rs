@@ -43,11 +43,15 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         args: Vec<String>,
     },
-    /// Fuzz the audit record parser (cargo fuzz, libFuzzer) for the given time.
+    /// Fuzz (cargo fuzz, libFuzzer) each target for the given time: `parse_audit_line` (the
+    /// audit record parser and enricher), `load_profile` (the YAML/JSON profile loader, its
+    /// limits, the validator and the filter compiler) and `parse_cil` (the CIL reader).
     Fuzz {
-        /// How long to run.
+        /// How long to run each target.
         #[arg(long, default_value_t = 600)]
         seconds: u64,
+        /// Only these targets (default: all).
+        targets: Vec<String>,
     },
     /// Benchmarks that print side-by-side ratios (never timed assertions).
     /// A real single-node Kubernetes built from source (xtask/cluster/versions.toml).
@@ -139,9 +143,9 @@ fn main() -> Result<()> {
             let bin = build_syscribe(true)?;
             cluster::syscribe_rootfs(&bin)?.write_to(&dir)
         }
-        Task::Fuzz { seconds } => {
+        Task::Fuzz { seconds, targets } => {
             setup::setup()?;
-            fuzz(seconds)
+            fuzz(seconds, &targets)
         }
         Task::Bench {
             what,
@@ -291,8 +295,21 @@ fn cluster_tests(debug_bin: &Path, args: &[String]) -> Result<()> {
     }
 }
 
-/// Runs the parser's fuzz target from the checked-in seeds for `seconds`.
-fn fuzz(seconds: u64) -> Result<()> {
+/// The fuzz targets (fuzz/fuzz_targets), each run from its checked-in seeds (fuzz/seeds/NAME).
+const FUZZ_TARGETS: [&str; 3] = ["parse_audit_line", "load_profile", "parse_cil"];
+/// What a single input may cost before libFuzzer calls it a finding: a bound on allocations
+/// (one malloc and the whole process) and on time.
+const FUZZ_MALLOC_LIMIT_MB: u32 = 256;
+const FUZZ_RSS_LIMIT_MB: u32 = 1024;
+const FUZZ_TIMEOUT_S: u32 = 10;
+
+/// Runs each fuzz target from its checked-in seeds for `seconds`, with the limits above.
+fn fuzz(seconds: u64, only: &[String]) -> Result<()> {
+    for name in only {
+        if !FUZZ_TARGETS.contains(&name.as_str()) {
+            bail!("no fuzz target {name:?}; there are {FUZZ_TARGETS:?}");
+        }
+    }
     let has_cargo_fuzz = Command::new("cargo")
         .args(["fuzz", "--version"])
         .output()
@@ -308,19 +325,30 @@ fn fuzz(seconds: u64) -> Result<()> {
         ]))?;
     }
     let dir = workspace_root().join("fuzz");
-    let corpus = dir.join("corpus/parse_audit_line");
-    std::fs::create_dir_all(&corpus).with_context(|| format!("creating {}", corpus.display()))?;
-    // The eBPF object is not needed to fuzz the parser.
-    // cargo fuzz finds `fuzz/` below the workspace root, where `run` works.
-    run(Command::new("cargo")
-        .env("AYA_BUILD_SKIP", "1")
-        .arg(format!("+{}", setup::ebpf_nightly()?))
-        .args(["fuzz", "run", "parse_audit_line"])
-        .arg(&corpus)
-        .arg(dir.join("seeds/parse_audit_line"))
-        .arg("--")
-        .arg(format!("-max_total_time={seconds}"))
-        .arg("-print_final_stats=1"))
+    for target in FUZZ_TARGETS {
+        if !only.is_empty() && !only.iter().any(|n| n == target) {
+            continue;
+        }
+        let corpus = dir.join("corpus").join(target);
+        std::fs::create_dir_all(&corpus)
+            .with_context(|| format!("creating {}", corpus.display()))?;
+        eprintln!("xtask: fuzzing {target} for {seconds} s");
+        // The eBPF object is not needed by these targets.
+        // cargo fuzz finds `fuzz/` below the workspace root, where `run` works.
+        run(Command::new("cargo")
+            .env("AYA_BUILD_SKIP", "1")
+            .arg(format!("+{}", setup::ebpf_nightly()?))
+            .args(["fuzz", "run", target])
+            .arg(&corpus)
+            .arg(dir.join("seeds").join(target))
+            .arg("--")
+            .arg(format!("-max_total_time={seconds}"))
+            .arg(format!("-malloc_limit_mb={FUZZ_MALLOC_LIMIT_MB}"))
+            .arg(format!("-rss_limit_mb={FUZZ_RSS_LIMIT_MB}"))
+            .arg(format!("-timeout={FUZZ_TIMEOUT_S}"))
+            .arg("-print_final_stats=1"))?;
+    }
+    Ok(())
 }
 
 /// Builds the `syscribe` binary and returns its path.
