@@ -214,9 +214,19 @@ const AV_RULES: &[&str] = &["allow", "auditallow", "dontaudit", "neverallow", "d
 struct Problems {
     list: Vec<CilProblem>,
     dropped: usize,
+    /// Where the first problem not listed is: the count of the rest is said there.
+    first_dropped: Option<Pos>,
 }
 
 impl Problems {
+    fn new() -> Self {
+        Self {
+            list: Vec::new(),
+            dropped: 0,
+            first_dropped: None,
+        }
+    }
+
     fn push(&mut self, at: Pos, message: impl Into<String>) {
         if self.list.len() < MAX_PROBLEMS {
             self.list.push(CilProblem {
@@ -225,11 +235,12 @@ impl Problems {
             });
         } else {
             self.dropped += 1;
+            self.first_dropped.get_or_insert(at);
         }
     }
 
-    fn finish(mut self, at: Pos) -> Vec<CilProblem> {
-        if self.dropped > 0 {
+    fn finish(mut self) -> Vec<CilProblem> {
+        if let Some(at) = self.first_dropped {
             self.list.push(CilProblem {
                 at,
                 message: format!(
@@ -267,21 +278,14 @@ pub fn parse(text: &str) -> (Vec<Expr>, Vec<CilProblem>) {
 /// One reading; `close_at` holds the lists (by their '(') to close where a later line starts
 /// a list at or left of their column. Returns the lists never closed that have such a line.
 fn parse_with(text: &str, close_at: &[Pos]) -> (Vec<Expr>, Vec<CilProblem>, Vec<Pos>) {
-    let mut problems = Problems {
-        list: Vec::new(),
-        dropped: 0,
-    };
+    let mut problems = Problems::new();
     let chars = text.chars().count();
     if chars > MAX_POLICY_CHARS {
         problems.push(
             Pos { line: 1, column: 1 },
             format!("{chars} characters is more than the {MAX_POLICY_CHARS} a policy may have"),
         );
-        return (
-            Vec::new(),
-            problems.finish(Pos { line: 1, column: 1 }),
-            Vec::new(),
-        );
+        return (Vec::new(), problems.finish(), Vec::new());
     }
     let mut top: Vec<Expr> = Vec::new();
     let mut stack: Vec<Frame> = Vec::new();
@@ -406,7 +410,6 @@ fn parse_with(text: &str, close_at: &[Pos]) -> (Vec<Expr>, Vec<CilProblem>, Vec<
         }
         line_start = false;
     }
-    let end = Pos { line, column };
     let misplaced: Vec<Pos> = stack
         .iter()
         .filter(|f| f.suspect.is_some())
@@ -430,21 +433,17 @@ fn parse_with(text: &str, close_at: &[Pos]) -> (Vec<Expr>, Vec<CilProblem>, Vec<
         push(&mut stack, &mut top, expr);
     }
     problems.list.sort_by_key(|p| p.at);
-    (top, problems.finish(end), misplaced)
+    (top, problems.finish(), misplaced)
 }
 
 /// The statement problems of a parsed policy: what is not a statement, unknown statements
 /// (with "did you mean"), statements in `restricted`, and allow rules of the wrong shape.
 pub fn check_statements(exprs: &[Expr], restricted: &[&str]) -> Vec<CilProblem> {
-    let mut problems = Problems {
-        list: Vec::new(),
-        dropped: 0,
-    };
+    let mut problems = Problems::new();
     for expr in exprs {
         statement(expr, restricted, &mut problems, 0);
     }
-    let end = exprs.last().map_or(Pos { line: 1, column: 1 }, Expr::at);
-    problems.finish(end)
+    problems.finish()
 }
 
 fn statement(expr: &Expr, restricted: &[&str], problems: &mut Problems, depth: usize) {

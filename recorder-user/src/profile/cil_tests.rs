@@ -202,3 +202,23 @@ fn module_lines_lead_back_to_the_profile() {
     assert_eq!(raw_origin(policy, 3), "spec.policy line 4");
     assert_eq!(raw_origin(policy, 4), "spec.policy");
 }
+
+/// Found by the fuzzer: the count of problems not listed was placed at column 0 of the line
+/// after the last newline.
+#[test]
+fn every_position_is_in_the_text_even_the_count_of_the_rest() {
+    let text = "(aollw process var_log_t (dir (open read))\n(alow natr (open read\u{6}))\n(alow process x (file (ss x (file (readined\nad))\n(alow natr (open read\u{6}))\n(alow process((((((((((((((((aollir (open read))\n(alow na/tr (open read))\n(alow process x ((((((((((((((((((((file (re((((((((((((((((((((((asrmine((((((((src_info(((((((( dx\n";
+    let found = problems(text);
+    assert!(
+        found.iter().any(|(_, m)| m.starts_with("and ")),
+        "{found:?}"
+    );
+    for (at, message) in &found {
+        let (line, column) = at.split_once(':').unwrap();
+        let (line, column): (usize, usize) = (line.parse().unwrap(), column.parse().unwrap());
+        assert!(
+            line >= 1 && line <= text.lines().count() && column >= 1,
+            "{at} {message}"
+        );
+    }
+}
