@@ -132,6 +132,10 @@ impl SelinuxPolicy {
 #[derive(Default)]
 pub struct Validator {
     names: HashMap<String, Vec<String>>,
+    /// The same names as sets, for membership (a review may hold 100k names).
+    name_sets: HashMap<String, std::collections::HashSet<String>>,
+    /// Every syscall name of every architecture → the first architecture that has it.
+    anywhere: Option<HashMap<String, &'static str>>,
     selinux: Option<SelinuxPolicy>,
     /// Syscall-name suggestions left for the document being validated: each compares the
     /// name with every known one, so a document of thousands of bad names (the webhook takes
@@ -426,6 +430,29 @@ impl Validator {
             Ok(policy) if !policy.classes.is_empty() => Self::with_selinux_policy(policy),
             _ => Self::default(),
         }
+    }
+
+    /// Whether `name` is a syscall of `arch`.
+    fn knows(&mut self, arch: ScmpArch, label: &str, name: &str) -> bool {
+        if !self.name_sets.contains_key(label) {
+            let set = self.names_of(arch, label).iter().cloned().collect();
+            self.name_sets.insert(label.to_owned(), set);
+        }
+        self.name_sets[label].contains(name)
+    }
+
+    /// The first architecture libseccomp knows `name` on, if any.
+    fn arch_of(&mut self, name: &str) -> Option<&'static str> {
+        if self.anywhere.is_none() {
+            let mut anywhere = HashMap::new();
+            for (label, arch) in &ARCHES[1..] {
+                for known in self.names_of(*arch, label).to_vec() {
+                    anywhere.entry(known).or_insert(*label);
+                }
+            }
+            self.anywhere = Some(anywhere);
+        }
+        self.anywhere.as_ref().and_then(|a| a.get(name).copied())
     }
 
     fn names_of(&mut self, arch: ScmpArch, label: &str) -> &[String] {
@@ -827,18 +854,13 @@ impl Validator {
                         // Like libseccomp: a name only needs to exist on one of the listed
                         // architectures (x86_64 profiles list i386 and x32 too, whose tables
                         // differ); one that exists on none of them is a mistake.
-                        let known_somewhere = arches.iter().any(|(label, arch)| {
-                            self.names_of(*arch, label).iter().any(|k| k == name)
-                        });
+                        let known_somewhere = arches
+                            .iter()
+                            .any(|(label, arch)| self.knows(*arch, label, name));
                         let elsewhere = if known_somewhere {
                             None
                         } else {
-                            ARCHES[1..].iter().find_map(|(label, arch)| {
-                                self.names_of(*arch, label)
-                                    .iter()
-                                    .any(|k| k == name)
-                                    .then_some(*label)
-                            })
+                            self.arch_of(name)
                         };
                         if let Some(other) = elsewhere {
                             // runc and crun skip a name the filter's architectures lack
