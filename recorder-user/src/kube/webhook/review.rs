@@ -190,7 +190,10 @@ fn ours<O>(request: &Request<O>) -> Result<Option<(String, String)>, ReviewError
         .unwrap_or_default();
     let operation = request.operation.as_str().unwrap_or_default();
     Ok((matches!(operation, "CREATE" | "UPDATE")
-        && matches!(kind, "SeccompProfile" | "SelinuxProfile"))
+        && matches!(
+            kind,
+            "SeccompProfile" | "SelinuxProfile" | "RawSelinuxProfile"
+        ))
     .then(|| (uid.to_owned(), kind.to_owned())))
 }
 

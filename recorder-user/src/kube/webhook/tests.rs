@@ -41,6 +41,29 @@ fn a_valid_profile_is_allowed() {
 }
 
 #[test]
+fn a_raw_selinux_profile_is_judged_down_to_its_parenthesis() {
+    let raw = |policy: &str| {
+        json!({"apiVersion": "security-profiles-operator.x-k8s.io/v1", "kind": "RawSelinuxProfile",
+               "metadata": {"name": "logger"}, "spec": {"policy": policy}})
+    };
+    let broken = "(blockinherit container)\n(allow process var_log_t (dir (search))\n(allow process var_log_t (file (read)))\n";
+    let answer = review(&mut Validator::default(), &request("CREATE", raw(broken)))
+        .unwrap()
+        .0;
+    assert_eq!(answer["response"]["allowed"], false, "{answer}");
+    assert_eq!(
+        answer["response"]["status"]["message"],
+        "RawSelinuxProfile \"logger\" is invalid: spec.policy: policy line 2:1: this '(' is never \
+         closed; the statement at 3:1 starts inside it — a ')' is probably missing before it"
+    );
+    let fixed = broken.replace("(search))", "(search)))");
+    let answer = review(&mut Validator::default(), &request("CREATE", raw(&fixed)))
+        .unwrap()
+        .0;
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+}
+
+#[test]
 fn an_invalid_profile_is_denied_with_every_problem() {
     let answer = review(
         &mut Validator::default(),
