@@ -127,8 +127,9 @@ fn profile_of(out: &Path, bundle: &Bundle) -> serde_json::Value {
     while !path.exists() {
         assert!(
             Instant::now() < deadline,
-            "no profile at {}",
-            path.display()
+            "no profile at {} (there: {:?})",
+            path.display(),
+            std::fs::read_dir(out).map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
         );
         std::thread::sleep(Duration::from_millis(20));
     }
