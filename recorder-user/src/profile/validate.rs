@@ -151,7 +151,14 @@ const MAX_SUGGESTIONS: usize = 64;
 
 struct Report<'a> {
     problems: &'a mut Vec<Problem>,
+    /// Problems beyond MAX_LISTED of their severity: counted, not listed.
+    dropped: [usize; 2],
+    listed: [usize; 2],
 }
+
+/// Problems listed per document and severity; the rest are counted ("and N more"): a
+/// document the webhook or a file hands over may hold a problem per value.
+pub const MAX_LISTED: usize = 1000;
 
 impl Report<'_> {
     fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
@@ -161,6 +168,9 @@ impl Report<'_> {
         self.push(Severity::Warning, path, message);
     }
     fn push(&mut self, severity: Severity, path: impl Into<String>, message: impl Into<String>) {
+        if !self.room(severity) {
+            return;
+        }
         self.problems.push(Problem {
             severity,
             path: path.into(),
@@ -168,8 +178,21 @@ impl Report<'_> {
             within: None,
         });
     }
+    /// Whether one more problem of `severity` is listed (else it is counted).
+    fn room(&mut self, severity: Severity) -> bool {
+        let i = severity as usize;
+        if self.listed[i] >= MAX_LISTED {
+            self.dropped[i] += 1;
+            return false;
+        }
+        self.listed[i] += 1;
+        true
+    }
     /// A problem at `at` inside the string value of `path`.
     fn error_within(&mut self, path: &str, at: super::cil::Pos, message: &str) {
+        if !self.room(Severity::Error) {
+            return;
+        }
         self.problems.push(Problem {
             severity: Severity::Error,
             path: path.to_owned(),
@@ -466,21 +489,45 @@ impl Validator {
     /// Every problem of one document: an OCI seccomp document, a SeccompProfile or a
     /// SelinuxProfile. Errors first, then warnings, each in document order.
     pub fn validate(&mut self, doc: &Value) -> Vec<Problem> {
+        let (mut problems, dropped) = self.validate_counted(doc);
+        for (i, severity) in [Severity::Error, Severity::Warning].into_iter().enumerate() {
+            if dropped[i] > 0 {
+                let what = if i == 0 { "errors" } else { "warnings" };
+                problems.push(Problem {
+                    severity,
+                    path: String::new(),
+                    message: format!(
+                        "and {} more {what} not listed (the first {MAX_LISTED} are)",
+                        dropped[i]
+                    ),
+                    within: None,
+                });
+            }
+        }
+        problems.sort_by_key(|p| p.severity);
+        problems
+    }
+
+    /// [`Self::validate`]'s problems without the "and N more" lines, and how many errors and
+    /// warnings were not listed (beyond MAX_LISTED each).
+    pub fn validate_counted(&mut self, doc: &Value) -> (Vec<Problem>, [usize; 2]) {
         self.suggestions_left = MAX_SUGGESTIONS;
         let mut problems = Vec::new();
         let mut report = Report {
             problems: &mut problems,
+            dropped: [0; 2],
+            listed: [0; 2],
         };
         if doc.is_null() {
             report.error("", "empty: no profile in this document (only comments?)");
-            return problems;
+            return (problems, [0; 2]);
         }
         if !doc.is_mapping() {
             report.error(
                 "",
                 format!("a profile must be a mapping, not {}", type_name(doc)),
             );
-            return problems;
+            return (problems, [0; 2]);
         }
         let kind = doc.get("kind").map(|k| (k, k.as_str()));
         match kind {
@@ -526,8 +573,9 @@ impl Validator {
                 ),
             ),
         }
+        let dropped = report.dropped;
         problems.sort_by_key(|p| p.severity);
-        problems
+        (problems, dropped)
     }
 
     fn selinux(&mut self, spec: &Value, report: &mut Report<'_>) {
@@ -1458,6 +1506,23 @@ spec:
     }
 
     #[test]
+    fn a_problem_per_value_is_listed_up_to_a_bound_and_the_rest_counted() {
+        let names: Vec<String> = (0..3000).map(|i| format!("x{i}")).collect();
+        let doc = serde_json::json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": names, "action": "SCMP_ACT_ALLOW"}]});
+        let value: Value = serde_yaml::to_value(&doc).unwrap();
+        let mut validator = Validator::default();
+        let (listed, not_listed) = validator.validate_counted(&value);
+        assert_eq!((listed.len(), not_listed), (MAX_LISTED, [2000, 0]));
+        let all = validator.validate(&value);
+        assert_eq!(all.len(), MAX_LISTED + 1);
+        assert_eq!(
+            all[MAX_LISTED].message,
+            "and 2000 more errors not listed (the first 1000 are)"
+        );
+        assert_eq!(all[MAX_LISTED].severity, Severity::Error);
+    }
+
+    #[test]
     fn very_long_names_cost_no_suggestion_search() {
         let long = format!("read{}", "x".repeat(16 * 1024));
         let names: Vec<String> = (0..64).map(|i| format!("{long}{i}")).collect();
@@ -1510,7 +1575,13 @@ spec:
             names.join(",")
         );
         let found = problems(&doc);
-        assert_eq!(found.len(), 2000);
+        // MAX_LISTED of them, and one line counting the rest.
+        assert_eq!(found.len(), MAX_LISTED + 1);
+        assert!(
+            found[MAX_LISTED].2.starts_with("and 1000 more errors"),
+            "{:?}",
+            found[MAX_LISTED]
+        );
         let suggested = found
             .iter()
             .filter(|(_, _, m)| m.contains("did you mean"))

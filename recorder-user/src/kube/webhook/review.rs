@@ -139,10 +139,15 @@ pub fn review(validator: &mut Validator, body: &[u8]) -> Result<(Value, u64), Re
         .or_else(|| object.get("metadata")?.get("name")?.as_str())
         .map(cut)
         .unwrap_or_default();
-    let problems = validator.validate(&object);
+    let (problems, not_listed) = validator.validate_counted(&object);
     drop(object);
     let (errors, more_errors) = listed(&problems, Severity::Error, MAX_ERRORS);
     let (mut warnings, more_warnings) = listed(&problems, Severity::Warning, MAX_WARNINGS);
+    // The validator lists at most MAX_LISTED of each and counts the rest.
+    let (more_errors, more_warnings) = (
+        more_errors + not_listed[0] as u64,
+        more_warnings + not_listed[1] as u64,
+    );
     drop(problems);
     if more_warnings > 0 {
         warnings.push(format!("and {more_warnings} more warnings"));
