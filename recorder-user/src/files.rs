@@ -78,7 +78,7 @@ fn not_regular(path: &Path, mode: libc::mode_t, doing: &str) -> io::Error {
 }
 
 /// 16 hex digits from the kernel's random source.
-fn random_suffix() -> io::Result<String> {
+pub(crate) fn random_suffix() -> io::Result<String> {
     let mut bytes = [0u8; 8];
     // SAFETY: the buffer is valid for its length; getrandom writes at most that many bytes.
     let got = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };

@@ -108,11 +108,11 @@ impl PolicyStore {
         cmd
     }
 
-    /// The modules in the store.
-    pub fn modules(&self) -> Result<BTreeSet<String>, StoreError> {
+    /// Runs semodule with `args`; its stdout, or its complaints about module `name`.
+    fn run(&self, args: &[&std::ffi::OsStr], name: &str) -> Result<String, StoreError> {
         let out = self
             .semodule()
-            .arg("-l")
+            .args(args)
             .output()
             .map_err(|source| StoreError::Tool {
                 tool: "semodule",
@@ -120,11 +120,17 @@ impl PolicyStore {
             })?;
         if !out.status.success() {
             return Err(StoreError::Refused {
-                name: String::new(),
-                complaints: complaints(&String::from_utf8_lossy(&out.stderr), ""),
+                name: name.to_owned(),
+                complaints: complaints(&String::from_utf8_lossy(&out.stderr), name),
             });
         }
-        Ok(String::from_utf8_lossy(&out.stdout)
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The modules in the store.
+    pub fn modules(&self) -> Result<BTreeSet<String>, StoreError> {
+        Ok(self
+            .run(&["-l".as_ref()], "")?
             .lines()
             .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
             .collect())
@@ -152,24 +158,13 @@ impl PolicyStore {
         // semodule names the module after the file: <private dir>/<name>.cil.
         let dir = private_dir()?;
         let file = dir.join(format!("{name}.cil"));
-        crate::files::Dir::open(&dir)?.write_atomically(
-            &format!("{name}.cil"),
-            cil.as_bytes(),
-            false,
-        )?;
-        let out = self.semodule().arg("-i").arg(&file).output();
+        let installed = crate::files::Dir::open(&dir)
+            .and_then(|d| d.write_atomically(&format!("{name}.cil"), cil.as_bytes(), false))
+            .map_err(StoreError::from)
+            .and_then(|()| self.run(&["-i".as_ref(), file.as_os_str()], name));
+        // Whatever happened, the private directory goes.
         let _ = std::fs::remove_dir_all(&dir);
-        let out = out.map_err(|source| StoreError::Tool {
-            tool: "semodule",
-            source,
-        })?;
-        if !out.status.success() {
-            return Err(StoreError::Refused {
-                name: name.to_owned(),
-                complaints: complaints(&String::from_utf8_lossy(&out.stderr), name),
-            });
-        }
-        Ok(())
+        installed.map(drop)
     }
 
     /// Removes module `name`; false when there was none.
@@ -177,21 +172,7 @@ impl PolicyStore {
         if !self.modules()?.contains(name) {
             return Ok(false);
         }
-        let out = self
-            .semodule()
-            .arg("-r")
-            .arg(name)
-            .output()
-            .map_err(|source| StoreError::Tool {
-                tool: "semodule",
-                source,
-            })?;
-        if !out.status.success() {
-            return Err(StoreError::Refused {
-                name: name.to_owned(),
-                complaints: complaints(&String::from_utf8_lossy(&out.stderr), name),
-            });
-        }
+        self.run(&["-r".as_ref(), name.as_ref()], name)?;
         Ok(true)
     }
 }
@@ -200,13 +181,10 @@ impl PolicyStore {
 fn private_dir() -> std::io::Result<PathBuf> {
     use std::os::unix::fs::DirBuilderExt as _;
     let base = std::env::temp_dir();
-    for attempt in 0..16u32 {
+    for _ in 0..16 {
         let dir = base.join(format!(
-            "syscribe-module-{}-{attempt}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos())
+            "syscribe-module-{}",
+            crate::files::random_suffix()?
         ));
         match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
             Ok(()) => return Ok(dir),

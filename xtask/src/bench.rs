@@ -22,7 +22,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::{run, workspace_root};
+use crate::run;
 
 const CONFIGS: [&str; 5] = [
     "bare (nothing attached)",
@@ -51,19 +51,10 @@ struct Sample {
 
 pub fn recorder(syscribe: &Path, iterations: u64, rounds: usize) -> Result<()> {
     // The loop, and the container-start helper (run at the end).
-    run(Command::new("cargo").args([
-        "build",
-        "--release",
-        "--package",
-        "syscribe-tests",
-        "--bin",
-        "syscall-probe",
-        "--bin",
-        "container-start",
-    ]))?;
+    let bins = crate::release_test_bins(&["syscall-probe", "container-start"])?;
     let bench = Bench {
         syscribe,
-        probe: workspace_root().join("target/release/syscall-probe"),
+        probe: bins.join("syscall-probe"),
         iterations,
         cgroup2: cgroup2_mount()?,
         scratch: std::env::temp_dir().join(format!("syscribe-bench-{}", std::process::id())),
@@ -89,7 +80,7 @@ pub fn recorder(syscribe: &Path, iterations: u64, rounds: usize) -> Result<()> {
     print_report(&e2e, &bodies, iterations, rounds);
 
     // Container start, with and without a recording of its pod.
-    let helper = workspace_root().join("target/release/container-start");
+    let helper = bins.join("container-start");
     eprintln!("bench: container start");
     let out = Command::new(&helper)
         .arg(syscribe)

@@ -168,19 +168,8 @@ fn main() -> Result<()> {
                     if !is_root() {
                         bail!("the storm benchmark reads the kernel's audit: run it as root");
                     }
-                    run(Command::new("cargo").args([
-                        "build",
-                        "--release",
-                        "--package",
-                        "syscribe-tests",
-                        "--bin",
-                        "syscall-probe",
-                    ]))?;
-                    bench_storm::storm(
-                        &bin,
-                        &target_dir().join("release/syscall-probe"),
-                        records.max(1),
-                    )
+                    let bins = release_test_bins(&["syscall-probe"])?;
+                    bench_storm::storm(&bin, &bins.join("syscall-probe"), records.max(1))
                 }
             }
         }
@@ -366,6 +355,17 @@ fn build_syscribe(release: bool) -> Result<PathBuf> {
         bail!("cargo build succeeded but {} is missing", bin.display());
     }
     Ok(bin)
+}
+
+/// Builds the test crate's helper programs `bins` in release; returns the directory they are in.
+fn release_test_bins(bins: &[&str]) -> Result<PathBuf> {
+    let mut cmd = Command::new("cargo");
+    cmd.args(["build", "--release", "--package", "syscribe-tests"]);
+    for bin in bins {
+        cmd.args(["--bin", bin]);
+    }
+    run(&mut cmd)?;
+    Ok(target_dir().join("release"))
 }
 
 /// Where cargo builds: `CARGO_TARGET_DIR` if set (a private one beside others' builds), else

@@ -418,59 +418,18 @@ impl Daemon {
         let Some(node) = self.selinux.as_mut() else {
             return;
         };
-        let mut changed: Vec<(SelinuxKind, String)> = Vec::new();
-        match event {
-            SelinuxEvent::Profile(event) => {
-                let current: Vec<Key> = node
-                    .profiles
-                    .keys()
-                    .map(|n| (String::new(), n.clone()))
-                    .collect();
-                let mut applied = Vec::new();
-                let mut deleted = Vec::new();
-                relist(
-                    &mut self.selinux_relist[0],
-                    event,
-                    |p| applied.push(p),
-                    |key| deleted.push(key.1.clone()),
-                    || current.clone(),
-                );
-                for p in applied {
-                    changed.push((SelinuxKind::Profile, p.name_any()));
-                    node.profiles.insert(p.name_any(), p);
-                }
-                for name in deleted {
-                    node.profiles.remove(&name);
-                    changed.push((SelinuxKind::Profile, name));
-                }
-            }
-            SelinuxEvent::Raw(event) => {
-                let current: Vec<Key> = node
-                    .raw
-                    .keys()
-                    .map(|n| (String::new(), n.clone()))
-                    .collect();
-                let mut applied = Vec::new();
-                let mut deleted = Vec::new();
-                relist(
-                    &mut self.selinux_relist[1],
-                    event,
-                    |p| applied.push(p),
-                    |key| deleted.push(key.1.clone()),
-                    || current.clone(),
-                );
-                for p in applied {
-                    changed.push((SelinuxKind::Raw, p.name_any()));
-                    node.raw.insert(p.name_any(), p);
-                }
-                for name in deleted {
-                    node.raw.remove(&name);
-                    changed.push((SelinuxKind::Raw, name));
-                }
-            }
-        }
+        let (kind, changed) = match event {
+            SelinuxEvent::Profile(event) => (
+                SelinuxKind::Profile,
+                cache_event(&mut node.profiles, &mut self.selinux_relist[0], event),
+            ),
+            SelinuxEvent::Raw(event) => (
+                SelinuxKind::Raw,
+                cache_event(&mut node.raw, &mut self.selinux_relist[1], event),
+            ),
+        };
         let now = tokio::time::Instant::now();
-        for (kind, name) in changed {
+        for name in changed {
             // A RawSelinuxProfile that shares its name with a SelinuxProfile is looked at again
             // whenever either changes.
             self.selinux_due
@@ -619,6 +578,35 @@ fn relist<K: kube::Resource>(
     }
 }
 
+/// Applies a watch event of cluster-scoped objects to a cache by name; returns the names
+/// that changed (applied or gone).
+fn cache_event<K: kube::Resource>(
+    cache: &mut BTreeMap<String, K>,
+    relist_state: &mut Relist,
+    event: Event<K>,
+) -> Vec<String> {
+    let current: Vec<Key> = cache.keys().map(|n| (String::new(), n.clone())).collect();
+    let mut applied = Vec::new();
+    let mut deleted = Vec::new();
+    relist(
+        relist_state,
+        event,
+        |obj| applied.push(obj),
+        |key| deleted.push(key.1.clone()),
+        || current.clone(),
+    );
+    let mut changed = Vec::new();
+    for obj in applied {
+        changed.push(obj.name_any());
+        cache.insert(obj.name_any(), obj);
+    }
+    for name in deleted {
+        cache.remove(&name);
+        changed.push(name);
+    }
+    changed
+}
+
 fn on_pod(index: &mut NodeIndex, known: &KnownNames, relist_state: &mut Relist, event: Event<Pod>) {
     let mut applied = Vec::new();
     let mut deleted = Vec::new();
@@ -686,31 +674,7 @@ fn on_profile(
     relist_state: &mut Relist,
     event: Event<SeccompProfile>,
 ) -> Vec<String> {
-    let mut applied = Vec::new();
-    let mut deleted = Vec::new();
-    relist(
-        relist_state,
-        event,
-        |p| applied.push(p),
-        |key| deleted.push(key.1.clone()),
-        || {
-            installed
-                .profiles
-                .keys()
-                .map(|name| (String::new(), name.clone()))
-                .collect()
-        },
-    );
-    let mut changed = Vec::new();
-    for profile in applied {
-        let name = profile.name_any();
-        installed.profiles.insert(name.clone(), profile);
-        changed.push(name);
-    }
-    for name in deleted {
-        installed.profiles.remove(&name);
-        changed.push(name);
-    }
+    let changed = cache_event(&mut installed.profiles, relist_state, event);
     let mut out: Vec<String> = Vec::new();
     for name in changed {
         for affected in installed.affected(&name) {

@@ -13,7 +13,9 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use k8s_openapi::api::core::v1::{Pod, SeccompProfile as PodSeccompProfile};
+use k8s_openapi::api::core::v1::{
+    Pod, PodSecurityContext, SeccompProfile as PodSeccompProfile, SecurityContext,
+};
 use kube::{
     Api, Client, Resource as _, ResourceExt as _,
     api::{Patch, PatchParams},
@@ -224,6 +226,20 @@ pub fn users<'a>(name: &str, pods: impl IntoIterator<Item = &'a Pod>) -> Vec<Str
     let uses = |p: Option<&PodSeccompProfile>| {
         p.is_some_and(|p| p.type_ == "Localhost" && p.localhost_profile.as_deref() == Some(&wanted))
     };
+    running_pods_where(
+        pods,
+        |sc| uses(sc.and_then(|sc| sc.seccomp_profile.as_ref())),
+        |sc| uses(sc.and_then(|sc| sc.seccomp_profile.as_ref())),
+    )
+}
+
+/// `namespace/pod` of each pod that is not finished and whose pod-level securityContext
+/// (`pod_uses`) or any container's (init and ephemeral ones too: `container_uses`) says so.
+pub fn running_pods_where<'a>(
+    pods: impl IntoIterator<Item = &'a Pod>,
+    pod_uses: impl Fn(Option<&PodSecurityContext>) -> bool,
+    container_uses: impl Fn(Option<&SecurityContext>) -> bool,
+) -> Vec<String> {
     pods.into_iter()
         .filter(|pod| {
             let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
@@ -233,10 +249,6 @@ pub fn users<'a>(name: &str, pods: impl IntoIterator<Item = &'a Pod>) -> Vec<Str
             let Some(spec) = &pod.spec else {
                 return false;
             };
-            let pod_level = spec
-                .security_context
-                .as_ref()
-                .and_then(|sc| sc.seccomp_profile.as_ref());
             let containers = spec
                 .containers
                 .iter()
@@ -247,10 +259,8 @@ pub fn users<'a>(name: &str, pods: impl IntoIterator<Item = &'a Pod>) -> Vec<Str
                 .iter()
                 .flatten()
                 .map(|c| c.security_context.as_ref());
-            uses(pod_level)
-                || containers
-                    .chain(ephemeral)
-                    .any(|sc| uses(sc.and_then(|sc| sc.seccomp_profile.as_ref())))
+            pod_uses(spec.security_context.as_ref())
+                || containers.chain(ephemeral).any(&container_uses)
         })
         .map(|pod| format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any()))
         .collect()

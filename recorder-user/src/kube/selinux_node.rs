@@ -10,8 +10,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::Pod;
-use kube::{Client, ResourceExt as _};
+use k8s_openapi::api::core::v1::{Pod, SELinuxOptions};
+use kube::Client;
 use tokio::sync::mpsc;
 
 use super::{
@@ -19,6 +19,7 @@ use super::{
         PolicyKind, ProfileState, ProfileStatus, ProfileStatusKind, RawSelinuxProfile, SelinuxMode,
         SelinuxProfile,
     },
+    install::running_pods_where,
     node_status::{self, NodeProfile},
     publish::PublishError,
 };
@@ -84,37 +85,12 @@ pub const SELINUX_OFF: &str =
 /// `namespace/pod` of each pod not finished whose pod- or container-level
 /// `seLinuxOptions.type` is `type_`.
 pub fn users<'a>(type_: &str, pods: impl IntoIterator<Item = &'a Pod>) -> Vec<String> {
-    let uses = |o: Option<&k8s_openapi::api::core::v1::SELinuxOptions>| {
-        o.and_then(|o| o.type_.as_deref()) == Some(type_)
-    };
-    pods.into_iter()
-        .filter(|pod| {
-            let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-            !matches!(phase, Some("Succeeded" | "Failed"))
-        })
-        .filter(|pod| {
-            let Some(spec) = &pod.spec else {
-                return false;
-            };
-            let pod_level = spec
-                .security_context
-                .as_ref()
-                .and_then(|sc| sc.se_linux_options.as_ref());
-            uses(pod_level)
-                || spec
-                    .containers
-                    .iter()
-                    .chain(spec.init_containers.iter().flatten())
-                    .any(|c| {
-                        uses(
-                            c.security_context
-                                .as_ref()
-                                .and_then(|sc| sc.se_linux_options.as_ref()),
-                        )
-                    })
-        })
-        .map(|pod| format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any()))
-        .collect()
+    let uses = |o: Option<&SELinuxOptions>| o.and_then(|o| o.type_.as_deref()) == Some(type_);
+    running_pods_where(
+        pods,
+        |sc| uses(sc.and_then(|sc| sc.se_linux_options.as_ref())),
+        |sc| uses(sc.and_then(|sc| sc.se_linux_options.as_ref())),
+    )
 }
 
 /// One SELinux profile of either kind, as the planner sees it.
@@ -447,30 +423,41 @@ impl SelinuxNode {
         if self.written.get(&key) == Some(&now) {
             return Ok(());
         }
-        let usage = |s: &mut ProfileStatus, installed: bool| {
-            s.usage = installed.then(|| cil::usage(name));
+        let node = &self.node;
+        let reported = match kind {
+            SelinuxKind::Profile => match self.profiles.get(name) {
+                Some(p) => report(client, node, p, status, message).await?,
+                None => false,
+            },
+            SelinuxKind::Raw => match self.raw.get(name) {
+                Some(p) => report(client, node, p, status, message).await?,
+                None => false,
+            },
         };
-        match kind {
-            SelinuxKind::Profile => {
-                let Some(profile) = self.profiles.get(name).cloned() else {
-                    return Ok(());
-                };
-                node_status::apply(client, &self.node, &profile, status, message.as_deref())
-                    .await?;
-                node_status::summarize(client, &profile, message, usage).await?;
-            }
-            SelinuxKind::Raw => {
-                let Some(profile) = self.raw.get(name).cloned() else {
-                    return Ok(());
-                };
-                node_status::apply(client, &self.node, &profile, status, message.as_deref())
-                    .await?;
-                node_status::summarize(client, &profile, message, usage).await?;
-            }
+        if !reported {
+            return Ok(());
         }
         self.written.insert(key, now);
         Ok(())
     }
+}
+
+/// This node's status for `profile`, then the profile's summary (usage `<name>.process` once
+/// installed). Returns true (the profile was there to report on).
+async fn report<K: NodeProfile>(
+    client: &Client,
+    node: &str,
+    profile: &K,
+    status: ProfileStatusKind,
+    message: Option<String>,
+) -> Result<bool, PublishError> {
+    let name = profile.meta().name.clone().unwrap_or_default();
+    node_status::apply(client, node, profile, status, message.as_deref()).await?;
+    let usage = |s: &mut ProfileStatus, installed: bool| {
+        s.usage = installed.then(|| cil::usage(&name));
+    };
+    node_status::summarize(client, profile, message, usage).await?;
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -67,6 +67,8 @@ pub fn check(text: &str) -> Result<(), GuardError> {
     // Anchor id → expanded size of the node it names.
     let mut anchors: HashMap<usize, u64> = HashMap::new();
     let mut total: u64 = 0;
+    // The sum of the open collections' sizes so far, kept as they change.
+    let mut pending: u64 = 0;
     for event in Parser::new_from_str(text) {
         let (event, span) = match event {
             Ok(event) => event,
@@ -91,11 +93,15 @@ pub fn check(text: &str) -> Result<(), GuardError> {
                     return Err(GuardError::TooDeep { line, column });
                 }
                 open.push((1, anchor));
+                pending += 1;
                 None
             }
-            Event::SequenceEnd | Event::MappingEnd => open.pop(),
+            Event::SequenceEnd | Event::MappingEnd => open.pop().inspect(|(size, _)| {
+                pending -= size;
+            }),
             Event::DocumentStart(_) => {
                 open.clear();
+                pending = 0;
                 None
             }
             _ => None,
@@ -105,12 +111,14 @@ pub fn check(text: &str) -> Result<(), GuardError> {
                 anchors.insert(anchor, size);
             }
             match open.last_mut() {
-                Some((parent, _)) => *parent = parent.saturating_add(size),
+                Some((parent, _)) => {
+                    *parent = parent.saturating_add(size);
+                    pending = pending.saturating_add(size);
+                }
                 None => total = total.saturating_add(size),
             }
             // A collection's size is only known at its end; the running sizes of the open
             // ones bound it from below, so the check also fires inside a huge collection.
-            let pending: u64 = open.iter().map(|(s, _)| *s).sum();
             if total.saturating_add(pending) > MAX_NODES {
                 return Err(GuardError::TooMany { line, column });
             }
