@@ -177,6 +177,284 @@ impl PolicyStore {
     }
 }
 
+/// A policy to compile profiles against before they reach a node: the modules of a policy
+/// store (`/var/lib/selinux/<type>`, as libsemanage keeps them: `active/modules/<priority>/
+/// <name>/cil`, bzip2), each at its highest priority and without the disabled ones, plus
+/// Syscribe's container template when the store has none — what a node would compile the
+/// profile with. Extracted once into a private directory (removed on drop); each check runs
+/// the real CIL compiler (secilc) on those files and the module.
+pub struct PolicyBase {
+    dir: PathBuf,
+    files: Vec<PathBuf>,
+    store: PathBuf,
+    /// A check that takes longer is stopped and said (the webhook answers within its timeout).
+    timeout: std::time::Duration,
+    /// One compilation at a time: each takes seconds of one core.
+    one_at_a_time: std::sync::Mutex<()>,
+}
+
+/// A module's CIL, decompressed, at most (Debian's largest, base, is 3 MiB).
+const MAX_MODULE_CIL: u64 = 64 << 20;
+/// The store's modules, at most.
+const MAX_MODULES: usize = 4096;
+/// Where a store keeps its modules, below the store directory.
+const STORE_MODULES: &str = "active/modules";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BaseError {
+    #[error("{}: not a policy store (no {STORE_MODULES} with priority directories below it): {source}", .store.display())]
+    NotAStore {
+        store: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", .path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: more than {MAX_MODULES} modules", .store.display())]
+    TooMany { store: PathBuf },
+    #[error("{}: no module in the store", .store.display())]
+    Empty { store: PathBuf },
+}
+
+impl PolicyBase {
+    /// The compiler's time for one check, at most (Debian's reference policy: 5–7 s here).
+    pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+    /// The store this host's SELinux config names (`SELINUXTYPE` in /etc/selinux/config), if
+    /// it exists.
+    pub fn host_store() -> Option<PathBuf> {
+        let config = std::fs::read_to_string("/etc/selinux/config").ok()?;
+        let kind = config
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("SELINUXTYPE="))
+            .next_back()?
+            .trim();
+        (module_name_problem(kind).is_none())
+            .then(|| Path::new("/var/lib/selinux").join(kind))
+            .filter(|p| p.join(STORE_MODULES).is_dir())
+    }
+
+    /// Reads the store's modules (`store` is `/var/lib/selinux/<type>`).
+    pub fn load(store: &Path) -> Result<Self, BaseError> {
+        let modules = store.join(STORE_MODULES);
+        let read_dir = |dir: &Path| {
+            std::fs::read_dir(dir).map_err(|source| BaseError::Read {
+                path: dir.to_owned(),
+                source,
+            })
+        };
+        let disabled: BTreeSet<String> = match std::fs::read_dir(modules.join("disabled")) {
+            Ok(entries) => entries
+                .filter_map(|e| Some(e.ok()?.file_name().to_str()?.to_owned()))
+                .collect(),
+            Err(_) => BTreeSet::new(),
+        };
+        // Name → (priority, file): the highest priority wins, as libsemanage does.
+        let mut chosen: std::collections::BTreeMap<String, (u32, PathBuf)> = Default::default();
+        let priorities = std::fs::read_dir(&modules).map_err(|source| BaseError::NotAStore {
+            store: store.to_owned(),
+            source,
+        })?;
+        for priority in priorities {
+            let priority = priority.map_err(|source| BaseError::Read {
+                path: modules.clone(),
+                source,
+            })?;
+            let Some(level) = priority
+                .file_name()
+                .to_str()
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
+                continue; // `disabled`, or not the store's
+            };
+            for module in read_dir(&priority.path())? {
+                let module = module.map_err(|source| BaseError::Read {
+                    path: priority.path(),
+                    source,
+                })?;
+                let Some(name) = module.file_name().to_str().map(str::to_owned) else {
+                    continue;
+                };
+                let cil = module.path().join("cil");
+                // A module the store could not compile to CIL (only `hll`) is not in its
+                // policy either; names that are not module names are not libsemanage's.
+                if disabled.contains(&name) || module_name_problem(&name).is_some() || !cil.is_file() {
+                    continue;
+                }
+                if chosen.get(&name).is_none_or(|(l, _)| *l < level) {
+                    chosen.insert(name, (level, cil));
+                }
+                if chosen.len() > MAX_MODULES {
+                    return Err(BaseError::TooMany {
+                        store: store.to_owned(),
+                    });
+                }
+            }
+        }
+        if chosen.is_empty() {
+            return Err(BaseError::Empty {
+                store: store.to_owned(),
+            });
+        }
+        let dir = private_dir().map_err(|source| BaseError::Read {
+            path: std::env::temp_dir(),
+            source,
+        })?;
+        let mut base = Self {
+            dir,
+            files: Vec::new(),
+            store: store.to_owned(),
+            timeout: Self::DEFAULT_TIMEOUT,
+            one_at_a_time: std::sync::Mutex::new(()),
+        };
+        let handle = crate::files::Dir::open(&base.dir).map_err(|source| BaseError::Read {
+            path: base.dir.clone(),
+            source,
+        })?;
+        let has_template = chosen.contains_key(TEMPLATE_MODULE);
+        for (name, (_, path)) in chosen {
+            let text = module_cil(&path).map_err(|source| BaseError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let file = format!("{name}.cil");
+            handle
+                .write_atomically(&file, &text, false)
+                .map_err(|source| BaseError::Read {
+                    path: base.dir.join(&file),
+                    source,
+                })?;
+            base.files.push(base.dir.join(file));
+        }
+        if !has_template {
+            let file = format!("{TEMPLATE_MODULE}.cil");
+            handle
+                .write_atomically(&file, CONTAINER_TEMPLATE.as_bytes(), false)
+                .map_err(|source| BaseError::Read {
+                    path: base.dir.join(&file),
+                    source,
+                })?;
+            base.files.push(base.dir.join(file));
+        }
+        Ok(base)
+    }
+
+    pub fn with_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The store the modules come from, and how many.
+    pub fn describe(&self) -> String {
+        format!("{} ({} modules)", self.store.display(), self.files.len())
+    }
+
+    /// Compiles the base and `module` with secilc; the complaints about the module's lines
+    /// (and any other the compiler made), or why it could not run.
+    pub fn compile(&self, module: &str) -> Result<Vec<Complaint>, String> {
+        let _one = self
+            .one_at_a_time
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let work = private_dir().map_err(|err| format!("no temporary directory: {err}"))?;
+        let result = self.compile_in(&work, module);
+        let _ = std::fs::remove_dir_all(&work);
+        result
+    }
+
+    fn compile_in(&self, work: &Path, module: &str) -> Result<Vec<Complaint>, String> {
+        // The file name is how the compiler's complaints name the module.
+        const MODULE_FILE: &str = "syscribe-profile-under-check.cil";
+        let handle = crate::files::Dir::open(work).map_err(|err| err.to_string())?;
+        handle
+            .write_atomically(MODULE_FILE, module.as_bytes(), false)
+            .map_err(|err| format!("cannot write the module: {err}"))?;
+        let stderr = std::fs::File::create(work.join("stderr"))
+            .map_err(|err| format!("cannot write the compiler's output: {err}"))?;
+        let mut child = Command::new("secilc")
+            // No neverallow check: a module is refused for what it cannot mean, not for what
+            // the rest of the policy forbids (a node checks that when it installs it).
+            .arg("-N")
+            .arg("-o")
+            .arg(work.join("policy"))
+            .arg("-f")
+            .arg(work.join("file_contexts"))
+            .args(&self.files)
+            .arg(work.join(MODULE_FILE))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .map_err(|err| format!("cannot run secilc: {err} (install Debian's secilc)"))?;
+        let started = std::time::Instant::now();
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if started.elapsed() > self.timeout => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(format!(
+                        "secilc took more than {} s",
+                        self.timeout.as_secs()
+                    ));
+                }
+                Ok(None) => std::thread::sleep(std::time::Duration::from_millis(20)),
+                Err(err) => return Err(format!("waiting for secilc: {err}")),
+            }
+        };
+        if status.success() {
+            return Ok(Vec::new());
+        }
+        let stderr = crate::files::read_regular_text(&work.join("stderr"), 1 << 20)
+            .map_err(|err| format!("reading the compiler's output: {err}"))?;
+        let found = complaints(&stderr, MODULE_FILE);
+        if found.is_empty() {
+            return Err(format!("secilc failed ({status}) and said nothing"));
+        }
+        Ok(found)
+    }
+}
+
+impl crate::profile::validate::ModuleCheck for PolicyBase {
+    fn check(&self, module: &str) -> Result<Vec<(Option<usize>, String)>, String> {
+        Ok(self
+            .compile(module)?
+            .into_iter()
+            .map(|c| (c.line, c.message))
+            .collect())
+    }
+}
+
+impl Drop for PolicyBase {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A module's CIL as the store keeps it: bzip2 (libsemanage's default) or plain.
+fn module_cil(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let raw = crate::files::read_regular(path, MAX_MODULE_CIL)?;
+    if !raw.starts_with(b"BZh") {
+        return Ok(raw);
+    }
+    let mut text = Vec::new();
+    bzip2::read::BzDecoder::new(raw.as_slice())
+        .take(MAX_MODULE_CIL + 1)
+        .read_to_end(&mut text)?;
+    if text.len() as u64 > MAX_MODULE_CIL {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("more than {} MiB of CIL", MAX_MODULE_CIL >> 20),
+        ));
+    }
+    Ok(text)
+}
+
 /// A fresh directory only root can write (the module file semodule reads).
 fn private_dir() -> std::io::Result<PathBuf> {
     use std::os::unix::fs::DirBuilderExt as _;

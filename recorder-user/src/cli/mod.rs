@@ -191,6 +191,8 @@ pub enum CliError {
     Webhook(#[from] crate::kube::webhook::WebhookError),
     #[error(transparent)]
     Pull(#[from] pull::PullError),
+    #[error("--policy-store: {0}")]
+    PolicyBase(#[from] crate::selinux::BaseError),
     #[error("cannot serve metrics on {addr}: {source}")]
     Serve {
         addr: String,

@@ -17,6 +17,15 @@ pub struct ValidateArgs {
     /// else only the syntax of types, classes and permissions is checked.
     #[arg(long, value_name = "DIR")]
     pub selinux_policy: Option<PathBuf>,
+    /// Compile every SELinux profile that passes the other checks with the CIL compiler
+    /// (secilc) against the modules of this policy store (e.g. /var/lib/selinux/default), plus
+    /// Syscribe's container template if the store has none. Default: the host's store when
+    /// SELinux is on.
+    #[arg(long, value_name = "DIR")]
+    pub policy_store: Option<PathBuf>,
+    /// Do not compile, even when SELinux is on.
+    #[arg(long, conflicts_with = "policy_store")]
+    pub no_compile: bool,
     /// `text`: one line per problem, compiler style. `json`: one JSON object per line
     /// (file, document, line, column, severity, path, message) for tools.
     #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -42,6 +51,21 @@ pub fn run(args: ValidateArgs) -> Result<i32, CliError> {
         }
         None => Validator::for_this_host(),
     };
+    let store = match &args.policy_store {
+        Some(store) => Some(store.clone()),
+        None if !args.no_compile && crate::selinux::enabled() => {
+            crate::selinux::PolicyBase::host_store()
+        }
+        None => None,
+    };
+    if let Some(store) = store {
+        let base = crate::selinux::PolicyBase::load(&store)?;
+        eprintln!(
+            "syscribe: compiling SELinux profiles against {}",
+            base.describe()
+        );
+        validator = validator.with_compiler(std::sync::Arc::new(base));
+    }
     let (mut errors, mut warnings) = (0usize, 0usize);
     for path in &args.files {
         let text = crate::files::read_regular_text(path, crate::profile::guard::MAX_PROFILE_BYTES)

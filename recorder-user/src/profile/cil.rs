@@ -652,14 +652,142 @@ pub fn wrap_raw(name: &str, policy: &str) -> String {
 /// What line `line` of [`wrap_raw`]'s module is in the RawSelinuxProfile: `spec.policy line N`
 /// (the policy's own numbering, blank lines before it counted), or the block around it.
 pub fn raw_origin(policy: &str, line: usize) -> String {
+    raw_origin_at(policy, line).to_string()
+}
+
+/// [`raw_origin`] as a field and the position in the policy (its line's first statement).
+pub fn raw_origin_at(policy: &str, line: usize) -> Origin {
     let skipped = policy[..policy.len() - policy.trim_start().len()]
         .matches('\n')
         .count();
-    let inner = policy.trim().lines().count();
+    let inner: Vec<&str> = policy.trim().lines().collect();
     match line {
-        0 | 1 => "metadata.name".to_owned(),
-        l if l - 1 <= inner => format!("spec.policy line {}", l - 1 + skipped),
-        _ => "spec.policy".to_owned(),
+        0 | 1 => Origin::field("metadata.name"),
+        l if l - 1 <= inner.len() => {
+            let text = inner[l - 2];
+            let column = text.chars().take_while(|c| c.is_whitespace()).count()
+                // The first line of the trimmed policy lost its indentation to the trim.
+                + if l == 2 {
+                    policy.lines().nth(skipped).map_or(0, |first| {
+                        first.chars().take_while(|c| c.is_whitespace()).count()
+                    })
+                } else {
+                    0
+                };
+            Origin {
+                path: "spec.policy".to_owned(),
+                within: Some(Pos {
+                    line: l - 1 + skipped,
+                    column: column + 1,
+                }),
+            }
+        }
+        _ => Origin::field("spec.policy"),
+    }
+}
+
+/// Where a line of a profile's module comes from: a field, and in a RawSelinuxProfile's policy
+/// the line and column.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Origin {
+    pub path: String,
+    pub within: Option<Pos>,
+}
+
+impl Origin {
+    fn field(path: &str) -> Self {
+        Self {
+            path: path.to_owned(),
+            within: None,
+        }
+    }
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.within {
+            Some(at) => write!(f, "{} line {}", self.path, at.line),
+            None => f.write_str(&self.path),
+        }
+    }
+}
+
+/// The module a SelinuxProfile or RawSelinuxProfile document stands for, line by line with
+/// where each line comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Module {
+    pub name: String,
+    pub cil: String,
+    /// `origins[i]`: where line i + 1 of `cil` comes from.
+    pub origins: Vec<Origin>,
+    /// Other SelinuxProfiles it inherits (their blocks are on the nodes, not in any base).
+    pub inherits_profiles: Vec<String>,
+}
+
+impl Module {
+    /// Where module line `line` (1-based, as compilers number) comes from, if anywhere.
+    pub fn origin(&self, line: usize) -> Option<&Origin> {
+        self.origins
+            .get(line.wrapping_sub(1))
+            .filter(|o| !o.path.is_empty())
+    }
+}
+
+/// The module of a (valid) SelinuxProfile or RawSelinuxProfile document; None for other kinds
+/// or a document without a name.
+pub fn module_of(doc: &serde_yaml::Value) -> Option<Module> {
+    use serde_yaml::Value;
+    let name = doc.get("metadata")?.get("name")?.as_str()?.to_owned();
+    let spec = doc.get("spec")?;
+    match doc.get("kind")?.as_str()? {
+        "RawSelinuxProfile" => {
+            let policy = spec.get("policy")?.as_str()?;
+            let cil = wrap_raw(&name, policy);
+            let origins = (1..=cil.lines().count())
+                .map(|line| raw_origin_at(policy, line))
+                .collect();
+            Some(Module {
+                name,
+                cil,
+                origins,
+                inherits_profiles: Vec::new(),
+            })
+        }
+        "SelinuxProfile" => {
+            let inherit: Vec<Inherit> = spec
+                .get("inherit")
+                .and_then(Value::as_sequence)
+                .into_iter()
+                .flatten()
+                .filter_map(|item| {
+                    let name = item.get("name")?.as_str()?.to_owned();
+                    Some(match item.get("kind").and_then(Value::as_str) {
+                        Some("SelinuxProfile") => Inherit::Profile(name),
+                        _ => Inherit::System(name),
+                    })
+                })
+                .collect();
+            let allow: AllowRules = spec
+                .get("allow")
+                .and_then(|a| serde_yaml::from_value(a.clone()).ok())
+                .unwrap_or_default();
+            let permissive = spec.get("permissive").and_then(Value::as_bool) == Some(true)
+                || spec.get("mode").and_then(Value::as_str) == Some("Permissive");
+            let lines = to_cil_lines(&name, &inherit, &allow, permissive);
+            Some(Module {
+                cil: lines.iter().map(|(l, _)| format!("{l}\n")).collect(),
+                origins: lines.into_iter().map(|(_, o)| Origin::field(&o)).collect(),
+                inherits_profiles: inherit
+                    .into_iter()
+                    .filter_map(|i| match i {
+                        Inherit::Profile(p) => Some(p),
+                        Inherit::System(_) => None,
+                    })
+                    .collect(),
+                name,
+            })
+        }
+        _ => None,
     }
 }
 

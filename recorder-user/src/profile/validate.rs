@@ -127,10 +127,20 @@ impl SelinuxPolicy {
     }
 }
 
+/// The semantic check of an SELinux profile: its module compiled against a real policy by the
+/// CIL compiler (see `crate::selinux::PolicyBase`).
+pub trait ModuleCheck: Send + Sync {
+    /// The compiler's complaints about `module` as (module line, message) — none when it
+    /// compiled — or why it could not be compiled at all.
+    fn check(&self, module: &str) -> Result<Vec<(Option<usize>, String)>, String>;
+}
+
 /// Syscall names per architecture, from libseccomp (built once per validator), and the SELinux
 /// policy to check allow rules against, if any.
 #[derive(Default)]
 pub struct Validator {
+    /// Compiles SELinux profiles that passed every other check, when set.
+    compiler: Option<std::sync::Arc<dyn ModuleCheck>>,
     names: HashMap<String, Vec<String>>,
     /// The same names as sets, for membership (a review may hold 100k names).
     name_sets: HashMap<String, std::collections::HashSet<String>>,
@@ -187,6 +197,23 @@ impl Report<'_> {
         }
         self.listed[i] += 1;
         true
+    }
+    /// A problem of `severity` at `path`, and at `within` inside its string value if given.
+    fn push_at(
+        &mut self,
+        severity: Severity,
+        path: &str,
+        within: Option<super::cil::Pos>,
+        message: String,
+    ) {
+        if self.room(severity) {
+            self.problems.push(Problem {
+                severity,
+                path: path.to_owned(),
+                message,
+                within,
+            });
+        }
     }
     /// A problem at `at` inside the string value of `path`.
     fn error_within(&mut self, path: &str, at: super::cil::Pos, message: &str) {
@@ -348,6 +375,78 @@ fn state(spec: &Value, report: &mut Report<'_>) {
     }
 }
 
+/// Compiler lines that only say that compiling stopped (the line before says why).
+const COMPILER_TRAILERS: [&str; 3] = [
+    "Failed to resolve AST",
+    "Failed to build AST",
+    "Failed to compile cildb",
+];
+
+/// The semantic check: the profile's module compiled against a real policy, each complaint
+/// said at the field or policy line its module line comes from.
+fn compile(compiler: &dyn ModuleCheck, doc: &Value, report: &mut Report<'_>) {
+    let Some(module) = super::cil::module_of(doc) else {
+        return;
+    };
+    if let Some(other) = module.inherits_profiles.first() {
+        report.warning(
+            "spec.inherit",
+            format!(
+                "not compiled here: it inherits SelinuxProfile {other}, whose module is on the nodes (each node compiles this one when installing it)"
+            ),
+        );
+        return;
+    }
+    let complaints = match compiler.check(&module.cil) {
+        Ok(complaints) => complaints,
+        Err(why) => {
+            report.warning("", format!("not compiled against a policy: {why}"));
+            return;
+        }
+    };
+    let mut said = 0;
+    for (line, message) in &complaints {
+        if COMPILER_TRAILERS.iter().any(|t| message.starts_with(t)) {
+            continue;
+        }
+        let origin = line.and_then(|l| module.origin(l));
+        let message = format!("the CIL compiler refused it: {message}{}", hint(message));
+        match origin {
+            Some(origin) => {
+                let message = match origin.within {
+                    Some(at) => format!("policy line {at}: {message}"),
+                    None => message,
+                };
+                report.push_at(Severity::Error, &origin.path, origin.within, message);
+            }
+            None => report.error("", message),
+        }
+        said += 1;
+    }
+    if said == 0 && !complaints.is_empty() {
+        let all: Vec<&str> = complaints.iter().map(|(_, m)| m.as_str()).collect();
+        report.error(
+            "",
+            format!("the CIL compiler refused it: {}", all.join("; ")),
+        );
+    }
+}
+
+/// What a compiler complaint usually means, for people who did not write the compiler.
+fn hint(message: &str) -> &'static str {
+    if message.starts_with("Failed to resolve allow") {
+        " (a type, class or permission the policy does not have)"
+    } else if message.starts_with("Failed to resolve blockinherit") {
+        " (no template or profile of that name in the policy)"
+    } else if message.starts_with("Failed to resolve") {
+        " (a name the policy does not have)"
+    } else if message.contains("Re-declaration") {
+        " (the policy already declares that name)"
+    } else {
+        ""
+    }
+}
+
 /// Fields of a RawSelinuxProfile's spec.
 const RAW_SELINUX_FIELDS: [&str; 2] = ["policy", "state"];
 
@@ -445,6 +544,12 @@ impl Validator {
             selinux: Some(policy),
             ..Self::default()
         }
+    }
+
+    /// Also compiles every SELinux profile that passed the other checks with `compiler`.
+    pub fn with_compiler(mut self, compiler: std::sync::Arc<dyn ModuleCheck>) -> Self {
+        self.compiler = Some(compiler);
+        self
     }
 
     /// The loaded policy's classes when selinuxfs is mounted; else syntax checks only.
@@ -572,6 +677,16 @@ impl Validator {
                     serde_json::to_string(kind).unwrap_or_default()
                 ),
             ),
+        }
+        let selinux = matches!(
+            kind,
+            Some((_, Some("SelinuxProfile" | "RawSelinuxProfile")))
+        );
+        if selinux
+            && report.listed[Severity::Error as usize] == 0
+            && let Some(compiler) = &self.compiler
+        {
+            compile(compiler.as_ref(), doc, &mut report);
         }
         let dropped = report.dropped;
         problems.sort_by_key(|p| p.severity);
