@@ -191,7 +191,29 @@ pub struct PolicyBase {
     timeout: std::time::Duration,
     /// One compilation at a time: each takes seconds of one core.
     one_at_a_time: std::sync::Mutex<()>,
+    /// What the modules declare, to name what an allow rule the compiler could not resolve
+    /// is missing (secilc says only "Failed to resolve allow statement").
+    types: std::collections::HashSet<String>,
+    classes: std::collections::HashSet<String>,
+    blocks: std::collections::HashSet<String>,
 }
+
+/// The name a one-line declaration `(type x)` / `(class x (…))` declares, for the statements
+/// in `kinds`.
+fn declared<'a>(line: &'a str, kinds: &[&str]) -> Option<(&'a str, &'a str)> {
+    let rest = line.trim_start().strip_prefix('(')?;
+    let (kind, rest) = rest.split_once(' ')?;
+    if !kinds.contains(&kind) {
+        return None;
+    }
+    let name = rest
+        .trim_start()
+        .split(|c: char| c.is_whitespace() || c == ')' || c == '(')
+        .next()?;
+    (!name.is_empty()).then_some((kind, name))
+}
+
+const TYPE_DECLARATIONS: [&str; 3] = ["type", "typeattribute", "typealias"];
 
 /// A module's CIL, decompressed, at most (Debian's largest, base, is 3 MiB).
 const MAX_MODULE_CIL: u64 = 64 << 20;
@@ -310,6 +332,9 @@ impl PolicyBase {
             store: store.to_owned(),
             timeout: Self::DEFAULT_TIMEOUT,
             one_at_a_time: std::sync::Mutex::new(()),
+            types: Default::default(),
+            classes: Default::default(),
+            blocks: Default::default(),
         };
         let handle = crate::files::Dir::open(&base.dir).map_err(|source| BaseError::Read {
             path: base.dir.clone(),
@@ -321,6 +346,7 @@ impl PolicyBase {
                 path: path.clone(),
                 source,
             })?;
+            base.learn(&String::from_utf8_lossy(&text));
             let file = format!("{name}.cil");
             handle
                 .write_atomically(&file, &text, false)
@@ -331,6 +357,7 @@ impl PolicyBase {
             base.files.push(base.dir.join(file));
         }
         if !has_template {
+            base.learn(CONTAINER_TEMPLATE);
             let file = format!("{TEMPLATE_MODULE}.cil");
             handle
                 .write_atomically(&file, CONTAINER_TEMPLATE.as_bytes(), false)
@@ -341,6 +368,86 @@ impl PolicyBase {
             base.files.push(base.dir.join(file));
         }
         Ok(base)
+    }
+
+    /// Notes the types, attributes, aliases and classes `cil` declares (one per line, as
+    /// libsemanage writes modules).
+    fn learn(&mut self, cil: &str) {
+        for line in cil.lines() {
+            let kinds = [
+                "type",
+                "typeattribute",
+                "typealias",
+                "class",
+                "classmap",
+                "block",
+                "blockabstract",
+            ];
+            match declared(line, &kinds) {
+                Some(("class" | "classmap", name)) => self.classes.insert(name.to_owned()),
+                Some(("block" | "blockabstract", name)) => self.blocks.insert(name.to_owned()),
+                Some((_, name)) => self.types.insert(name.to_owned()),
+                None => false,
+            };
+        }
+    }
+
+    /// For an allow rule the compiler could not resolve (`module`'s line `line`): which of
+    /// its type and class names the policy does not declare, with the closest that it does.
+    fn unresolved(&self, module: &str, line: usize) -> Option<String> {
+        let text = module.lines().nth(line.checked_sub(1)?)?;
+        let words: Vec<&str> = text
+            .split(|c: char| c.is_whitespace() || c == '(' || c == ')')
+            .filter(|w| !w.is_empty())
+            .collect();
+        if let ["blockinherit", template, ..] = words[..] {
+            if template.contains('.') || self.blocks.contains(template) {
+                return None;
+            }
+            let closest = crate::profile::validate::suggestion(
+                template,
+                self.blocks.iter().map(String::as_str),
+            );
+            return Some(format!(
+                "the policy has no template (block) {template:?}{closest}"
+            ));
+        }
+        let [rule, source, target, class, ..] = words[..] else {
+            return None;
+        };
+        if !matches!(rule, "allow" | "auditallow" | "dontaudit" | "neverallow") {
+            return None;
+        }
+        // Names the module declares itself (and block-local or dotted names, which only the
+        // compiler resolves) are not judged here.
+        let own: std::collections::HashSet<&str> = module
+            .lines()
+            .filter_map(|l| declared(l, &TYPE_DECLARATIONS).map(|(_, n)| n))
+            .collect();
+        let unknown_type = |name: &str| {
+            name != "self"
+                && !name.contains('.')
+                && !own.contains(name)
+                && !self.types.contains(name)
+        };
+        let mut said = Vec::new();
+        for name in [source, target] {
+            if unknown_type(name) && !said.iter().any(|s: &String| s.starts_with(&format!("{name:?}"))) {
+                let closest = crate::profile::validate::suggestion(
+                    name,
+                    self.types.iter().map(String::as_str),
+                );
+                said.push(format!("{name:?} is not a type or attribute of the policy{closest}"));
+            }
+        }
+        if !self.classes.contains(class) && !class.contains('.') {
+            let closest = crate::profile::validate::suggestion(
+                class,
+                self.classes.iter().map(String::as_str),
+            );
+            said.push(format!("{class:?} is not a class of the policy{closest}"));
+        }
+        (!said.is_empty()).then(|| said.join("; "))
     }
 
     pub fn with_timeout(mut self, timeout: std::time::Duration) -> Self {
@@ -411,7 +518,17 @@ impl PolicyBase {
         }
         let stderr = crate::files::read_regular_text(&work.join("stderr"), 1 << 20)
             .map_err(|err| format!("reading the compiler's output: {err}"))?;
-        let found = complaints(&stderr, MODULE_FILE);
+        // The policy's own files by their module's name, not our temporary directory.
+        let stderr = stderr.replace(&format!("{}/", self.dir.display()), "");
+        let mut found = complaints(&stderr, MODULE_FILE);
+        for complaint in &mut found {
+            if (complaint.message.starts_with("Failed to resolve allow statement")
+                || complaint.message.starts_with("Failed to resolve blockinherit statement"))
+                && let Some(why) = complaint.line.and_then(|l| self.unresolved(module, l))
+            {
+                complaint.message = format!("{}: {why}", complaint.message);
+            }
+        }
         if found.is_empty() {
             return Err(format!("secilc failed ({status}) and said nothing"));
         }

@@ -52,6 +52,15 @@ pub struct WebhookArgs {
     /// against; default: the syntax of labels only.
     #[arg(long, value_name = "DIR")]
     pub selinux_policy: Option<PathBuf>,
+    /// Compile SELinux profiles with the CIL compiler (secilc) against this policy store's
+    /// modules (e.g. /var/lib/selinux/default mounted from a node) before admitting them.
+    #[arg(long, value_name = "DIR")]
+    pub policy_store: Option<PathBuf>,
+    /// A compilation that takes longer is stopped and the profile admitted with a warning
+    /// saying so (the node compiles it again before installing). Keep it below the webhook
+    /// configuration's timeoutSeconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 4)]
+    pub compile_timeout: u64,
     /// Connections held at once. When all are taken, one that is not serving a request (the
     /// one that never sent a request, else the one idle longest) is closed for the new one;
     /// only when all serve requests is the new one refused. Both are counted.
@@ -81,6 +90,8 @@ pub enum WebhookError {
         #[source]
         source: std::io::Error,
     },
+    #[error("--policy-store: {0}")]
+    PolicyBase(#[from] crate::selinux::BaseError),
     #[error("{path}: {source}", path = .path.display())]
     Policy {
         path: PathBuf,
@@ -399,6 +410,18 @@ pub async fn run(args: WebhookArgs) -> Result<(), WebhookError> {
             })?)
         }
         None => Validator::default(),
+    };
+    let validator = match &args.policy_store {
+        Some(store) => {
+            let base = crate::selinux::PolicyBase::load(store)?
+                .with_timeout(std::time::Duration::from_secs(args.compile_timeout));
+            eprintln!(
+                "syscribe: compiling SELinux profiles against {}",
+                base.describe()
+            );
+            validator.with_compiler(Arc::new(base))
+        }
+        None => validator,
     };
     let mut certificate = Certificate::load(&args.cert, &args.key)?;
     let listener = TcpListener::bind(args.addr)

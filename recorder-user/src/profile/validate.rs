@@ -405,12 +405,33 @@ fn compile(compiler: &dyn ModuleCheck, doc: &Value, report: &mut Report<'_>) {
         }
     };
     let mut said = 0;
-    for (line, message) in &complaints {
-        if COMPILER_TRAILERS.iter().any(|t| message.starts_with(t)) {
+    // A line that names no place explains the next one that does ("Failed to resolve
+    // permission reed", then "Failed to resolve allow statement at …:2").
+    let mut pending: Vec<&str> = Vec::new();
+    for (i, (line, message)) in complaints.iter().enumerate() {
+        let trailer = |m: &str| COMPILER_TRAILERS.iter().any(|t| m.starts_with(t));
+        let next_placed = complaints[i + 1..]
+            .iter()
+            .find(|(_, m)| !trailer(m))
+            .is_some_and(|(l, _)| l.is_some());
+        if trailer(message) {
+            continue;
+        }
+        if line.is_none() && next_placed {
+            pending.push(message);
             continue;
         }
         let origin = line.and_then(|l| module.origin(l));
-        let message = format!("the CIL compiler refused it: {message}{}", hint(message));
+        let message = if !pending.is_empty() {
+            let message = format!("{message}: {}", pending.join("; "));
+            pending.clear();
+            message
+        } else if message.contains(": ") {
+            message.clone() // the compiler's line, with what it could not resolve named
+        } else {
+            format!("{message}{}", hint(message))
+        };
+        let message = format!("the CIL compiler refused it: {message}");
         match origin {
             Some(origin) => {
                 let message = match origin.within {
