@@ -8,9 +8,7 @@ use std::path::{Path, PathBuf};
 use syscribe_tests::*;
 
 fn corpus(kind: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("corpus/validate")
-        .join(kind);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus").join(kind);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
@@ -35,8 +33,13 @@ struct Reported {
 }
 
 fn validate(file: &Path) -> (Option<i32>, Vec<Reported>) {
+    validate_with(file, &[])
+}
+
+fn validate_with(file: &Path, args: &[&str]) -> (Option<i32>, Vec<Reported>) {
     let output = syscribe()
         .args(["validate", "--format", "json"])
+        .args(args)
         .arg(file)
         .output()
         .expect("spawn syscribe");
@@ -61,7 +64,7 @@ fn validate(file: &Path) -> (Option<i32>, Vec<Reported>) {
 
 #[test]
 fn valid_profiles_pass_with_nothing_to_say() {
-    let files = corpus("valid");
+    let files = corpus("validate/valid");
     assert!(files.len() >= 12, "{} valid profiles", files.len());
     let mut failures = Vec::new();
     for file in &files {
@@ -78,14 +81,69 @@ fn valid_profiles_pass_with_nothing_to_say() {
 
 #[test]
 fn invalid_profiles_report_exactly_their_problems() {
-    let files = corpus("invalid");
+    let files = corpus("validate/invalid");
     assert!(files.len() >= 50, "{} invalid profiles", files.len());
+    expect_exactly(&files, &[]);
+}
+
+/// Debian's reference policy store (selinux-policy-default; readable by root only).
+const STORE: &str = "/var/lib/selinux/default";
+
+fn require_store() {
+    require_root();
+    assert!(
+        Path::new(STORE).join("active/modules").is_dir(),
+        "{STORE} is missing: install selinux-policy-default (cargo xtask test does)"
+    );
+}
+
+#[test]
+fn the_cil_compiler_refuses_what_only_a_policy_can_tell_at_the_profiles_field_or_line() {
+    require_store();
+    let files = corpus("compile");
+    assert!(files.len() >= 15, "{} profiles", files.len());
+    expect_exactly(&files, &["--policy-store", STORE]);
+}
+
+#[test]
+fn valid_selinux_profiles_compile_against_a_real_policy() {
+    require_store();
+    // The valid corpus's SELinux profiles that name only what Debian's policy has: nothing to
+    // say. 09 uses container_file_t (container-selinux's, Fedora's), which Debian's policy
+    // lacks — the compiler says so, as it must on such a node; 10 inherits another profile.
+    for name in [
+        "07-multidoc-two-profiles.yaml",
+        "08-selinux-inherit-system.yaml",
+        "15-raw-selinux-logger.yaml",
+    ] {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/validate/valid").join(name);
+        let (status, reported) = validate_with(&file, &["--policy-store", STORE]);
+        assert_eq!(
+            (status, reported),
+            (Some(0), Vec::new()),
+            "{name} compiles with nothing to say"
+        );
+    }
+    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("corpus/validate/valid/09-selinux-permissive-mode.yaml");
+    let (status, reported) = validate_with(&file, &["--policy-store", STORE]);
+    assert_eq!(status, Some(1));
+    assert!(
+        reported.iter().any(|r| r.severity == "error"
+            && r.path == "spec.allow.container_file_t.file"
+            && r.message.contains("\"container_file_t\" is not a type or attribute of the policy")),
+        "{reported:#?}"
+    );
+}
+
+/// Every file reports exactly what its `.expect` lists (see corpus/validate/README.md).
+fn expect_exactly(files: &[PathBuf], args: &[&str]) {
     let mut failures = Vec::new();
-    for file in &files {
+    for file in files {
         let expect_file = file.with_extension("expect");
         let expected = std::fs::read_to_string(&expect_file)
             .unwrap_or_else(|e| panic!("{}: {e}", expect_file.display()));
-        let (status, reported) = validate(file);
+        let (status, reported) = validate_with(file, args);
         let mut problems = Vec::new();
         let expected: Vec<Vec<&str>> = expected
             .lines()

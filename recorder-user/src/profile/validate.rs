@@ -376,10 +376,12 @@ fn state(spec: &Value, report: &mut Report<'_>) {
 }
 
 /// Compiler lines that only say that compiling stopped (the line before says why).
-const COMPILER_TRAILERS: [&str; 3] = [
+const COMPILER_TRAILERS: [&str; 5] = [
     "Failed to resolve AST",
     "Failed to build AST",
     "Failed to compile cildb",
+    "Failed to copy block contents into blockinherit",
+    "Bad block declaration",
 ];
 
 /// The semantic check: the profile's module compiled against a real policy, each complaint
@@ -412,8 +414,7 @@ fn compile(compiler: &dyn ModuleCheck, doc: &Value, report: &mut Report<'_>) {
         let trailer = |m: &str| COMPILER_TRAILERS.iter().any(|t| m.starts_with(t));
         let next_placed = complaints[i + 1..]
             .iter()
-            .find(|(_, m)| !trailer(m))
-            .is_some_and(|(l, _)| l.is_some());
+            .any(|(l, m)| l.is_some() && !trailer(m));
         if trailer(message) {
             continue;
         }
@@ -423,7 +424,11 @@ fn compile(compiler: &dyn ModuleCheck, doc: &Value, report: &mut Report<'_>) {
         }
         let origin = line.and_then(|l| module.origin(l));
         let message = if !pending.is_empty() {
-            let message = format!("{message}: {}", pending.join("; "));
+            let message = if message.starts_with("Previous declaration") {
+                format!("{}: {message}", pending.join("; "))
+            } else {
+                format!("{message}: {}", pending.join("; "))
+            };
             pending.clear();
             message
         } else if message.contains(": ") {
