@@ -304,7 +304,10 @@ impl PolicyBase {
                 let cil = module.path().join("cil");
                 // A module the store could not compile to CIL (only `hll`) is not in its
                 // policy either; names that are not module names are not libsemanage's.
-                if disabled.contains(&name) || module_name_problem(&name).is_some() || !cil.is_file() {
+                if disabled.contains(&name)
+                    || module_name_problem(&name).is_some()
+                    || !cil.is_file()
+                {
                     continue;
                 }
                 if chosen.get(&name).is_none_or(|(l, _)| *l < level) {
@@ -432,12 +435,18 @@ impl PolicyBase {
         };
         let mut said = Vec::new();
         for name in [source, target] {
-            if unknown_type(name) && !said.iter().any(|s: &String| s.starts_with(&format!("{name:?}"))) {
+            if unknown_type(name)
+                && !said
+                    .iter()
+                    .any(|s: &String| s.starts_with(&format!("{name:?}")))
+            {
                 let closest = crate::profile::validate::suggestion(
                     name,
                     self.types.iter().map(String::as_str),
                 );
-                said.push(format!("{name:?} is not a type or attribute of the policy{closest}"));
+                said.push(format!(
+                    "{name:?} is not a type or attribute of the policy{closest}"
+                ));
             }
         }
         if !self.classes.contains(class) && !class.contains('.') {
@@ -522,8 +531,12 @@ impl PolicyBase {
         let stderr = stderr.replace(&format!("{}/", self.dir.display()), "");
         let mut found = complaints(&stderr, MODULE_FILE);
         for complaint in &mut found {
-            if (complaint.message.starts_with("Failed to resolve allow statement")
-                || complaint.message.starts_with("Failed to resolve blockinherit statement"))
+            if (complaint
+                .message
+                .starts_with("Failed to resolve allow statement")
+                || complaint
+                    .message
+                    .starts_with("Failed to resolve blockinherit statement"))
                 && let Some(why) = complaint.line.and_then(|l| self.unresolved(module, l))
             {
                 complaint.message = format!("{}: {why}", complaint.message);

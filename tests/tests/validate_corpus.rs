@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use syscribe_tests::*;
 
 fn corpus(kind: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus").join(kind);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("corpus")
+        .join(kind);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
@@ -116,7 +118,9 @@ fn valid_selinux_profiles_compile_against_a_real_policy() {
         "08-selinux-inherit-system.yaml",
         "15-raw-selinux-logger.yaml",
     ] {
-        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/validate/valid").join(name);
+        let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("corpus/validate/valid")
+            .join(name);
         let (status, reported) = validate_with(&file, &["--policy-store", STORE]);
         assert_eq!(
             (status, reported),
@@ -131,7 +135,8 @@ fn valid_selinux_profiles_compile_against_a_real_policy() {
     assert!(
         reported.iter().any(|r| r.severity == "error"
             && r.path == "spec.allow.container_file_t.file"
-            && r.message.contains("\"container_file_t\" is not a type or attribute of the policy")),
+            && r.message
+                .contains("\"container_file_t\" is not a type or attribute of the policy")),
         "{reported:#?}"
     );
 }

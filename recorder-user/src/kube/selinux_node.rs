@@ -15,17 +15,14 @@ use kube::Client;
 use tokio::sync::mpsc;
 
 use super::{
-    crd::{
-        PolicyKind, ProfileState, ProfileStatus, ProfileStatusKind, RawSelinuxProfile, SelinuxMode,
-        SelinuxProfile,
-    },
+    crd::{ProfileState, ProfileStatus, ProfileStatusKind, RawSelinuxProfile, SelinuxProfile},
     install::running_pods_where,
     node_status::{self, NodeProfile},
     publish::PublishError,
 };
 use crate::{
     profile::{
-        cil::{self, Inherit},
+        cil,
         validate::{Severity, Validator},
     },
     selinux::{PolicyStore, StoreError, module_name_problem},
@@ -123,32 +120,15 @@ impl Object<'_> {
         .expect("profiles serialize")
     }
 
-    /// The module and, per line, the field it comes from.
+    /// The module and, per line, the field it comes from (what `syscribe validate` compiles).
     fn module(&self, name: &str) -> (String, Vec<String>) {
-        match self {
-            Self::Profile(p) => {
-                let inherit: Vec<Inherit> = p
-                    .spec
-                    .inherit
-                    .iter()
-                    .map(|i| match i.kind {
-                        PolicyKind::System => Inherit::System(i.name.clone()),
-                        PolicyKind::SelinuxProfile => Inherit::Profile(i.name.clone()),
-                    })
-                    .collect();
-                let permissive = p.spec.permissive || p.spec.mode == Some(SelinuxMode::Permissive);
-                let lines = cil::to_cil_lines(name, &inherit, &p.spec.allow, permissive);
-                let cil = lines.iter().map(|(l, _)| format!("{l}\n")).collect();
-                (cil, lines.into_iter().map(|(_, o)| o).collect())
-            }
-            Self::Raw(p) => {
-                let cil = cil::wrap_raw(name, &p.spec.policy);
-                let origins = (1..=cil.lines().count())
-                    .map(|line| cil::raw_origin(&p.spec.policy, line))
-                    .collect();
-                (cil, origins)
-            }
-        }
+        let mut value = self.value();
+        value["metadata"]["name"] = serde_yaml::Value::String(name.to_owned());
+        let module = cil::module_of(&value).expect("a SelinuxProfile or RawSelinuxProfile");
+        (
+            module.cil,
+            module.origins.iter().map(ToString::to_string).collect(),
+        )
     }
 }
 

@@ -222,3 +222,49 @@ fn every_position_is_in_the_text_even_the_count_of_the_rest() {
         );
     }
 }
+
+#[test]
+fn a_documents_module_says_where_each_line_comes_from() {
+    let raw: serde_yaml::Value = serde_yaml::from_str(
+        "kind: RawSelinuxProfile\nmetadata: {name: r}\nspec:\n  policy: \"\\n  (blockinherit container)\\n    (allow process x (file (read)))\\n\"\n",
+    )
+    .unwrap();
+    let module = module_of(&raw).unwrap();
+    assert_eq!(module.name, "r");
+    assert_eq!(
+        module.cil,
+        wrap_raw(
+            "r",
+            "\n  (blockinherit container)\n    (allow process x (file (read)))\n"
+        )
+    );
+    let at = |line| module.origin(line).cloned();
+    assert_eq!(at(1).unwrap().path, "metadata.name");
+    // The policy's own numbering (a blank first line), at the statement's first character.
+    assert_eq!(at(2).unwrap().within, Some(Pos { line: 2, column: 3 }));
+    assert_eq!(at(3).unwrap().within, Some(Pos { line: 3, column: 5 }));
+    assert_eq!(at(3).unwrap().to_string(), "spec.policy line 3");
+    assert_eq!(
+        at(4).unwrap().within,
+        None,
+        "the closing parenthesis: the policy as a whole"
+    );
+    assert_eq!(at(0), None);
+
+    let profile: serde_yaml::Value = serde_yaml::from_str(
+        "kind: SelinuxProfile\nmetadata: {name: p}\nspec:\n  inherit: [{kind: SelinuxProfile, name: base}, {name: net_container}]\n  mode: Permissive\n  allow: {var_log_t: {file: [read, open, read]}}\n",
+    )
+    .unwrap();
+    let module = module_of(&profile).unwrap();
+    assert_eq!(module.inherits_profiles, ["base"]);
+    assert_eq!(
+        module.cil,
+        "(block p\n    (blockinherit base)\n    (blockinherit net_container)\n    (typepermissive process)\n    (allow process var_log_t (file (open read)))\n)\n"
+    );
+    assert_eq!(module.origin(2).unwrap().path, "spec.inherit[0]");
+    assert_eq!(module.origin(5).unwrap().path, "spec.allow.var_log_t.file");
+
+    let seccomp: serde_yaml::Value =
+        serde_yaml::from_str("kind: SeccompProfile\nmetadata: {name: s}\nspec: {}\n").unwrap();
+    assert_eq!(module_of(&seccomp), None);
+}

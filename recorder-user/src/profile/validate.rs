@@ -1729,4 +1729,74 @@ spec:
             .count();
         assert!(suggested <= MAX_SUGGESTIONS, "{suggested}");
     }
+
+    /// Answers as a compiler would, recording what it was given.
+    struct Compiler(Vec<(Option<usize>, String)>, std::sync::Mutex<Vec<String>>);
+
+    impl ModuleCheck for Compiler {
+        fn check(&self, module: &str) -> Result<Vec<(Option<usize>, String)>, String> {
+            self.1.lock().unwrap().push(module.to_owned());
+            Ok(self.0.clone())
+        }
+    }
+
+    #[test]
+    fn compiler_complaints_land_on_the_line_they_are_about() {
+        let raw: Value = serde_yaml::from_str(
+            "apiVersion: security-profiles-operator.x-k8s.io/v1\nkind: RawSelinuxProfile\nmetadata: {name: r}\nspec:\n  policy: \"(blockinherit container)\\n(allow process x (file (reed)))\\n\"\n",
+        )
+        .unwrap();
+        let compiler = std::sync::Arc::new(Compiler(
+            vec![
+                (None, "Failed to resolve permission reed".into()),
+                (Some(3), "Failed to resolve allow statement".into()),
+                (None, "Failed to resolve AST".into()),
+            ],
+            Default::default(),
+        ));
+        let found = Validator::default()
+            .with_compiler(compiler.clone())
+            .validate(&raw);
+        assert_eq!(
+            found,
+            [Problem {
+                severity: Severity::Error,
+                path: "spec.policy".into(),
+                message: "policy line 2:1: the CIL compiler refused it: Failed to resolve allow statement: Failed to resolve permission reed".into(),
+                within: Some(super::super::cil::Pos { line: 2, column: 1 }),
+            }]
+        );
+        assert_eq!(compiler.1.lock().unwrap().len(), 1);
+
+        // A profile with an error is not compiled (the compiler would only repeat it).
+        let mut broken = raw.clone();
+        broken["spec"]["policy"] = Value::String("(allow process".into());
+        let compiler = std::sync::Arc::new(Compiler(Vec::new(), Default::default()));
+        let found = Validator::default()
+            .with_compiler(compiler.clone())
+            .validate(&broken);
+        assert!(
+            found.iter().all(|p| !p.message.contains("CIL compiler")),
+            "{found:#?}"
+        );
+        assert!(compiler.1.lock().unwrap().is_empty());
+
+        // A compiler that cannot run: a warning, never a pass in silence.
+        struct Missing;
+        impl ModuleCheck for Missing {
+            fn check(&self, _: &str) -> Result<Vec<(Option<usize>, String)>, String> {
+                Err("cannot run secilc: No such file or directory".into())
+            }
+        }
+        let found = Validator::default()
+            .with_compiler(std::sync::Arc::new(Missing))
+            .validate(&raw);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].severity, Severity::Warning);
+        assert!(
+            found[0]
+                .message
+                .contains("not compiled against a policy: cannot run secilc")
+        );
+    }
 }
