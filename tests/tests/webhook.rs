@@ -100,17 +100,26 @@ fn metric(metrics: &str, name: &str) -> u64 {
 }
 
 fn start(cert: &Path, key: &Path) -> Webhook {
+    start_with(cert, key, &[])
+}
+
+fn start_with(cert: &Path, key: &Path, args: &[&str]) -> Webhook {
     let mut child = syscribe()
         .args(["webhook", "--addr", "127.0.0.1:0", "--cert"])
         .arg(cert)
         .arg("--key")
         .arg(key)
+        .args(args)
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn syscribe webhook");
     let mut line = String::new();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     stderr.read_line(&mut line).unwrap();
+    if line.starts_with("syscribe: compiling SELinux profiles against ") {
+        line.clear();
+        stderr.read_line(&mut line).unwrap();
+    }
     // The rest (logs) is drained and echoed, so the webhook never writes to a closed pipe.
     std::thread::spawn(move || {
         for line in stderr.lines().map_while(Result::ok) {
@@ -128,7 +137,7 @@ fn start(cert: &Path, key: &Path) -> Webhook {
 /// POSTs `body` with curl trusting only `ca`; returns curl's success and the response body.
 fn post(url: &str, ca: &Path, body: &Value) -> (bool, String) {
     let mut curl = Command::new("curl")
-        .args(["--silent", "--show-error", "--max-time", "10", "--cacert"])
+        .args(["--silent", "--show-error", "--max-time", "30", "--cacert"])
         .arg(ca)
         .args([
             "-H",
@@ -502,5 +511,77 @@ fn a_review_with_100k_bad_names_gets_a_bounded_answer_that_counts_the_rest() {
     assert!(
         peak < 128 * 1024,
         "peak RSS {peak} KiB, over the pod's 128 MiB"
+    );
+}
+
+fn selinux_review(policy: &str) -> Value {
+    json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "5d0f3c1e-2b7a-4c59-8e61-0a9b8c7d6e5f",
+            "kind": {"group": "security-profiles-operator.x-k8s.io", "version": "v1alpha2", "kind": "RawSelinuxProfile"},
+            "resource": {"group": "security-profiles-operator.x-k8s.io", "version": "v1alpha2", "resource": "rawselinuxprofiles"},
+            "name": "spooler", "operation": "CREATE",
+            "object": {
+                "apiVersion": "security-profiles-operator.x-k8s.io/v1alpha2", "kind": "RawSelinuxProfile",
+                "metadata": {"name": "spooler"},
+                "spec": {"policy": policy}
+            }
+        }
+    })
+}
+
+/// Debian's reference policy store (selinux-policy-default; readable by root only).
+const STORE: &str = "/var/lib/selinux/default";
+
+#[test]
+fn with_a_policy_store_selinux_profiles_are_compiled_before_they_are_admitted() {
+    require_root();
+    assert!(
+        Path::new(STORE).join("active/modules").is_dir(),
+        "{STORE} is missing: install selinux-policy-default (cargo xtask test does)"
+    );
+    let dir = TempDir::new("webhook-compile");
+    let (cert, key) = certificate(&dir, "compile");
+    let webhook = start_with(
+        &cert,
+        &key,
+        &["--policy-store", STORE, "--compile-timeout", "25"],
+    );
+
+    let bad = "(blockinherit container)\n(allow process var_spool_tt (dir (search)))\n";
+    let (ok, body) = post(&webhook.url, &cert, &selinux_review(bad));
+    assert!(ok, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["response"]["allowed"], false, "{answer}");
+    let message = answer["response"]["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("spec.policy: policy line 2:1: the CIL compiler refused it: Failed to resolve allow statement: \"var_spool_tt\" is not a type or attribute of the policy (did you mean \"var_spool_t\"?)"),
+        "{message}"
+    );
+
+    let good = "(blockinherit container)\n(allow process var_spool_t (dir (search)))\n";
+    let (ok, body) = post(&webhook.url, &cert, &selinux_review(good));
+    assert!(ok, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+    assert_eq!(answer["response"].get("warnings"), None, "{answer}");
+    drop(webhook);
+
+    // Out of time: admitted, and the warning says it was not compiled.
+    let webhook = start_with(
+        &cert,
+        &key,
+        &["--policy-store", STORE, "--compile-timeout", "0"],
+    );
+    let (ok, body) = post(&webhook.url, &cert, &selinux_review(bad));
+    assert!(ok, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+    assert!(
+        answer["response"]["warnings"]
+            .to_string()
+            .contains("not compiled against a policy: secilc took more than 0 s"),
+        "{answer}"
     );
 }
