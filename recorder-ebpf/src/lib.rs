@@ -178,6 +178,75 @@ impl SyscallSet {
     }
 }
 
+/// Name of the program on the classic tracepoint `avc:selinux_audited` (SELinux AVCs).
+pub const AVC_PROGRAM: &str = "syscribe_avc";
+/// Ring buffer of [`AvcEvent`]s (denials only).
+pub const AVC_EVENTS_MAP: &str = "AVC_EVENTS";
+/// Its size in bytes (a power-of-two multiple of the page size): 409 events of 640 bytes.
+pub const AVC_EVENTS_BYTES: u32 = 256 * 1024;
+/// Per-CPU counters of the AVC program (`AVC_COUNTER_*`).
+pub const AVC_COUNTERS_MAP: &str = "AVC_COUNTERS";
+/// Denials lost because the ring buffer was full.
+pub const AVC_COUNTER_DROPPED: u32 = 0;
+/// Denials with at least one string cut to its bound (sent, marked in `AvcEvent::truncated`).
+pub const AVC_COUNTER_TRUNCATED: u32 = 1;
+/// Denials whose trace entry could not be read (sent nothing).
+pub const AVC_COUNTER_UNREADABLE: u32 = 2;
+pub const AVC_COUNTER_SLOTS: u32 = 3;
+
+/// Bytes kept of `scontext` / `tcontext` (NUL included) and of `tclass`.
+pub const AVC_CONTEXT_BYTES: usize = 256;
+pub const AVC_CLASS_BYTES: usize = 64;
+/// `AvcEvent::truncated` bits: which string was longer than its bound.
+pub const AVC_TRUNCATED_SCONTEXT: u32 = 1;
+pub const AVC_TRUNCATED_TCONTEXT: u32 = 2;
+pub const AVC_TRUNCATED_TCLASS: u32 = 4;
+
+/// Offsets in the `avc:selinux_audited` trace entry (its `format` file, Linux 6.18; checked
+/// against the running kernel's format by the user side before attaching).
+pub mod avc_format {
+    pub const REQUESTED: usize = 8;
+    pub const DENIED: usize = 12;
+    pub const AUDITED: usize = 16;
+    pub const RESULT: usize = 20;
+    /// `__data_loc char[]` fields: a u32 whose low 16 bits are the string's offset in the
+    /// entry and whose high 16 bits its length (NUL included).
+    pub const SCONTEXT: usize = 24;
+    pub const TCONTEXT: usize = 28;
+    pub const TCLASS: usize = 32;
+}
+
+/// One denied SELinux decision, as the `avc:selinux_audited` program copies it (a record of
+/// `AVC_EVENTS`). The strings are NUL-terminated within their arrays; `*_len` is the length
+/// the kernel gave (NUL included), which exceeds the array when `truncated` says so.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct AvcEvent {
+    /// `CLOCK_BOOTTIME` of the decision.
+    pub boot_ns: u64,
+    /// Process id (the audit record's `pid=`) and thread id.
+    pub tgid: u32,
+    pub tid: u32,
+    pub requested: u32,
+    pub denied: u32,
+    pub audited: u32,
+    /// 0 when the denial was not enforced (permissive domain or mode): `permissive=1`.
+    pub result: i32,
+    /// `AVC_TRUNCATED_*` bits.
+    pub truncated: u32,
+    pub scontext_len: u32,
+    pub tcontext_len: u32,
+    pub tclass_len: u32,
+    pub comm: [u8; 16],
+    pub scontext: [u8; AVC_CONTEXT_BYTES],
+    pub tcontext: [u8; AVC_CONTEXT_BYTES],
+    pub tclass: [u8; AVC_CLASS_BYTES],
+}
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), only integer fields, no padding (asserted in the tests below).
+unsafe impl aya::Pod for AvcEvent {}
+
 #[cfg(feature = "user")]
 // SAFETY: repr(C), only integer fields, no padding (asserted in the tests below).
 unsafe impl aya::Pod for SyscallSet {}
@@ -211,6 +280,17 @@ mod tests {
         assert_eq!(size_of::<SubtreeEntry>(), 16);
         assert_eq!(size_of::<ExitEntry>(), 16);
         assert_eq!(align_of::<IndexEntry>(), 8);
+        assert_eq!(
+            size_of::<AvcEvent>(),
+            48 + 16 + 2 * AVC_CONTEXT_BYTES + AVC_CLASS_BYTES
+        );
+        assert_eq!(size_of::<AvcEvent>(), 640);
+        assert_eq!(core::mem::offset_of!(AvcEvent, comm), 48);
+        assert_eq!(core::mem::offset_of!(AvcEvent, scontext), 64);
+        assert_eq!(core::mem::offset_of!(AvcEvent, tcontext), 320);
+        assert_eq!(core::mem::offset_of!(AvcEvent, tclass), 576);
+        assert_eq!(AVC_EVENTS_BYTES % 4096, 0);
+        assert!(AVC_EVENTS_BYTES.is_power_of_two());
     }
 
     #[test]

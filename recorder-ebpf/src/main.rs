@@ -9,19 +9,23 @@
 #![no_main]
 
 use aya_ebpf::{
+    EbpfContext as _,
     helpers::{
-        bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_pid_tgid,
-        bpf_get_smp_processor_id, bpf_ktime_get_boot_ns, bpf_probe_read_kernel,
+        bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_comm,
+        bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_boot_ns,
+        bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes,
     },
-    macros::{map, raw_tracepoint},
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, Queue},
-    programs::RawTracePointContext,
+    macros::{map, raw_tracepoint, tracepoint},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, Queue, RingBuf},
+    programs::{RawTracePointContext, TracePointContext},
 };
 use aya_log_ebpf::warn;
 use recorder_ebpf::{
-    COUNTER_CLAIM_FAILED, COUNTER_SLOTS, EXITED_ENTRIES, ExitEntry, INDEX_SLOTS, IndexEntry,
-    MAX_RECORDED_CGROUPS, MAX_SUBTREES, SET_AWAIT_FILTER, SET_FILTER_SEEN, SubtreeEntry,
-    SyscallSet, TaskCache, index_slot,
+    AVC_COUNTER_DROPPED, AVC_COUNTER_SLOTS, AVC_COUNTER_TRUNCATED, AVC_COUNTER_UNREADABLE,
+    AVC_EVENTS_BYTES, AVC_TRUNCATED_SCONTEXT, AVC_TRUNCATED_TCLASS, AVC_TRUNCATED_TCONTEXT,
+    AvcEvent, COUNTER_CLAIM_FAILED, COUNTER_SLOTS, EXITED_ENTRIES, ExitEntry, INDEX_SLOTS,
+    IndexEntry, MAX_RECORDED_CGROUPS, MAX_SUBTREES, SET_AWAIT_FILTER, SET_FILTER_SEEN,
+    SubtreeEntry, SyscallSet, TaskCache, avc_format, index_slot,
 };
 
 /// Direct-mapped `cgroup id % INDEX_SLOTS → IndexEntry`. Written by userspace only.
@@ -300,6 +304,101 @@ pub fn syscribe_task_exit(_ctx: RawTracePointContext) -> i32 {
     // A full map forgets its least recently used entry; nothing else can fail here.
     let _ = EXITED.insert(&tgid, &entry, 0);
     0
+}
+
+/// Denied SELinux decisions for userspace (see `AvcEvent`).
+#[map]
+static AVC_EVENTS: RingBuf = RingBuf::with_byte_size(AVC_EVENTS_BYTES, 0);
+
+/// `AVC_COUNTER_*`, per CPU.
+#[map]
+static AVC_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(AVC_COUNTER_SLOTS, 0);
+
+#[inline(always)]
+fn avc_count(counter: u32) {
+    if let Some(count) = AVC_COUNTERS.get_ptr_mut(counter) {
+        // SAFETY: this CPU's counter.
+        unsafe { *count += 1 };
+    }
+}
+
+/// Every audited SELinux decision (where SELinux is on): denials go to `AVC_EVENTS`.
+#[tracepoint(category = "avc", name = "selinux_audited")]
+pub fn syscribe_avc(ctx: TracePointContext) -> u32 {
+    // SAFETY: offsets of the running kernel's format (checked by userspace before attaching);
+    // the helper fails instead of faulting.
+    let denied: u32 = match unsafe { ctx.read_at(avc_format::DENIED) } {
+        Ok(denied) => denied,
+        Err(_) => {
+            avc_count(AVC_COUNTER_UNREADABLE);
+            return 0;
+        }
+    };
+    if denied == 0 {
+        return 0;
+    }
+    let Some(mut entry) = AVC_EVENTS.reserve::<AvcEvent>(0) else {
+        avc_count(AVC_COUNTER_DROPPED);
+        return 0;
+    };
+    let event = entry.as_mut_ptr();
+    // SAFETY: `event` is the reserved record (exclusively ours until submitted); every field
+    // is written before submission; trace-entry reads go through the helper.
+    let truncated = unsafe {
+        let id = bpf_get_current_pid_tgid();
+        (*event).boot_ns = bpf_ktime_get_boot_ns();
+        (*event).tgid = (id >> 32) as u32;
+        (*event).tid = id as u32;
+        (*event).denied = denied;
+        (*event).requested = ctx.read_at(avc_format::REQUESTED).unwrap_or(0);
+        (*event).audited = ctx.read_at(avc_format::AUDITED).unwrap_or(0);
+        (*event).result = ctx.read_at(avc_format::RESULT).unwrap_or(0);
+        (*event).comm = bpf_get_current_comm().unwrap_or([0; 16]);
+        let base = ctx.as_ptr() as *const u8;
+        let (len, cut) = data_loc_str(&ctx, base, avc_format::SCONTEXT, &mut (*event).scontext);
+        (*event).scontext_len = len;
+        let mut truncated = if cut { AVC_TRUNCATED_SCONTEXT } else { 0 };
+        let (len, cut) = data_loc_str(&ctx, base, avc_format::TCONTEXT, &mut (*event).tcontext);
+        (*event).tcontext_len = len;
+        if cut {
+            truncated |= AVC_TRUNCATED_TCONTEXT;
+        }
+        let (len, cut) = data_loc_str(&ctx, base, avc_format::TCLASS, &mut (*event).tclass);
+        (*event).tclass_len = len;
+        if cut {
+            truncated |= AVC_TRUNCATED_TCLASS;
+        }
+        (*event).truncated = truncated;
+        truncated
+    };
+    if truncated != 0 {
+        avc_count(AVC_COUNTER_TRUNCATED);
+    }
+    entry.submit(0);
+    0
+}
+
+/// Copies the `__data_loc` string whose descriptor is at `field` into `dest` (NUL-terminated,
+/// cut to its size). Returns the kernel's length (NUL included) and whether it was cut.
+#[inline(always)]
+fn data_loc_str(
+    ctx: &TracePointContext,
+    base: *const u8,
+    field: usize,
+    dest: &mut [u8],
+) -> (u32, bool) {
+    // SAFETY: the helper fails instead of faulting.
+    let Ok(loc) = (unsafe { ctx.read_at::<u32>(field) }) else {
+        dest[0] = 0;
+        return (0, false);
+    };
+    let (offset, len) = ((loc & 0xffff) as usize, loc >> 16);
+    // SAFETY: a kernel address inside the trace entry, read through the helper (which stops
+    // at the NUL or at `dest`'s end, always NUL-terminating).
+    if unsafe { bpf_probe_read_kernel_str_bytes(base.wrapping_add(offset), dest) }.is_err() {
+        dest[0] = 0;
+    }
+    (len, len as usize > dest.len())
 }
 
 /// An empty program on the same tracepoint: the benchmark's floor (cost of any attached program).

@@ -25,6 +25,7 @@ fn offline_store(tag: &str) -> (TempDir, PolicyStore) {
         ("/var/lib/selinux", "var/lib"),
         ("/etc/selinux/default", "etc/selinux"),
         ("/etc/selinux/semanage.conf", "etc/selinux"),
+        ("/etc/selinux/config", "etc/selinux"),
     ] {
         let to = dir.join(to);
         std::fs::create_dir_all(&to).unwrap();
@@ -130,4 +131,148 @@ fn profiles_are_built_into_the_policy_and_removed_from_it() {
     );
     assert!(!store.modules().unwrap().contains("errorlogger"));
     assert!(store.modules().unwrap().contains("rawlogger"));
+}
+
+/// The DaemonSet's container (deploy/daemonset.yaml).
+fn daemonset_container() -> serde_yaml::Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/daemonset.yaml");
+    let ds: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    ds["spec"]["template"]["spec"]["containers"][0].clone()
+}
+
+/// Runs `args` in a runc container of the image's files (`SYSCRIBE_ROOTFS`), shaped as the
+/// DaemonSet runs it: read-only root, uid 0, exactly its capabilities, no new privileges, and
+/// `mounts` (container path → host directory, read-only?). Returns (success, stdout+stderr).
+fn run_in_image(rootfs: &Path, mounts: &[(&str, &Path, bool)], args: &[&str]) -> (bool, String) {
+    let id = format!("syscribe-selinux-{}", std::process::id());
+    let bundle = TempDir::new("selinux-bundle");
+    let status = Command::new("runc")
+        .arg("spec")
+        .arg("--bundle")
+        .arg(bundle.path())
+        .status()
+        .expect("runc (Debian's runc) runs");
+    assert!(status.success(), "runc spec failed");
+    let config_path = bundle.join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    config["root"] = serde_json::json!({ "path": rootfs, "readonly": true });
+    config["process"]["terminal"] = false.into();
+    config["process"]["args"] = args.iter().map(|a| serde_json::Value::from(*a)).collect();
+    config["process"]["user"] = serde_json::json!({ "uid": 0, "gid": 0 });
+    config["process"]["noNewPrivileges"] = true.into();
+    let sc = &daemonset_container()["securityContext"];
+    assert_eq!(sc["capabilities"]["drop"][0], "ALL");
+    let caps: Vec<serde_json::Value> = sc["capabilities"]["add"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|c| format!("CAP_{}", c.as_str().unwrap()).into())
+        .collect();
+    config["process"]["capabilities"] = serde_json::json!({
+        "bounding": caps, "effective": caps, "permitted": caps,
+    });
+    let list = config["mounts"].as_array_mut().unwrap();
+    for (target, source, read_only) in mounts {
+        let mut options = vec!["rbind", "rprivate"];
+        if *read_only {
+            options.push("ro");
+        }
+        list.push(serde_json::json!({
+            "destination": target, "type": "bind", "source": source, "options": options,
+        }));
+    }
+    std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    let out = Command::new("runc")
+        .arg("run")
+        .arg("--bundle")
+        .arg(bundle.path())
+        .arg(&id)
+        .output()
+        .expect("runc run");
+    let _ = Command::new("runc")
+        .args(["delete", "--force", &id])
+        .output();
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    (out.status.success(), text)
+}
+
+/// The image's semodule (and the helpers libsemanage runs) install and remove a module in a
+/// policy store mounted where the DaemonSet mounts the node's, in a container as confined as
+/// the DaemonSet's. SELinux is off here: the store is a copy of Debian's reference policy, and
+/// libsemanage does not load the policy into a kernel (where SELinux is on it runs the
+/// image's load_policy); selinuxfs is not there to mount.
+#[test]
+fn the_images_semodule_installs_and_removes_a_module_in_the_mounted_store() {
+    require_root();
+    let rootfs = std::env::var_os("SYSCRIBE_ROOTFS")
+        .map(std::path::PathBuf::from)
+        .expect(
+            "SYSCRIBE_ROOTFS is not set: run with `cargo xtask test` (or `cargo xtask rootfs DIR`)",
+        );
+    for tool in ["semodule", "setfiles", "sefcontext_compile", "load_policy"] {
+        assert!(
+            rootfs.join("usr/sbin").join(tool).is_file(),
+            "the image has no {tool}"
+        );
+    }
+    let (root, _) = offline_store("selinux-image");
+    let tmp = TempDir::new("selinux-image-tmp");
+    std::fs::write(
+        tmp.join("syscribeprobe.cil"),
+        "(type syscribeprobe_t)\n(allow syscribeprobe_t var_log_t (file (read open)))\n",
+    )
+    .unwrap();
+
+    // Mount the store copy where the DaemonSet mounts the node's, read-only where it says so.
+    let container = daemonset_container();
+    let mounts_of = |path: &str| -> bool {
+        let mount = container["volumeMounts"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|m| m["mountPath"] == path)
+            .unwrap_or_else(|| panic!("the DaemonSet mounts nothing at {path}"));
+        mount["readOnly"].as_bool().unwrap()
+    };
+    let etc = root.join("etc/selinux");
+    let store = root.join("var/lib/selinux");
+    let mounts = [
+        ("/etc/selinux", etc.as_path(), mounts_of("/etc/selinux")),
+        (
+            "/var/lib/selinux",
+            store.as_path(),
+            mounts_of("/var/lib/selinux"),
+        ),
+        ("/tmp", tmp.path(), mounts_of("/tmp")),
+    ];
+    assert!(mounts_of("/sys/fs"), "selinuxfs comes read-only-parented");
+
+    // As PolicyStore::host runs it: `semodule -i <dir>/<name>.cil`, found on PATH.
+    let (ok, out) = run_in_image(
+        &rootfs,
+        &mounts,
+        &["semodule", "-i", "/tmp/syscribeprobe.cil"],
+    );
+    assert!(ok, "semodule -i in the image failed: {out}");
+    assert_eq!(
+        allowed(root.path(), "syscribeprobe_t", "var_log_t").trim(),
+        "allow syscribeprobe_t var_log_t:file { open read };",
+        "{out}"
+    );
+    let (ok, listed) = run_in_image(&rootfs, &mounts, &["semodule", "-l"]);
+    assert!(ok, "semodule -l: {listed}");
+    assert!(
+        listed.lines().any(|l| l.trim() == "syscribeprobe"),
+        "{listed}"
+    );
+
+    let (ok, out) = run_in_image(&rootfs, &mounts, &["semodule", "-r", "syscribeprobe"]);
+    assert!(ok, "semodule -r in the image failed: {out}");
+    let gone = allowed(root.path(), "syscribeprobe_t", "var_log_t");
+    assert!(
+        !gone.contains("allow ") && gone.contains("syscribeprobe_t is not a valid type"),
+        "{gone}"
+    );
 }

@@ -64,9 +64,15 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Write the Syscribe image's root filesystem (release binary and the libraries it loads)
-    /// into DIR: what deploy/Containerfile's image and the cluster's test image hold.
-    Rootfs { dir: PathBuf },
+    /// Write the Syscribe image's root filesystem (release binary, the SELinux tools it runs and
+    /// the libraries they load) into DIR: what deploy/Containerfile's image and the cluster's
+    /// test image hold.
+    Rootfs {
+        dir: PathBuf,
+        /// Put this syscribe binary in instead of building the release one.
+        #[arg(long)]
+        bin: Option<PathBuf>,
+    },
     Bench {
         #[arg(value_enum)]
         what: BenchKind,
@@ -138,9 +144,12 @@ fn main() -> Result<()> {
             ClusterAction::Status => cluster::status(),
         },
         Task::Kubectl { args } => cluster::kubectl(&args),
-        Task::Rootfs { dir } => {
+        Task::Rootfs { dir, bin } => {
             setup::setup()?;
-            let bin = build_syscribe(true)?;
+            let bin = match bin {
+                Some(bin) => bin,
+                None => build_syscribe(true)?,
+            };
             cluster::syscribe_rootfs(&bin)?.write_to(&dir)
         }
         Task::Fuzz { seconds, targets } => {
@@ -237,7 +246,11 @@ fn test(args: &[String]) -> Result<()> {
     ]))?;
     run(Command::new("cargo").args(["test", "--package", "recorder-user", "--package", "xtask"]))?;
     let bin = build_syscribe(false)?;
-    run(Command::new("cargo")
+    // The image's files, for the tests that run its tools in a container (tests/selinux.rs).
+    let rootfs = std::env::temp_dir().join(format!("syscribe-rootfs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&rootfs);
+    cluster::syscribe_rootfs(&bin)?.write_to(&rootfs)?;
+    let tests = run(Command::new("cargo")
         .args([
             "test",
             "--package",
@@ -246,7 +259,10 @@ fn test(args: &[String]) -> Result<()> {
             "--test-threads=1",
         ])
         .args(args)
-        .env("SYSCRIBE_BIN", &bin))?;
+        .env("SYSCRIBE_BIN", &bin)
+        .env("SYSCRIBE_ROOTFS", &rootfs));
+    let _ = std::fs::remove_dir_all(&rootfs);
+    tests?;
     cluster_tests(&bin, args)
 }
 

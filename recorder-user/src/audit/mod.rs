@@ -1,6 +1,7 @@
 //! Kernel audit records of denials (seccomp, SELinux, AppArmor): parsing now; sources and
 //! enrichment with pod metadata next (the log enricher).
 
+pub mod avc_trace;
 pub mod enrich;
 pub mod fair;
 pub mod filter;

@@ -20,6 +20,7 @@ use std::{
 use serde_json::{Map, Value};
 
 use super::{
+    avc_trace::{Pairing, Side},
     enrich::{Enriched, SyscallNames, enrich},
     fair::{FairShare, Share},
     filter::{Aggregator, FilterRule, keeps},
@@ -50,6 +51,21 @@ pub struct Counts {
     pub grouped: u64,
     /// AVCs sent out before their SYSCALL record came: too many were waiting.
     pub group_overflow: u64,
+    /// Denials read from the `avc:selinux_audited` tracepoint.
+    pub avc_traced: u64,
+}
+
+/// What the AVC tracepoint's kernel side counted (given to [`Pipeline::publish`]).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TraceCounts {
+    /// Denials lost because the ring buffer was full.
+    pub dropped: u64,
+    /// Denials with a context or class cut to its bound.
+    pub truncated: u64,
+    /// Trace entries the program could not read.
+    pub unreadable: u64,
+    /// Ring-buffer records that did not decode.
+    pub undecodable: u64,
 }
 
 /// What the source dropped or could not take (given to [`Pipeline::publish`]).
@@ -96,6 +112,8 @@ pub struct Pipeline {
     waiting: VecDeque<Waiting>,
     /// [`Self::GROUP_WAIT`]; a test that must not depend on the machine's speed waits longer.
     group_wait: Duration,
+    /// While the AVC tracepoint is read too: pairs its denials with the audit path's.
+    pairing: Option<Pairing>,
     pub counts: Counts,
 }
 
@@ -123,8 +141,60 @@ impl Pipeline {
             aggregator,
             waiting: VecDeque::new(),
             group_wait: Self::GROUP_WAIT,
+            pairing: None,
             counts: Counts::default(),
         }
+    }
+
+    /// From now on SELinux denials come from the AVC tracepoint as well: each denial seen by
+    /// both is printed once (see [`Pairing`]).
+    pub fn pair_avcs(&mut self) {
+        self.pairing.get_or_insert_with(Pairing::default);
+    }
+
+    /// Whether this AVC is the second copy of a denial the other side already gave.
+    fn avc_duplicate(&mut self, denial: &Denial, side: Side, now: Instant) -> bool {
+        match (&mut self.pairing, denial) {
+            (Some(pairing), Denial::Selinux(avc)) => {
+                pairing.is_duplicate(Pairing::key(avc), side, now)
+            }
+            _ => false,
+        }
+    }
+
+    /// A denial read from the AVC tracepoint (see [`super::avc_trace`]): resolved, enriched
+    /// and printed as the audit path's AVCs are, at once (no SYSCALL record will follow).
+    pub fn traced_avc(
+        &mut self,
+        record: super::parse::AuditRecord,
+        boot_ns: u64,
+        sink: &mut dyn Sink,
+    ) -> std::io::Result<()> {
+        self.counts.avc_traced += 1;
+        let now = Instant::now();
+        if self.avc_duplicate(&record.denial, Side::Trace, now) {
+            return Ok(());
+        }
+        let pid = match &record.denial {
+            Denial::Selinux(a) => a.pid,
+            _ => None,
+        };
+        let container = pid.and_then(|pid| self.resolver.container_of(pid, boot_ns, now));
+        let mut line = enrich(
+            record,
+            self.node.as_ref(),
+            container.as_ref(),
+            &mut self.names,
+        );
+        if let Some(names) = container
+            .as_ref()
+            .and_then(|c| self.runtime.names_of(&c.container_id))
+        {
+            line.namespace = names.namespace;
+            line.pod = names.pod;
+            line.container = names.container;
+        }
+        self.emit(&line, sink)
     }
 
     pub fn resolver(&self) -> &ProcResolver {
@@ -135,6 +205,11 @@ impl Pipeline {
     pub fn line(&mut self, line: &str, sink: &mut dyn Sink) -> std::io::Result<()> {
         self.counts.lines += 1;
         match parse_line(line) {
+            Ok(Parsed::Record(record))
+                if self.avc_duplicate(&record.denial, Side::Audit, Instant::now()) =>
+            {
+                self.counts.denials += 1;
+            }
             Ok(Parsed::Record(record)) => {
                 self.counts.denials += 1;
                 let pid = match &record.denial {
@@ -274,6 +349,11 @@ impl Pipeline {
 
     /// Publishes the counters to the metrics (if any), with the source's.
     pub fn publish(&self, source: SourceCounts) {
+        self.publish_with(source, None);
+    }
+
+    /// As [`Self::publish`], with the AVC tracepoint's counts while it is read.
+    pub fn publish_with(&self, source: SourceCounts, trace: Option<TraceCounts>) {
         let Some(metrics) = &self.options.metrics else {
             return;
         };
@@ -367,6 +447,36 @@ impl Pipeline {
                     r.unresolved,
                 ),
             ];
+            if let Some(t) = trace {
+                let pairing = self.pairing.as_ref();
+                m.totals.extend([
+                    (
+                        "syscribe_enricher_avc_traced_total",
+                        "SELinux denials read from the avc:selinux_audited tracepoint.",
+                        c.avc_traced,
+                    ),
+                    (
+                        "syscribe_enricher_avc_trace_dropped_total",
+                        "SELinux denials the tracepoint lost: its ring buffer was full.",
+                        t.dropped,
+                    ),
+                    (
+                        "syscribe_enricher_avc_trace_truncated_total",
+                        "Traced SELinux denials with a context or class cut to its bound.",
+                        t.truncated,
+                    ),
+                    (
+                        "syscribe_enricher_avc_trace_unreadable_total",
+                        "Tracepoint entries the eBPF program could not read, or records that did not decode.",
+                        t.unreadable + t.undecodable,
+                    ),
+                    (
+                        "syscribe_enricher_avc_duplicates_total",
+                        "SELinux denials seen by both the tracepoint and audit, printed once.",
+                        pairing.map_or(0, |p| p.duplicates),
+                    ),
+                ]);
+            }
         }
     }
 

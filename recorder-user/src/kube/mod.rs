@@ -45,12 +45,20 @@ mod deploy_tests {
             serde_yaml::from_str("{drop: [ALL], add: [BPF, PERFMON, AUDIT_READ, SYSLOG]}").unwrap();
         assert_eq!(sc["capabilities"], caps);
         for mount in container["volumeMounts"].as_sequence().unwrap() {
-            // Only the bpffs (pins), the kubelet's seccomp directory (installed profiles) and
-            // the state directory (finished containers' recordings) are written; every other
+            // Only the bpffs (pins), the kubelet's seccomp directory (installed profiles), the
+            // state directory (finished containers' recordings), the SELinux policy store and
+            // its installed policy (semodule), and the private /tmp are written; every other
             // host path is read-only.
             let writable = matches!(
                 mount["mountPath"].as_str(),
-                Some("/sys/fs/bpf" | "/var/lib/kubelet/seccomp" | "/var/lib/syscribe")
+                Some(
+                    "/sys/fs/bpf"
+                        | "/var/lib/kubelet/seccomp"
+                        | "/var/lib/syscribe"
+                        | "/etc/selinux"
+                        | "/var/lib/selinux"
+                        | "/tmp"
+                )
             );
             assert_eq!(
                 mount["readOnly"],
@@ -59,6 +67,47 @@ mod deploy_tests {
             );
         }
         assert_eq!(container["args"][0], serde_yaml::Value::from("daemon"));
+    }
+
+    #[test]
+    fn a_node_without_selinux_still_starts_the_daemon() {
+        let ds = &documents("daemonset.yaml")[0];
+        let pod = &ds["spec"]["template"]["spec"];
+        let host_path = |path: &str| {
+            pod["volumes"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .find(|v| v["hostPath"]["path"] == path)
+                .unwrap_or_else(|| panic!("no hostPath volume {path}"))["hostPath"]["type"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        // Directories only SELinux nodes have are created where missing, never required.
+        for path in ["/etc/selinux", "/var/lib/selinux"] {
+            assert_eq!(host_path(path), "DirectoryOrCreate", "{path}");
+        }
+        // selinuxfs comes with the host's /sys/fs (which every node has): a hostPath of
+        // /sys/fs/selinux itself fails where it is missing, since sysfs refuses mkdir.
+        assert_eq!(host_path("/sys/fs"), "Directory");
+        assert!(
+            !pod["volumes"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .any(|v| v["hostPath"]["path"] == "/sys/fs/selinux")
+        );
+        let mounts = pod["containers"][0]["volumeMounts"].as_sequence().unwrap();
+        let sys_fs = mounts
+            .iter()
+            .find(|m| m["mountPath"] == "/sys/fs")
+            .expect("the host's /sys/fs is mounted at /sys/fs");
+        assert_eq!(sys_fs["readOnly"], serde_yaml::Value::Bool(true));
+        assert!(
+            mounts.iter().any(|m| m["mountPath"] == "/tmp"),
+            "readOnlyRootFilesystem needs a writable /tmp for module files"
+        );
     }
 
     #[test]

@@ -24,7 +24,7 @@ use anyhow::{Context as _, Result, bail};
 use crate::{run, stdout_of, workspace_root};
 use config::{API_PORT, KUBERNETES_SERVICE_IP, Node};
 pub use down::{down, leftovers};
-use image::{Image, Rootfs};
+use image::{Entry, Image, Rootfs};
 use pki::{Identity, Pki};
 
 /// PKI, configuration, etcd data and pids; removed by `down`.
@@ -458,14 +458,35 @@ fn build_images(syscribe: &Path, dir: &Path) -> Result<Vec<(&'static str, String
 }
 
 /// The Syscribe image's files: the binary at /usr/local/bin/syscribe, the shared libraries
-/// it loads (libseccomp, glibc), account files and /tmp. `deploy/Containerfile`'s image holds
-/// the same files: its build stage runs `cargo xtask rootfs` and copies that into `scratch`.
+/// it loads (libseccomp, glibc), the SELinux tools it runs on SELinux nodes
+/// ([`SELINUX_TOOLS`]), account files and /tmp. `deploy/Containerfile`'s image holds the same
+/// files: its build stage runs `cargo xtask rootfs` and copies that into `scratch`.
 pub fn syscribe_rootfs(syscribe: &Path) -> Result<Rootfs> {
     let mut rootfs = Rootfs::default();
     rootfs.copy_executable(syscribe, "/usr/local/bin/syscribe")?;
+    for tool in SELINUX_TOOLS {
+        let host = Path::new("/usr/sbin").join(tool);
+        rootfs
+            .copy_executable(&host, &format!("/usr/sbin/{tool}"))
+            .with_context(|| {
+                format!("{tool} (policycoreutils; `cargo xtask setup` installs it)")
+            })?;
+    }
+    // libsemanage runs its helpers as /sbin/<tool> (Debian's build), other builds' semanage.conf
+    // name /usr/sbin/<tool>: both resolve, as on a merged-/usr host.
+    rootfs.add("/sbin", Entry::Symlink("usr/sbin".into()));
     rootfs.accounts();
     Ok(rootfs)
 }
+
+/// What installing or removing an SELinux module in the node's store executes (seen with
+/// strace, `semodule -i x.cil` with and without `-p ROOT -n`, libsemanage 3.4): semodule itself,
+/// then setfiles (checks the new file contexts against the policy) and sefcontext_compile
+/// (twice: file_contexts.bin and file_contexts.homedirs.bin). libsemanage checks for
+/// load_policy at every connection and runs it after a commit when SELinux is on (selinuxfs
+/// mounted read-write). Everything else it reads is the node's store (/etc/selinux,
+/// /var/lib/selinux) and the image's /etc/passwd (genhomedircon).
+pub const SELINUX_TOOLS: [&str; 4] = ["semodule", "setfiles", "sefcontext_compile", "load_policy"];
 
 /// Starts a component in its own session with its output in its log; records its pid.
 fn start(bin: &Path, name: &str, args: &[String]) -> Result<()> {
