@@ -25,6 +25,7 @@ use crate::{
         source::{
             Kmsg, Lines, LinesError, open_regular, stop_on_signals, stop_requested, wait_readable,
         },
+        tap::AvcTap,
         text,
     },
     bpf::ExitMemory,
@@ -207,7 +208,7 @@ impl<W: Write> Sink for Output<W> {
 const IDLE: Duration = Duration::from_millis(200);
 
 pub fn run(paths: &HostPaths, args: EnrichArgs) -> Result<i32, CliError> {
-    run_with(paths, args, None)
+    run_with(paths, args, None, None)
 }
 
 /// Periodic work while reading: due lines out, metrics published, the kernel's drops read.
@@ -259,11 +260,13 @@ impl Ticker {
     }
 }
 
-/// `run`, with container names known from elsewhere (the daemon's pod index).
+/// `run`, with container names known from elsewhere (the daemon's pod index), and pods' AVCs
+/// handed to the daemon's SELinux recordings through `avc_tap`.
 pub fn run_with(
     paths: &HostPaths,
     mut args: EnrichArgs,
     known: Option<KnownNames>,
+    avc_tap: Option<AvcTap>,
 ) -> Result<i32, CliError> {
     if args.source == Source::Auto {
         args.source = pick_source(args.follow);
@@ -320,6 +323,7 @@ pub fn run_with(
             metrics: metrics.clone(),
             per_source_rate: args.per_source_rate,
             per_source_burst: args.per_source_burst,
+            avc_tap,
         },
         ProcResolver::new(args.proc.clone(), cgroup2, exits),
         match known {
@@ -344,6 +348,12 @@ pub fn run_with(
         pipeline.suppressed(),
         pipeline.aggregate_overflow(),
     );
+    if pipeline.avc_tap_dropped() > 0 {
+        bounds += &format!(
+            ", {} SELinux denials not handed to recordings (channel full)",
+            pipeline.avc_tap_dropped()
+        );
+    }
     if pipeline.sources_overflow() > 0 {
         bounds += &format!(
             ", {} from sources beyond the table",
