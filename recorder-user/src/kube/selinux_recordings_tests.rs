@@ -70,7 +70,10 @@ fn valid(profile: &SelinuxProfile) {
 #[test]
 fn a_pods_denials_become_one_profile_per_container_when_it_ends() {
     let web = pod("web-7d9f-gmbrj");
-    let mut index = index(json!({"containers": ["app", "sidecar"]}), &[web.clone()]);
+    let mut index = index(
+        json!({"containers": ["app", "sidecar"]}),
+        std::slice::from_ref(&web),
+    );
     let mut recordings = SelinuxRecordings::default();
     let mut out = Outcome::default();
     // A denial before the pod is recorded is not anyone's.
@@ -236,7 +239,7 @@ fn replicas_are_partial_and_merge_into_one_profile() {
 #[test]
 fn an_invalid_recording_name_is_refused_not_published() {
     let web = pod("web-7d9f-gmbrj");
-    let mut index = index(json!({}), &[web.clone()]);
+    let mut index = index(json!({}), std::slice::from_ref(&web));
     let mut bad = recording(json!({}));
     bad.metadata.name = Some("Bad_Name".into());
     index.delete_recording(&("shop".to_owned(), "rec".to_owned()));
