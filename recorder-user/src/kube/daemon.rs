@@ -1130,4 +1130,43 @@ mod tests {
         assert_eq!(backoff(1), Duration::from_millis(100));
         assert_eq!(backoff(30), Duration::from_secs(60));
     }
+
+    /// A SelinuxProfile waits on disk beside a SeccompProfile of the same name, and each comes
+    /// back as its kind.
+    #[tokio::test]
+    async fn unpublished_selinux_profiles_wait_on_disk_as_their_kind() {
+        let dir = std::env::temp_dir().join(format!("syscribe-pending-se-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (client, mut handle) = crate::kube::testing::mock();
+        let mut pending = Pending::load(dir.clone());
+        let server = tokio::spawn(async move {
+            fail(&mut handle, 503).await;
+            fail(&mut handle, 503).await;
+        });
+        let selinux: SelinuxProfile = serde_json::from_value(serde_json::json!({
+            "apiVersion": "security-profiles-operator.x-k8s.io/v1", "kind": "SelinuxProfile",
+            "metadata": {"name": "rec-app"}, "spec": {"allow": {"etc_t": {"file": ["read"]}}}
+        }))
+        .unwrap();
+        pending.publish(&client, selinux).await;
+        pending.publish(&client, profile("rec-app")).await;
+        server.await.unwrap();
+        assert!(dir.join("pending-selinux.rec-app.json").exists());
+        assert!(dir.join("pending-rec-app.json").exists());
+        let next = Pending::load(dir.clone());
+        let mut kinds: Vec<(&str, String)> = next
+            .waiting
+            .iter()
+            .map(|w| (w.profile.kind(), w.profile.name_any()))
+            .collect();
+        kinds.sort();
+        assert_eq!(
+            kinds,
+            [
+                ("SeccompProfile", "rec-app".to_owned()),
+                ("SelinuxProfile", "rec-app".to_owned())
+            ]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

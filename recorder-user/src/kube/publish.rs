@@ -585,4 +585,95 @@ mod tests {
         .unwrap();
         assert_eq!(merged, ["rec-app"]);
     }
+
+    const SE: &str = "/apis/security-profiles-operator.x-k8s.io/v1/selinuxprofiles";
+
+    fn selinux_partial(name: &str, allow: Value) -> Value {
+        json!({
+            "apiVersion": "security-profiles-operator.x-k8s.io/v1", "kind": "SelinuxProfile",
+            "metadata": {"name": name, "labels": {
+                LABEL_RECORDING_ID: "rec", LABEL_RECORDING_NAMESPACE: "shop",
+                LABEL_CONTAINER_ID: "app", LABEL_PARTIAL: "true"}},
+            "spec": {"inherit": [{"kind": "System", "name": "container"}], "allow": allow}
+        })
+    }
+
+    /// A SelinuxProfile recording's partials are SelinuxProfiles: applied server-side with
+    /// status Partial, and merged (union of allow rules) into `<recording>-<container>` when the
+    /// recording is deleted.
+    #[tokio::test]
+    async fn selinux_partials_are_applied_and_merged_as_selinux_profiles() {
+        let (client, mut handle) = mock();
+        let partial: SelinuxProfile = serde_json::from_value(selinux_partial(
+            "rec-app-aaaaa",
+            json!({"etc_t": {"file": ["read"]}}),
+        ))
+        .unwrap();
+        let reply = serde_json::to_value(&partial).unwrap();
+        scenario(apply_profile(&client, &partial), async move {
+            let body = expect(
+                &mut handle,
+                Method::PATCH,
+                &format!("{SE}/rec-app-aaaaa?&force=true&fieldManager=syscribe"),
+                reply.clone(),
+            )
+            .await;
+            assert_eq!(body["kind"], "SelinuxProfile");
+            assert_eq!(body["spec"]["allow"], json!({"etc_t": {"file": ["read"]}}));
+            let status = expect(
+                &mut handle,
+                Method::PATCH,
+                &format!("{SE}/rec-app-aaaaa/status?"),
+                reply,
+            )
+            .await;
+            assert_eq!(status, json!({"status": {"status": "Partial"}}));
+        })
+        .await
+        .unwrap();
+
+        let (client, mut handle) = mock();
+        let mut deleted = recording("Containers", true, &[FINALIZER_UNMERGED]);
+        deleted.spec.kind = RecordingKind::SelinuxProfile;
+        deleted.spec.recorder = super::super::crd::RecorderKind::Logs;
+        let reply = serde_json::to_value(&deleted).unwrap();
+        let partials = json!({
+            "apiVersion": "security-profiles-operator.x-k8s.io/v1", "kind": "SelinuxProfileList",
+            "metadata": {},
+            "items": [
+                selinux_partial("rec-app-aaaaa", json!({"etc_t": {"file": ["read"]}})),
+                selinux_partial("rec-app-bbbbb", json!({"etc_t": {"file": ["open"]}, "@self": {"tcp_socket": ["listen"]}})),
+            ]
+        });
+        let merged = scenario(merge_on_deletion(&client, &deleted), async move {
+            let selector = "spo.x-k8s.io%2Frecording-id%3Drec%2Cspo.x-k8s.io%2Frecording-namespace%3Dshop%2Cspo.x-k8s.io%2Fpartial%3Dtrue";
+            expect(&mut handle, Method::GET, &format!("{SE}?&labelSelector={selector}"), partials).await;
+            let body = expect(
+                &mut handle,
+                Method::PATCH,
+                &format!("{SE}/rec-app?&force=true&fieldManager=syscribe"),
+                selinux_partial("rec-app", json!({})),
+            )
+            .await;
+            assert_eq!(
+                body["spec"]["allow"],
+                json!({"@self": {"tcp_socket": ["listen"]}, "etc_t": {"file": ["open", "read"]}})
+            );
+            assert_eq!(body["spec"]["state"], "Disabled", "disableProfileAfterRecording");
+            assert_eq!(body["metadata"]["labels"][LABEL_RECORDING_ID], "rec");
+            assert!(body["metadata"]["labels"].get(LABEL_PARTIAL).is_none());
+            expect(
+                &mut handle,
+                Method::DELETE,
+                &format!("{SE}?&labelSelector={selector}"),
+                json!({"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Success"}),
+            )
+            .await;
+            let body = expect(&mut handle, Method::PATCH, &format!("{PR}/rec?"), reply).await;
+            assert_eq!(body, json!({"metadata": {"finalizers": []}}));
+        })
+        .await
+        .unwrap();
+        assert_eq!(merged, ["rec-app"]);
+    }
 }
