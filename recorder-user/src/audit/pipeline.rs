@@ -270,7 +270,7 @@ impl Pipeline {
 
     /// The AVC tap's drops (channel full or closed).
     pub fn avc_tap_dropped(&self) -> u64 {
-        self.options.avc_tap.as_ref().map_or(0, |t| t.dropped)
+        self.options.avc_tap.as_ref().map_or(0, AvcTap::dropped)
     }
 
     /// Lines held back by the per-source share (and summarised instead).

@@ -4,6 +4,11 @@
 //! dropped and counted (`syscribe_enricher_avc_tap_dropped_total`), and a burst of drops is
 //! said once, when it starts and when it ends. What the enricher prints is unchanged.
 
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
+
 use tokio::sync::mpsc::{self, error::TrySendError};
 
 use super::enrich::Enriched;
@@ -49,8 +54,9 @@ pub struct AvcTap {
     tx: mpsc::Sender<SelinuxDenial>,
     /// Denials sent.
     pub sent: u64,
-    /// Denials dropped: the channel was full or its receiver gone.
-    pub dropped: u64,
+    /// Denials dropped: the channel was full or its receiver gone (shared by the taps of one
+    /// channel, so /metrics has every source's).
+    dropped: Arc<AtomicU64>,
     /// Drops of the burst going on (said when it ends).
     burst: u64,
 }
@@ -66,11 +72,26 @@ impl AvcTap {
             Self {
                 tx,
                 sent: 0,
-                dropped: 0,
+                dropped: Arc::default(),
                 burst: 0,
             },
             rx,
         )
+    }
+
+    /// A tap into the same channel for another source (its drops counted with this one's).
+    pub fn another(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+            sent: 0,
+            dropped: self.dropped.clone(),
+            burst: 0,
+        }
+    }
+
+    /// Denials dropped by every tap of this channel.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     /// Sends the line's denial if it is a pod's AVC; never waits.
@@ -84,7 +105,7 @@ impl AvcTap {
                 self.end_burst();
             }
             Err(TrySendError::Full(_) | TrySendError::Closed(_)) => {
-                self.dropped += 1;
+                self.dropped.fetch_add(1, Ordering::Relaxed);
                 if self.burst == 0 {
                     tracing::warn!(
                         capacity = self.tx.max_capacity(),
@@ -101,7 +122,7 @@ impl AvcTap {
         if self.burst > 0 {
             tracing::warn!(
                 dropped = self.burst,
-                total = self.dropped,
+                total = self.dropped(),
                 "SELinux denials for recordings were dropped"
             );
             self.burst = 0;
@@ -141,16 +162,24 @@ mod tests {
         for _ in 0..5 {
             tap.offer(&avc(Some("web-1")));
         }
-        assert_eq!((tap.sent, tap.dropped, tap.burst), (2, 3, 3));
+        assert_eq!((tap.sent, tap.dropped(), tap.burst), (2, 3, 3));
         let got = rx.try_recv().unwrap();
         assert_eq!(got.perms, ["read", "open"]);
         assert_eq!(got.pod, "web-1");
         assert_eq!(got.tclass, "file");
         // Room again: the burst is over (said once), the count stays.
         tap.offer(&avc(Some("web-1")));
-        assert_eq!((tap.sent, tap.dropped, tap.burst), (3, 3, 0));
+        assert_eq!((tap.sent, tap.dropped(), tap.burst), (3, 3, 0));
+        // Another source's tap: same channel, drops counted together.
+        assert_eq!(rx.try_recv().unwrap().pod, "web-1");
+        assert_eq!(rx.try_recv().unwrap().pod, "web-1");
+        let mut other = tap.another();
+        other.offer(&avc(Some("web-2")));
+        assert_eq!(rx.try_recv().unwrap().pod, "web-2");
         drop(rx);
         tap.offer(&avc(Some("web-1")));
-        assert_eq!(tap.dropped, 4, "a gone receiver drops too");
+        other.offer(&avc(Some("web-2")));
+        assert_eq!(tap.dropped(), 5, "a gone receiver drops too");
+        assert_eq!(other.dropped(), 5);
     }
 }

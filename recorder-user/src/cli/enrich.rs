@@ -85,6 +85,9 @@ pub struct EnrichArgs {
     /// The kernel log device.
     #[arg(long, default_value = "/dev/kmsg", hide = true)]
     pub kmsg: PathBuf,
+    /// Following a file: start at its end (what was there before is not read).
+    #[arg(skip)]
+    pub from_end: bool,
 }
 
 impl EnrichArgs {
@@ -103,6 +106,18 @@ impl EnrichArgs {
             netlink_buffer: AuditNetlink::DEFAULT_RCVBUF,
             proc: "/proc".into(),
             kmsg: "/dev/kmsg".into(),
+            from_end: false,
+        }
+    }
+
+    /// The daemon's extra source: `path` followed from its end, no metrics of its own (the
+    /// main enricher serves them).
+    pub fn for_daemon_file(node: String, path: PathBuf) -> Self {
+        Self {
+            source: Source::File(path),
+            metrics_addr: None,
+            from_end: true,
+            ..Self::for_daemon(node, SocketAddr::from(([127, 0, 0, 1], 0)))
         }
     }
 }
@@ -436,7 +451,7 @@ fn read_source<W: Write>(
         }
         Source::Netlink => read_netlink(args, pipeline, out),
         Source::File(path) if args.follow => {
-            let mut follower = Follower::open(path, false).map_err(read_err(path))?;
+            let mut follower = Follower::open(path, args.from_end).map_err(read_err(path))?;
             while !stop_requested() {
                 for line in follower.poll().map_err(read_err(path))? {
                     pipeline.line(&line, out).map_err(write_err)?;

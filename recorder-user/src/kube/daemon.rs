@@ -65,6 +65,11 @@ pub struct DaemonArgs {
     /// Do not install SeccompProfiles on this node (record only).
     #[arg(long)]
     pub no_install: bool,
+    /// Also follow this file of audit lines (e.g. auditd's /var/log/audit/audit.log), from its
+    /// end, beside the kernel source; waits for it to exist. Its denials are enriched, printed
+    /// and recorded as the kernel source's are.
+    #[arg(long, value_name = "FILE")]
+    pub audit_log: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Error)]
@@ -139,6 +144,21 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
         );
         let (tap, rx) = AvcTap::channel(AvcTap::CAPACITY);
         avcs = Some(rx);
+        if let Some(file) = args.audit_log.clone() {
+            let (paths, node, known, tap) = (
+                HostPaths {
+                    btf: paths.btf.clone(),
+                    mountinfo: paths.mountinfo.clone(),
+                },
+                args.node.clone(),
+                known.clone(),
+                tap.another(),
+            );
+            std::thread::Builder::new()
+                .name("enricher-file".into())
+                .spawn(move || follow_audit_log(&paths, node, file, known, tap))
+                .map_err(|source| DaemonError::Thread { source })?;
+        }
         std::thread::Builder::new()
             .name("enricher".into())
             .spawn(move || {
@@ -278,6 +298,28 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
         }
     }
     daemon.stop(pinned, &args.pin_dir).await
+}
+
+/// The enricher on `--audit-log FILE`, once the file exists (checked every second).
+fn follow_audit_log(
+    paths: &HostPaths,
+    node: String,
+    file: std::path::PathBuf,
+    known: KnownNames,
+    tap: AvcTap,
+) {
+    let mut said = false;
+    while !file.exists() {
+        if !std::mem::replace(&mut said, true) {
+            tracing::info!(path = %file.display(), "waiting for the audit log to exist");
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    tracing::info!(path = %file.display(), "following the audit log from its end");
+    let args = crate::cli::enrich::EnrichArgs::for_daemon_file(node, file);
+    if let Err(err) = crate::cli::enrich::run_with(paths, args, Some(known), Some(tap)) {
+        tracing::error!(error = %err, "the audit log's enricher stopped");
+    }
 }
 
 /// A watch event of either SELinux kind.
