@@ -110,13 +110,13 @@ impl EnrichArgs {
         }
     }
 
-    /// The daemon's extra source: `path` followed from its end, no metrics of its own (the
-    /// main enricher serves them).
-    pub fn for_daemon_file(node: String, path: PathBuf) -> Self {
+    /// The daemon's extra source: `path` followed (`from_end`: from its end), no metrics of
+    /// its own (the main enricher serves them).
+    pub fn for_daemon_file(node: String, path: PathBuf, from_end: bool) -> Self {
         Self {
             source: Source::File(path),
             metrics_addr: None,
-            from_end: true,
+            from_end,
             ..Self::for_daemon(node, SocketAddr::from(([127, 0, 0, 1], 0)))
         }
     }

@@ -65,9 +65,9 @@ pub struct DaemonArgs {
     /// Do not install SeccompProfiles on this node (record only).
     #[arg(long)]
     pub no_install: bool,
-    /// Also follow this file of audit lines (e.g. auditd's /var/log/audit/audit.log), from its
-    /// end, beside the kernel source; waits for it to exist. Its denials are enriched, printed
-    /// and recorded as the kernel source's are.
+    /// Also follow this file of audit lines (e.g. auditd's /var/log/audit/audit.log) beside
+    /// the kernel source: from its end, or from its start if it appears later (waited for).
+    /// Its denials are enriched, printed and recorded as the kernel source's are.
     #[arg(long, value_name = "FILE")]
     pub audit_log: Option<std::path::PathBuf>,
 }
@@ -300,7 +300,8 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
     daemon.stop(pinned, &args.pin_dir).await
 }
 
-/// The enricher on `--audit-log FILE`, once the file exists (checked every second).
+/// The enricher on `--audit-log FILE`: from its end if it exists now, else from its start
+/// once it exists (checked every second: all it holds then is new).
 fn follow_audit_log(
     paths: &HostPaths,
     node: String,
@@ -308,6 +309,7 @@ fn follow_audit_log(
     known: KnownNames,
     tap: AvcTap,
 ) {
+    let from_end = file.exists();
     let mut said = false;
     while !file.exists() {
         if !std::mem::replace(&mut said, true) {
@@ -315,8 +317,8 @@ fn follow_audit_log(
         }
         std::thread::sleep(Duration::from_secs(1));
     }
-    tracing::info!(path = %file.display(), "following the audit log from its end");
-    let args = crate::cli::enrich::EnrichArgs::for_daemon_file(node, file);
+    tracing::info!(path = %file.display(), from_end, "following the audit log");
+    let args = crate::cli::enrich::EnrichArgs::for_daemon_file(node, file, from_end);
     if let Err(err) = crate::cli::enrich::run_with(paths, args, Some(known), Some(tap)) {
         tracing::error!(error = %err, "the audit log's enricher stopped");
     }
