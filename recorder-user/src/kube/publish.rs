@@ -64,7 +64,7 @@ pub async fn apply_profile<K>(client: &Client, profile: &K) -> Result<(), Publis
 where
     K: NodeProfile + kube::Resource<Scope = kube::core::ClusterResourceScope>,
 {
-    let api: Api<K> = Api::all(client.clone());
+    let api: Api<K> = Api::all(client.clone()); // kinds: SeccompProfile, SelinuxProfile
     let name = profile.name_any();
     let mut body = profile.clone();
     body.meta_mut().managed_fields = None;
@@ -249,7 +249,7 @@ where
 {
     let name = recording.name_any();
     let namespace = recording.namespace().unwrap_or_default();
-    let api: Api<K> = Api::all(client.clone());
+    let api: Api<K> = Api::all(client.clone()); // kinds: SeccompProfile, SelinuxProfile
     let selector = format!(
         "{LABEL_RECORDING_ID}={name},{LABEL_RECORDING_NAMESPACE}={namespace},{LABEL_PARTIAL}=true"
     );
