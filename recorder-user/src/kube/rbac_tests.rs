@@ -96,49 +96,47 @@ fn accesses_in(source: &str) -> BTreeSet<Access> {
 }
 
 /// The requests `line` makes to `resource`.
-fn calls<'a>(
+fn calls(
     line: &str,
     resource: &str,
-    last_call: &mut Option<&'a str>,
+    last_call: &mut Option<&'static str>,
     found: &mut BTreeSet<Access>,
 ) {
-    {
-        let mut add = |resource: &str, verb: &str| {
-            found.insert((resource.to_owned(), verb.to_owned()));
-        };
-        let names_a_type = RESOURCES.iter().any(|(rust, _)| {
-            line.contains(&format!("Api::<{rust}>")) || line.contains(&format!("Api<{rust}>"))
-        });
-        if line.contains("watcher(") && names_a_type {
-            // A watcher lists, then watches.
-            add(resource, "list");
-            add(resource, "watch");
+    let mut add = |resource: &str, verb: &str| {
+        found.insert((resource.to_owned(), verb.to_owned()));
+    };
+    let names_a_type = RESOURCES.iter().any(|(rust, _)| {
+        line.contains(&format!("Api::<{rust}>")) || line.contains(&format!("Api<{rust}>"))
+    });
+    if line.contains("watcher(") && names_a_type {
+        // A watcher lists, then watches.
+        add(resource, "list");
+        add(resource, "watch");
+    }
+    // `.get(` and `.delete(` are also map and label calls: only kube's unambiguous names.
+    for (call, verb) in [
+        (".list(", "list"),
+        (".get_opt(", "get"),
+        (".get_metadata(", "get"),
+        (".patch(", "patch"),
+        (".create(", "create"),
+        (".replace(", "update"),
+        (".delete_collection(", "deletecollection"),
+    ] {
+        if line.contains(call) || line.starts_with(&call[1..]) {
+            add(resource, verb);
         }
-        // `.get(` and `.delete(` are also map and label calls: only kube's unambiguous names.
-        for (call, verb) in [
-            (".list(", "list"),
-            (".get_opt(", "get"),
-            (".get_metadata(", "get"),
-            (".patch(", "patch"),
-            (".create(", "create"),
-            (".replace(", "update"),
-            (".delete_collection(", "deletecollection"),
-        ] {
-            if line.contains(call) || line.starts_with(&call[1..]) {
-                add(resource, verb);
-            }
-        }
-        if line.contains(".patch_status(") || line.starts_with("patch_status(") {
-            add(&format!("{resource}/status"), "patch");
-            *last_call = Some("patch_status");
-        } else if line.contains(".patch(") || line.starts_with("patch(") {
-            *last_call = Some("patch");
-        }
-        // Server-side apply makes the object when it is missing, and the API server then
-        // authorizes `create` as well as `patch` (found on the real cluster: a 403).
-        if line.contains("Patch::Apply") && *last_call == Some("patch") {
-            add(resource, "create");
-        }
+    }
+    if line.contains(".patch_status(") || line.starts_with("patch_status(") {
+        add(&format!("{resource}/status"), "patch");
+        *last_call = Some("patch_status");
+    } else if line.contains(".patch(") || line.starts_with("patch(") {
+        *last_call = Some("patch");
+    }
+    // Server-side apply makes the object when it is missing, and the API server then
+    // authorizes `create` as well as `patch` (found on the real cluster: a 403).
+    if line.contains("Patch::Apply") && *last_call == Some("patch") {
+        add(resource, "create");
     }
 }
 
