@@ -18,6 +18,13 @@ use std::{
 pub const CONTAINER_TEMPLATE: &str = include_str!("../../deploy/selinux/container.cil");
 /// The module name the template is installed as.
 pub const TEMPLATE_MODULE: &str = "container";
+/// The permissive recording type's module (deploy/selinux/selinuxrecording.cil): pods recorded
+/// by a SelinuxProfile recording run as [`RECORDING_TYPE`].
+pub const RECORDING_POLICY: &str = include_str!("../../deploy/selinux/selinuxrecording.cil");
+/// The module name it is installed as (upstream's).
+pub const RECORDING_MODULE: &str = "selinuxrecording";
+/// The SELinux type a recorded pod's containers run as: `seLinuxOptions.type`.
+pub const RECORDING_TYPE: &str = "selinuxrecording.process";
 /// Where SELinux is on: the kernel's selinuxfs.
 pub const SELINUXFS: &str = "/sys/fs/selinux";
 
@@ -143,6 +150,17 @@ impl PolicyStore {
             return Ok(false);
         }
         self.install(TEMPLATE_MODULE, CONTAINER_TEMPLATE)?;
+        Ok(true)
+    }
+
+    /// Installs the template and the permissive recording module unless the store has them.
+    /// Returns whether the recording module was installed now.
+    pub fn ensure_recording_module(&self) -> Result<bool, StoreError> {
+        self.ensure_template()?;
+        if self.modules()?.contains(RECORDING_MODULE) {
+            return Ok(false);
+        }
+        self.install(RECORDING_MODULE, RECORDING_POLICY)?;
         Ok(true)
     }
 

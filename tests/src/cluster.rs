@@ -196,6 +196,11 @@ impl Kube {
     }
 }
 
+/// The audit log the deployed daemon follows besides the kernel (`--audit-log`, on the node's
+/// /var/log/audit, which the DaemonSet mounts): the SELinux recording test writes AVC lines of a
+/// real pod's pid there, as auditd would on an SELinux node.
+pub const TEST_AUDIT_LOG: &str = "/var/log/audit/syscribe-test.log";
+
 /// Syscribe as deployed by `kubectl apply -k` through the test overlay (once per test binary).
 pub struct Deployment {
     pub ca: PathBuf,
@@ -250,6 +255,11 @@ patches:
     - op: add
       path: /webhooks/0/clientConfig/caBundle
       value: {ca_bundle}
+- target: {{kind: DaemonSet, name: syscribe}}
+  patch: |-
+    - op: add
+      path: /spec/template/spec/containers/0/args/-
+      value: --audit-log={TEST_AUDIT_LOG}
 "#
             ),
         )

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use syscribe_tests::cluster::{Kube, deployed, image};
+use syscribe_tests::cluster::{Kube, TEST_AUDIT_LOG, deployed, image};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -400,6 +400,152 @@ spec:
     ]);
     kube.ok(&["delete", "namespace", "shop", "--wait=true"]);
     kube.ok(&["delete", "seccompprofile", "ming-web", "--wait=true"]);
+}
+
+/// An app developer records a SelinuxProfile as upstream documents it: a `kind: SelinuxProfile`,
+/// `recorder: Logs` ProfileRecording, a pod that runs as `selinuxrecording.process`. SELinux is
+/// off on this node, so no kernel writes an AVC: the test writes, to the audit log the daemon
+/// follows (`--audit-log`, see the overlay), the AVC and SYSCALL records an SELinux node would
+/// write for the pod's real process (its pid found in the pod's container cgroup). Deleting the
+/// pod publishes `<recording>-<container>` with exactly those accesses allowed.
+#[test]
+fn s7b_a_pods_avcs_become_its_recorded_selinux_profile() {
+    let kube = Kube::get();
+    deployed(&kube);
+    kube.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: selinux-shop}\n");
+    kube.ok(&[
+        "label",
+        "namespace",
+        "selinux-shop",
+        "spo.x-k8s.io/enable-recording=true",
+        "--overwrite",
+    ]);
+    kube.apply(
+        r#"apiVersion: security-profiles-operator.x-k8s.io/v1
+kind: ProfileRecording
+metadata: {name: seli, namespace: selinux-shop}
+spec:
+  kind: SelinuxProfile
+  recorder: Logs
+  podSelector: {matchLabels: {app: web}}
+"#,
+    );
+    kube.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: web, namespace: selinux-shop, labels: {{app: web}}}}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: web
+    image: {image}
+    command: [sh, -c, "exec sleep 3600"]
+    securityContext:
+      seLinuxOptions:
+        type: selinuxrecording.process
+"#,
+        image = image("workload"),
+    ));
+    kube.wait_for("the recorded pod Running", MINUTE, || {
+        (kube.pod_phase("selinux-shop", "web") == "Running").then_some(())
+    });
+    kube.wait_for("the recording naming the pod", MINUTE, || {
+        let rec = kube.json(&["get", "profilerecording", "-n", "selinux-shop", "seli"]);
+        (rec["status"]["activeWorkloads"] == serde_json::json!(["selinux-shop/web"])).then_some(())
+    });
+    let pod = kube.json(&["get", "pod", "-n", "selinux-shop", "web"]);
+    let uid = pod["metadata"]["uid"].as_str().unwrap().to_owned();
+    let id = pod["status"]["containerStatuses"][0]["containerID"]
+        .as_str()
+        .and_then(|id| id.split_once("://"))
+        .map(|(_, id)| id.to_owned())
+        .expect("the container's id");
+    // The container's process, in its cgroup (cgroupfs driver; BestEffort pod).
+    let pid: u32 = kube.wait_for("the container's process", MINUTE, || {
+        std::fs::read_dir("/sys/fs/cgroup")
+            .ok()?
+            .flatten()
+            .find_map(|hierarchy| {
+                let procs = hierarchy
+                    .path()
+                    .join(format!("kubepods/besteffort/pod{uid}/{id}/cgroup.procs"));
+                std::fs::read_to_string(procs)
+                    .ok()?
+                    .lines()
+                    .next()?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+    });
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let source = "system_u:system_r:selinuxrecording.process:s0:c1,c2";
+    let mut lines = String::new();
+    for (serial, perms, tcontext, tclass) in [
+        (1, "read", "system_u:object_r:etc_t:s0", "file"),
+        (2, "open", "system_u:object_r:etc_t:s0", "file"),
+        (3, "listen", source, "tcp_socket"),
+    ] {
+        let at = format!(
+            "{}.{:03}:{}",
+            now.as_secs(),
+            now.subsec_millis(),
+            900_000 + serial
+        );
+        lines += &format!(
+            "type=AVC msg=audit({at}): avc:  denied  {{ {perms} }} for  pid={pid} comm=\"sleep\" name=\"passwd\" dev=\"vda1\" ino=12 scontext={source} tcontext={tcontext} tclass={tclass} permissive=1\n\
+             type=SYSCALL msg=audit({at}): arch=c000003e syscall=257 success=yes exit=3 items=1 ppid=1 pid={pid} auid=4294967295 uid=0 gid=0 comm=\"sleep\" exe=\"/bin/busybox\" subj={source} key=(null)\n"
+        );
+    }
+    std::fs::create_dir_all("/var/log/audit").unwrap();
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(TEST_AUDIT_LOG)
+        .unwrap();
+    std::io::Write::write_all(&mut log, lines.as_bytes()).unwrap();
+    drop(log);
+    // The daemon's enricher prints each one, named by its pod index.
+    kube.wait_for("the daemon printing the pod's AVCs", MINUTE, || {
+        let logs = kube.ok(&["logs", "-n", "syscribe", "daemonset/syscribe", "--tail=-1"]);
+        (logs
+            .lines()
+            .filter(|l| {
+                l.contains("\"type\":\"selinux\"")
+                    && l.contains("\"pod\":\"web\"")
+                    && l.contains(&format!("\"pid\":{pid}"))
+            })
+            .count()
+            >= 3)
+            .then_some(())
+    });
+    kube.ok(&["delete", "pod", "-n", "selinux-shop", "web", "--wait=true"]);
+    let profile = kube.wait_for("SelinuxProfile seli-web published", MINUTE, || {
+        let out = kube.run(&["get", "selinuxprofile", "seli-web", "-o", "json"]);
+        serde_json::from_slice::<Value>(&out.stdout).ok()
+    });
+    assert_eq!(
+        profile["spec"]["allow"],
+        serde_json::json!({"@self": {"tcp_socket": ["listen"]}, "etc_t": {"file": ["open", "read"]}}),
+        "{profile}"
+    );
+    assert_eq!(
+        profile["spec"]["inherit"],
+        serde_json::json!([{"kind": "System", "name": "container"}])
+    );
+    let labels = &profile["metadata"]["labels"];
+    assert_eq!(labels["spo.x-k8s.io/recording-id"], "seli", "{profile}");
+    assert_eq!(labels["spo.x-k8s.io/recording-namespace"], "selinux-shop");
+    assert_eq!(labels["spo.x-k8s.io/container-id"], "web");
+    assert_eq!(
+        profile["metadata"]["annotations"]["syscribe.dev/recorded-denials"],
+        "3"
+    );
+    kube.ok(&["delete", "namespace", "selinux-shop", "--wait=true"]);
+    kube.ok(&["delete", "selinuxprofile", "seli-web", "--wait=true"]);
 }
 
 /// The daemon's resident memory on the node while it records nothing (a figure for the

@@ -11,4 +11,5 @@ pub mod netlink;
 pub mod parse;
 pub mod pipeline;
 pub mod source;
+pub mod tap;
 pub mod text;

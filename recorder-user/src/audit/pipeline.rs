@@ -26,6 +26,7 @@ use super::{
     filter::{Aggregator, FilterRule, keeps},
     metrics::Metrics,
     parse::{Denial, EventId, Parsed, parse_line},
+    tap::AvcTap,
 };
 use crate::resolve::{
     process::{BootClock, ProcResolver},
@@ -90,6 +91,8 @@ pub struct Options {
     /// Printed lines per second per source (0: no limit) and at once; see [`super::fair`].
     pub per_source_rate: u32,
     pub per_source_burst: u32,
+    /// Where pods' AVCs go for SELinux recordings (the daemon's), before filters and shares.
+    pub avc_tap: Option<AvcTap>,
 }
 
 struct Waiting {
@@ -302,6 +305,9 @@ impl Pipeline {
     /// and aggregated lines when their interval is over.
     pub fn tick(&mut self, sink: &mut dyn Sink) -> std::io::Result<()> {
         self.flush_waiting(false, sink)?;
+        if let Some(tap) = self.options.avc_tap.as_mut() {
+            tap.end_burst();
+        }
         if let (Some((agg, since)), Some(every)) =
             (self.aggregator.as_mut(), self.options.aggregate)
             && !every.is_zero()
@@ -335,6 +341,11 @@ impl Pipeline {
     /// Lines counted in an aggregation's catch-all row (too many distinct keys).
     pub fn aggregate_overflow(&self) -> u64 {
         self.aggregator.as_ref().map_or(0, |(agg, _)| agg.overflow)
+    }
+
+    /// The AVC tap's drops (channel full or closed).
+    pub fn avc_tap_dropped(&self) -> u64 {
+        self.options.avc_tap.as_ref().map_or(0, AvcTap::dropped)
     }
 
     /// Lines held back by the per-source share (and summarised instead).
@@ -422,6 +433,11 @@ impl Pipeline {
                     c.group_overflow,
                 ),
                 (
+                    "syscribe_enricher_avc_tap_dropped_total",
+                    "SELinux denials of pods not handed to the recordings: the daemon's channel was full.",
+                    self.avc_tap_dropped(),
+                ),
+                (
                     "syscribe_enricher_syscall_name_cache_resets_total",
                     "Times the syscall name cache was full and started over.",
                     self.names.resets,
@@ -493,6 +509,10 @@ impl Pipeline {
     }
 
     fn emit(&mut self, line: &Enriched, sink: &mut dyn Sink) -> std::io::Result<()> {
+        // Recordings see every AVC, whatever the filters, aggregation or shares print.
+        if let Some(tap) = self.options.avc_tap.as_mut() {
+            tap.offer(line);
+        }
         if let Some(metrics) = &self.options.metrics
             && let Ok(mut m) = metrics.lock()
         {
@@ -608,6 +628,7 @@ mod tests {
                 metrics,
                 per_source_rate: 0,
                 per_source_burst: 1,
+                avc_tap: None,
             },
             ProcResolver::new(none.clone(), none.clone(), None),
             RuntimeNames::new(vec![none]),
@@ -631,6 +652,24 @@ mod tests {
         assert_eq!(line["syscallName"], "openat");
         assert_eq!(line["perm"], "read write");
         assert_eq!(p.counts.grouped, 1);
+    }
+
+    /// The tap takes nothing from what is printed: the same lines with and without it (the
+    /// AVC here is of no pod, so nothing goes to recordings either).
+    #[test]
+    fn the_avc_tap_leaves_the_output_unchanged() {
+        let mut plain = pipeline(None);
+        let mut tapped = pipeline(None);
+        let (tap, mut rx) = AvcTap::channel(4);
+        tapped.options.avc_tap = Some(tap);
+        let (mut a, mut b) = (Collect::default(), Collect::default());
+        for line in [AVC, SYSCALL] {
+            plain.line(line, &mut a).unwrap();
+            tapped.line(line, &mut b).unwrap();
+        }
+        assert_eq!(a.0.len(), 1);
+        assert_eq!(a.0, b.0);
+        assert!(rx.try_recv().is_err(), "no pod: not for a recording");
     }
 
     #[test]

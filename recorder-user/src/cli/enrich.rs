@@ -25,6 +25,7 @@ use crate::{
         source::{
             Kmsg, Lines, LinesError, open_regular, stop_on_signals, stop_requested, wait_readable,
         },
+        tap::AvcTap,
         text,
     },
     bpf::ExitMemory,
@@ -84,6 +85,9 @@ pub struct EnrichArgs {
     /// The kernel log device.
     #[arg(long, default_value = "/dev/kmsg", hide = true)]
     pub kmsg: PathBuf,
+    /// Following a file: start at its end (what was there before is not read).
+    #[arg(skip)]
+    pub from_end: bool,
 }
 
 impl EnrichArgs {
@@ -102,6 +106,18 @@ impl EnrichArgs {
             netlink_buffer: AuditNetlink::DEFAULT_RCVBUF,
             proc: "/proc".into(),
             kmsg: "/dev/kmsg".into(),
+            from_end: false,
+        }
+    }
+
+    /// The daemon's extra source: `path` followed (`from_end`: from its end), no metrics of
+    /// its own (the main enricher serves them).
+    pub fn for_daemon_file(node: String, path: PathBuf, from_end: bool) -> Self {
+        Self {
+            source: Source::File(path),
+            metrics_addr: None,
+            from_end,
+            ..Self::for_daemon(node, SocketAddr::from(([127, 0, 0, 1], 0)))
         }
     }
 }
@@ -207,7 +223,7 @@ impl<W: Write> Sink for Output<W> {
 const IDLE: Duration = Duration::from_millis(200);
 
 pub fn run(paths: &HostPaths, args: EnrichArgs) -> Result<i32, CliError> {
-    run_with(paths, args, None)
+    run_with(paths, args, None, None)
 }
 
 /// Periodic work while reading: due lines out, metrics published, the kernel's drops read.
@@ -259,11 +275,13 @@ impl Ticker {
     }
 }
 
-/// `run`, with container names known from elsewhere (the daemon's pod index).
+/// `run`, with container names known from elsewhere (the daemon's pod index), and pods' AVCs
+/// handed to the daemon's SELinux recordings through `avc_tap`.
 pub fn run_with(
     paths: &HostPaths,
     mut args: EnrichArgs,
     known: Option<KnownNames>,
+    avc_tap: Option<AvcTap>,
 ) -> Result<i32, CliError> {
     if args.source == Source::Auto {
         args.source = pick_source(args.follow);
@@ -320,6 +338,7 @@ pub fn run_with(
             metrics: metrics.clone(),
             per_source_rate: args.per_source_rate,
             per_source_burst: args.per_source_burst,
+            avc_tap,
         },
         ProcResolver::new(args.proc.clone(), cgroup2, exits),
         match known {
@@ -344,6 +363,12 @@ pub fn run_with(
         pipeline.suppressed(),
         pipeline.aggregate_overflow(),
     );
+    if pipeline.avc_tap_dropped() > 0 {
+        bounds += &format!(
+            ", {} SELinux denials not handed to recordings (channel full)",
+            pipeline.avc_tap_dropped()
+        );
+    }
     if pipeline.sources_overflow() > 0 {
         bounds += &format!(
             ", {} from sources beyond the table",
@@ -426,7 +451,7 @@ fn read_source<W: Write>(
         }
         Source::Netlink => read_netlink(args, pipeline, out),
         Source::File(path) if args.follow => {
-            let mut follower = Follower::open(path, false).map_err(read_err(path))?;
+            let mut follower = Follower::open(path, args.from_end).map_err(read_err(path))?;
             while !stop_requested() {
                 for line in follower.poll().map_err(read_err(path))? {
                     pipeline.line(&line, out).map_err(write_err)?;

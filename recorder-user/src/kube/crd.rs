@@ -328,7 +328,8 @@ pub enum PolicyKind {
     SelinuxProfile,
 }
 
-fn default_inherit() -> Vec<PolicyRef> {
+/// What a SelinuxProfile inherits when it says nothing: the system's `container` template.
+pub fn default_inherit() -> Vec<PolicyRef> {
     vec![PolicyRef {
         kind: PolicyKind::System,
         name: "container".to_owned(),

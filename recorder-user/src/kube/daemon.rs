@@ -20,6 +20,7 @@ use kube::{
     },
 };
 use thiserror::Error;
+use tokio::sync::mpsc;
 
 use super::{
     crd::{
@@ -33,6 +34,7 @@ use super::{
     selinux_node::{Built, SelinuxKind, SelinuxNode},
 };
 use crate::{
+    audit::tap::{AvcTap, SelinuxDenial},
     record::{HostPaths, RecordError, subtree::Subtrees},
     resolve::runtime::{KnownNames, PodNames},
 };
@@ -63,6 +65,11 @@ pub struct DaemonArgs {
     /// Do not install SeccompProfiles on this node (record only).
     #[arg(long)]
     pub no_install: bool,
+    /// Also follow this file of audit lines (e.g. auditd's /var/log/audit/audit.log) beside
+    /// the kernel source: from its end, or from its start if it appears later (waited for).
+    /// Its denials are enriched, printed and recorded as the kernel source's are.
+    #[arg(long, value_name = "FILE")]
+    pub audit_log: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Error)]
@@ -111,7 +118,10 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
         .await
         .map_err(|source| DaemonError::Client { source })?;
     let known: KnownNames = KnownNames::default();
+    // Pods' AVCs from the enricher, for SelinuxProfile recordings.
+    let mut avcs: Option<mpsc::Receiver<SelinuxDenial>> = None;
     if args.no_enrich {
+        tracing::info!("no enricher: SelinuxProfile recordings get no denials");
         // /healthz, /readyz (and the plain counters) without the enricher.
         let metrics = std::sync::Arc::new(std::sync::Mutex::new(
             crate::audit::metrics::Metrics::default(),
@@ -132,11 +142,29 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
             args.metrics_addr,
             known.clone(),
         );
+        let (tap, rx) = AvcTap::channel(AvcTap::CAPACITY);
+        avcs = Some(rx);
+        if let Some(file) = args.audit_log.clone() {
+            let (paths, node, known, tap) = (
+                HostPaths {
+                    btf: paths.btf.clone(),
+                    mountinfo: paths.mountinfo.clone(),
+                },
+                args.node.clone(),
+                known.clone(),
+                tap.another(),
+            );
+            std::thread::Builder::new()
+                .name("enricher-file".into())
+                .spawn(move || follow_audit_log(&paths, node, file, known, tap))
+                .map_err(|source| DaemonError::Thread { source })?;
+        }
         std::thread::Builder::new()
             .name("enricher".into())
             .spawn(move || {
                 let args = crate::cli::enrich::EnrichArgs::for_daemon(node, addr);
-                if let Err(err) = crate::cli::enrich::run_with(&paths, args, Some(known)) {
+                if let Err(err) = crate::cli::enrich::run_with(&paths, args, Some(known), Some(tap))
+                {
                     tracing::error!(error = %err, "the enricher stopped");
                 }
             })
@@ -170,11 +198,14 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
                 "SELinux is off on this node: SELinux profiles are reported as not installable here"
             );
         }
-        daemon.selinux = Some(SelinuxNode::new(
+        let node = SelinuxNode::new(
             args.node.clone(),
             selinux_on.then(crate::selinux::PolicyStore::host),
             crate::profile::validate::Validator::for_this_host(),
-        ));
+        );
+        // Before any pod is recorded: the permissive type recorded pods run as.
+        node.prepare_recording();
+        daemon.selinux = Some(node);
     }
     let mut pods: BoxStream<_> = watcher(
         Api::<Pod>::all(client.clone()),
@@ -255,6 +286,7 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
                 None => break,
             },
             Some(built) = next_built(&mut daemon.selinux) => daemon.selinux_built(built).await,
+            Some(denial) = next_avc(&mut avcs) => daemon.avc(&denial),
             created = daemon.recordings.subtrees_mut().created() => {
                 if let Err(err) = created {
                     tracing::warn!(error = %err, "watching pods' cgroups");
@@ -268,10 +300,42 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
     daemon.stop(pinned, &args.pin_dir).await
 }
 
+/// The enricher on `--audit-log FILE`: from its end if it exists now, else from its start
+/// once it exists (checked every second: all it holds then is new).
+fn follow_audit_log(
+    paths: &HostPaths,
+    node: String,
+    file: std::path::PathBuf,
+    known: KnownNames,
+    tap: AvcTap,
+) {
+    let from_end = file.exists();
+    let mut said = false;
+    while !file.exists() {
+        if !std::mem::replace(&mut said, true) {
+            tracing::info!(path = %file.display(), "waiting for the audit log to exist");
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    tracing::info!(path = %file.display(), from_end, "following the audit log");
+    let args = crate::cli::enrich::EnrichArgs::for_daemon_file(node, file, from_end);
+    if let Err(err) = crate::cli::enrich::run_with(paths, args, Some(known), Some(tap)) {
+        tracing::error!(error = %err, "the audit log's enricher stopped");
+    }
+}
+
 /// A watch event of either SELinux kind.
 pub enum SelinuxEvent {
     Profile(Event<SelinuxProfile>),
     Raw(Event<RawSelinuxProfile>),
+}
+
+/// The next pod's AVC from the enricher; never, without one.
+async fn next_avc(avcs: &mut Option<mpsc::Receiver<SelinuxDenial>>) -> Option<SelinuxDenial> {
+    match avcs {
+        Some(rx) => rx.recv().await,
+        None => futures::future::pending().await,
+    }
 }
 
 /// The next finished module build; never, without SELinux profiles to install.
@@ -406,6 +470,11 @@ impl Daemon {
         }
         self.changed().await;
         Ok(())
+    }
+
+    /// A pod's AVC, from the enricher's tap: into its SelinuxProfile recording, if any.
+    pub fn avc(&mut self, denial: &SelinuxDenial) {
+        self.recordings.selinux_mut().denial(denial);
     }
 
     pub async fn profile_event(&mut self, event: Event<SeccompProfile>) {
@@ -544,6 +613,9 @@ impl Daemon {
             let outcome = self.recordings.finish().await?;
             let mut retry = self.retry;
             for profile in outcome.profiles {
+                retry.publish(&self.client, profile).await;
+            }
+            for profile in outcome.selinux_profiles {
                 retry.publish(&self.client, profile).await;
             }
         }
@@ -732,8 +804,11 @@ async fn handle_recording(
     if recording.annotations().contains_key(ANNOTATION_SNAPSHOT) {
         let key = key_of(recording);
         let outcome = recordings.snapshot(&key)?;
-        tracing::info!(recording = %key.1, profiles = outcome.profiles.len(), "snapshot");
+        tracing::info!(recording = %key.1, profiles = outcome.profiles.len() + outcome.selinux_profiles.len(), "snapshot");
         for profile in outcome.profiles {
+            retry.publish(client, profile).await;
+        }
+        for profile in outcome.selinux_profiles {
             retry.publish(client, profile).await;
         }
         if let Err(err) = publish::clear_snapshot(client, &key).await {
@@ -772,8 +847,80 @@ fn retryable(err: &PublishError) -> bool {
     }
 }
 
+/// A recorded profile to publish, of either kind.
+#[derive(Debug, Clone)]
+pub enum Recorded {
+    Seccomp(SeccompProfile),
+    Selinux(SelinuxProfile),
+}
+
+impl From<SeccompProfile> for Recorded {
+    fn from(profile: SeccompProfile) -> Self {
+        Self::Seccomp(profile)
+    }
+}
+
+impl From<SelinuxProfile> for Recorded {
+    fn from(profile: SelinuxProfile) -> Self {
+        Self::Selinux(profile)
+    }
+}
+
+impl Recorded {
+    fn name_any(&self) -> String {
+        match self {
+            Self::Seccomp(p) => p.name_any(),
+            Self::Selinux(p) => p.name_any(),
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Seccomp(_) => "SeccompProfile",
+            Self::Selinux(_) => "SelinuxProfile",
+        }
+    }
+
+    /// The prefix of its file in the state directory (a SelinuxProfile may share a
+    /// SeccompProfile's name).
+    fn prefix(&self) -> &'static str {
+        match self {
+            Self::Seccomp(_) => "pending-",
+            Self::Selinux(_) => "pending-selinux.",
+        }
+    }
+
+    fn to_json(&self) -> Vec<u8> {
+        match self {
+            Self::Seccomp(p) => serde_json::to_vec(p),
+            Self::Selinux(p) => serde_json::to_vec(p),
+        }
+        .expect("profiles serialize")
+    }
+
+    /// A file of the state directory: `pending-selinux.<name>.json` (a name has no '.' at its
+    /// start, so no SeccompProfile's file looks like it) or `pending-<name>.json`.
+    fn from_file(file_name: &str, text: &[u8]) -> Option<Self> {
+        let stem = file_name.strip_suffix(".json")?;
+        if stem.starts_with("pending-selinux.") {
+            serde_json::from_slice(text).ok().map(Self::Selinux)
+        } else if stem.starts_with("pending-") {
+            serde_json::from_slice(text).ok().map(Self::Seccomp)
+        } else {
+            None
+        }
+    }
+
+    async fn apply(&self, client: &Client) -> Result<(), PublishError> {
+        match self {
+            Self::Seccomp(p) => publish::apply_profile(client, p).await,
+            Self::Selinux(p) => publish::apply_profile(client, p).await,
+        }
+    }
+}
+
 struct Waiting {
-    profile: SeccompProfile,
+    profile: Recorded,
     attempts: u32,
     next: tokio::time::Instant,
 }
@@ -796,10 +943,10 @@ impl Pending {
                 continue;
             }
             match crate::files::read_regular(&entry.path(), MAX_STATE_FILE)
-                .map(|t| serde_json::from_slice::<SeccompProfile>(&t))
+                .map(|t| Recorded::from_file(&name, &t))
             {
-                Ok(Ok(profile)) if waiting.len() < MAX_RETRIES => {
-                    tracing::info!(profile = %profile.name_any(), "a profile a previous daemon could not publish is published now");
+                Ok(Some(profile)) if waiting.len() < MAX_RETRIES => {
+                    tracing::info!(profile = %profile.name_any(), kind = profile.kind(), "a profile a previous daemon could not publish is published now");
                     waiting.push(Waiting {
                         profile,
                         attempts: 0,
@@ -818,46 +965,46 @@ impl Pending {
         }
     }
 
-    fn file(&self, profile: &SeccompProfile) -> Option<std::path::PathBuf> {
+    fn file(&self, profile: &Recorded) -> Option<std::path::PathBuf> {
         let name = profile.name_any();
         let plain = !name.is_empty()
             && name
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-            && !name.starts_with('.');
+            && !name.starts_with('.')
+            && !name.starts_with("selinux.");
         plain.then(|| {
             self.dir
                 .as_ref()
-                .map(|d| d.join(format!("pending-{name}.json")))
+                .map(|d| d.join(format!("{}{name}.json", profile.prefix())))
         })?
     }
 
-    fn keep(&self, profile: &SeccompProfile) {
+    fn keep(&self, profile: &Recorded) {
         let Some(path) = self.file(profile) else {
             return;
         };
-        let text = serde_json::to_vec(profile).expect("profiles serialize");
-        if let Err(err) = crate::files::write_atomically(&path, &text, false) {
+        if let Err(err) = crate::files::write_atomically(&path, &profile.to_json(), false) {
             tracing::warn!(path = %path.display(), error = %err, "keeping a profile to publish later");
         }
     }
 
-    fn forget(&self, profile: &SeccompProfile) {
+    fn forget(&self, profile: &Recorded) {
         if let Some(path) = self.file(profile) {
             let _ = std::fs::remove_file(path);
         }
     }
 
     /// Publishes now; on failure the profile waits (kept on disk) unless it can never succeed.
-    async fn publish(&mut self, client: &Client, profile: SeccompProfile) {
-        self.attempt(client, profile, 0).await;
+    async fn publish(&mut self, client: &Client, profile: impl Into<Recorded>) {
+        self.attempt(client, profile.into(), 0).await;
     }
 
-    async fn attempt(&mut self, client: &Client, profile: SeccompProfile, attempts: u32) {
-        match publish::apply_profile(client, &profile).await {
+    async fn attempt(&mut self, client: &Client, profile: Recorded, attempts: u32) {
+        match profile.apply(client).await {
             Ok(()) => self.forget(&profile),
             Err(err) if !retryable(&err) => {
-                tracing::error!(error = %err, profile = %profile.name_any(), "the API server refuses this profile; not retried");
+                tracing::error!(error = %err, profile = %profile.name_any(), kind = profile.kind(), "the API server refuses this profile; not retried");
                 self.forget(&profile);
             }
             Err(err) if self.waiting.len() < MAX_RETRIES => {
@@ -872,7 +1019,7 @@ impl Pending {
                 });
             }
             Err(err) => {
-                tracing::error!(error = %err, profile = %profile.name_any(), "too many profiles waiting to be published; kept on disk for the next daemon");
+                tracing::error!(error = %err, profile = %profile.name_any(), kind = profile.kind(), "too many profiles waiting to be published; kept on disk for the next daemon");
                 self.keep(&profile);
             }
         }
@@ -898,6 +1045,10 @@ async fn publish_outcome(
 ) {
     for profile in outcome.profiles {
         tracing::info!(profile = %profile.name_any(), "publishing recorded profile");
+        retry.publish(client, profile).await;
+    }
+    for profile in outcome.selinux_profiles {
+        tracing::info!(profile = %profile.name_any(), "publishing recorded SELinux profile");
         retry.publish(client, profile).await;
     }
     for (recording, reason) in outcome.refused {
@@ -1022,5 +1173,44 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(backoff(1), Duration::from_millis(100));
         assert_eq!(backoff(30), Duration::from_secs(60));
+    }
+
+    /// A SelinuxProfile waits on disk beside a SeccompProfile of the same name, and each comes
+    /// back as its kind.
+    #[tokio::test]
+    async fn unpublished_selinux_profiles_wait_on_disk_as_their_kind() {
+        let dir = std::env::temp_dir().join(format!("syscribe-pending-se-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (client, mut handle) = crate::kube::testing::mock();
+        let mut pending = Pending::load(dir.clone());
+        let server = tokio::spawn(async move {
+            fail(&mut handle, 503).await;
+            fail(&mut handle, 503).await;
+        });
+        let selinux: SelinuxProfile = serde_json::from_value(serde_json::json!({
+            "apiVersion": "security-profiles-operator.x-k8s.io/v1", "kind": "SelinuxProfile",
+            "metadata": {"name": "rec-app"}, "spec": {"allow": {"etc_t": {"file": ["read"]}}}
+        }))
+        .unwrap();
+        pending.publish(&client, selinux).await;
+        pending.publish(&client, profile("rec-app")).await;
+        server.await.unwrap();
+        assert!(dir.join("pending-selinux.rec-app.json").exists());
+        assert!(dir.join("pending-rec-app.json").exists());
+        let next = Pending::load(dir.clone());
+        let mut kinds: Vec<(&str, String)> = next
+            .waiting
+            .iter()
+            .map(|w| (w.profile.kind(), w.profile.name_any()))
+            .collect();
+        kinds.sort();
+        assert_eq!(
+            kinds,
+            [
+                ("SeccompProfile", "rec-app".to_owned()),
+                ("SelinuxProfile", "rec-app".to_owned())
+            ]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

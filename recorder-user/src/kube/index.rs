@@ -22,6 +22,8 @@ pub type Key = (String, String);
 pub struct Selection {
     /// The ProfileRecording (its namespace is the pod's).
     pub recording: String,
+    /// What it records: `SeccompProfile` (eBPF recorder) or `SelinuxProfile` (AVCs).
+    pub kind: RecordingKind,
     pub merge: MergeStrategy,
     pub disable_after: bool,
     /// The containers to record, by name (init containers included).
@@ -31,7 +33,7 @@ pub struct Selection {
 /// Why a recording that selects a pod does not record it (reported as an Event).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
-    /// Only seccomp with the eBPF recorder is implemented.
+    /// Only seccomp with the eBPF recorder and SELinux from audit logs are implemented.
     Unsupported {
         recording: String,
         kind: RecordingKind,
@@ -129,7 +131,7 @@ impl NodeIndex {
                 continue;
             }
             let spec = &recording.spec;
-            if spec.kind != RecordingKind::SeccompProfile || spec.recorder != RecorderKind::Bpf {
+            if !supported(spec.kind, spec.recorder) {
                 refusals.push(Refusal::Unsupported {
                     recording: name.clone(),
                     kind: spec.kind,
@@ -161,6 +163,7 @@ impl NodeIndex {
         (
             Some(Selection {
                 recording: (*name).clone(),
+                kind: recording.spec.kind,
                 merge: recording.spec.merge_strategy,
                 disable_after: recording.spec.disable_profile_after_recording,
                 containers,
@@ -182,6 +185,16 @@ impl NodeIndex {
             .map(|((ns, name), _)| format!("{ns}/{name}"))
             .collect()
     }
+}
+
+/// What syscribe records: seccomp with its eBPF recorder, SELinux from AVCs (`Logs`, the only
+/// recorder upstream has for SELinux).
+pub fn supported(kind: RecordingKind, recorder: RecorderKind) -> bool {
+    matches!(
+        (kind, recorder),
+        (RecordingKind::SeccompProfile, RecorderKind::Bpf)
+            | (RecordingKind::SelinuxProfile, RecorderKind::Logs)
+    )
 }
 
 /// Every container name of the pod, init containers first.
@@ -357,8 +370,12 @@ mod tests {
         spec["containers"] = serde_json::json!(["web", "init"]);
         index.apply_recording(recording("b-rec", spec));
         index.apply_recording(recording(
-            "a-logs",
-            serde_json::json!({"kind": "SelinuxProfile", "recorder": "Logs", "podSelector": {}}),
+            "a-bpf",
+            serde_json::json!({"kind": "SelinuxProfile", "recorder": "Bpf", "podSelector": {}}),
+        ));
+        index.apply_recording(recording(
+            "a-apparmor",
+            serde_json::json!({"kind": "AppArmorProfile", "recorder": "Logs", "podSelector": {}}),
         ));
         index.apply_recording(recording("c-rec", seccomp_bpf(serde_json::json!({}))));
         let web = pod("web-1", serde_json::json!({"app": "web"}));
@@ -369,13 +386,17 @@ mod tests {
             selection.containers,
             ["init", "web"].map(String::from).into()
         );
-        assert_eq!(refusals.len(), 2, "{refusals:?}");
+        assert_eq!(refusals.len(), 3, "{refusals:?}");
         assert!(
-            matches!(&refusals[0], Refusal::Unsupported { recording, .. } if recording == "a-logs")
+            matches!(&refusals[0], Refusal::Unsupported { recording, kind: RecordingKind::AppArmorProfile, .. } if recording == "a-apparmor")
         );
         assert!(
-            matches!(&refusals[1], Refusal::Ambiguous { used, ignored } if used == "b-rec" && ignored == &["c-rec".to_owned()])
+            matches!(&refusals[1], Refusal::Unsupported { recording, kind: RecordingKind::SelinuxProfile, recorder: RecorderKind::Bpf } if recording == "a-bpf")
         );
+        assert!(
+            matches!(&refusals[2], Refusal::Ambiguous { used, ignored } if used == "b-rec" && ignored == &["c-rec".to_owned()])
+        );
+        assert_eq!(selection.kind, RecordingKind::SeccompProfile);
         let canary = pod("web-2", serde_json::json!({"app": "web", "canary": "1"}));
         assert_eq!(index.selection(&canary).0.unwrap().recording, "c-rec");
         let mut done = web.clone();
@@ -385,6 +406,38 @@ mod tests {
             None,
             "finished pods are not recorded"
         );
+    }
+
+    /// SelinuxProfile with the Logs recorder (upstream's only SELinux recorder) selects pods as
+    /// seccomp recordings do; Seccomp with Logs is still refused.
+    #[test]
+    fn selinux_recordings_from_logs_select_pods() {
+        let mut index = NodeIndex::default();
+        index.apply_namespace(&namespace("shop", true));
+        let mut spec = serde_json::json!({"kind": "SelinuxProfile", "recorder": "Logs",
+            "mergeStrategy": "Containers", "podSelector": {"matchLabels": {"app": "web"}}});
+        spec["containers"] = serde_json::json!(["web"]);
+        index.apply_recording(recording("se-rec", spec));
+        index.apply_recording(recording(
+            "z-logs",
+            serde_json::json!({"kind": "SeccompProfile", "recorder": "Logs", "podSelector": {}}),
+        ));
+        let (selection, refusals) =
+            index.selection(&pod("web-1", serde_json::json!({"app": "web"})));
+        let selection = selection.expect("selected");
+        assert_eq!(selection.recording, "se-rec");
+        assert_eq!(selection.kind, RecordingKind::SelinuxProfile);
+        assert_eq!(selection.merge, MergeStrategy::Containers);
+        assert_eq!(selection.containers, ["web"].map(String::from).into());
+        assert!(
+            matches!(&refusals[..], [Refusal::Unsupported { recording, kind: RecordingKind::SeccompProfile, recorder: RecorderKind::Logs }] if recording == "z-logs"),
+            "{refusals:?}"
+        );
+        assert!(supported(RecordingKind::SeccompProfile, RecorderKind::Bpf));
+        assert!(!supported(
+            RecordingKind::AppArmorProfile,
+            RecorderKind::Bpf
+        ));
     }
 
     #[test]

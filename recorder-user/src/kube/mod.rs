@@ -8,6 +8,7 @@ pub mod node_status;
 pub mod publish;
 pub mod recordings;
 pub mod selinux_node;
+pub mod selinux_recordings;
 pub mod webhook;
 
 #[cfg(any(test, feature = "test-support"))]

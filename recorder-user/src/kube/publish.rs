@@ -17,11 +17,15 @@ use super::{
     crd::{
         ANNOTATION_COVERAGE, ANNOTATION_SNAPSHOT, LABEL_CONTAINER_ID, LABEL_PARTIAL,
         LABEL_RECORDING_ID, LABEL_RECORDING_NAMESPACE, MergeStrategy, ProfileRecording,
-        ProfileStatus, ProfileStatusKind, SeccompProfile, SeccompProfileSpec,
+        ProfileStatus, ProfileStatusKind, RecordingKind, SeccompProfile, SeccompProfileSpec,
+        SelinuxProfile, SelinuxProfileSpec,
     },
     index::Key,
+    node_status::NodeProfile,
 };
-use crate::profile::{merge::merge_partials, naming::recorded_profile_name};
+use crate::profile::{
+    merge::merge_partials, naming::recorded_profile_name, selinux_record::SelinuxRecording,
+};
 
 /// The field manager of everything syscribe writes.
 pub const MANAGER: &str = "syscribe";
@@ -54,19 +58,23 @@ pub(crate) fn api_err(
     }
 }
 
-/// Creates or updates a recorded profile (server-side apply); partial ones get status Partial.
-pub async fn apply_profile(client: &Client, profile: &SeccompProfile) -> Result<(), PublishError> {
-    let api: Api<SeccompProfile> = Api::all(client.clone());
+/// Creates or updates a recorded profile of either kind (server-side apply); partial ones get
+/// status Partial.
+pub async fn apply_profile<K>(client: &Client, profile: &K) -> Result<(), PublishError>
+where
+    K: NodeProfile + kube::Resource<Scope = kube::core::ClusterResourceScope>,
+{
+    let api: Api<K> = Api::all(client.clone()); // kinds: SeccompProfile, SelinuxProfile
     let name = profile.name_any();
     let mut body = profile.clone();
-    body.metadata.managed_fields = None;
+    body.meta_mut().managed_fields = None;
     api.patch(
         &name,
         &PatchParams::apply(MANAGER).force(),
         &Patch::Apply(&body),
     )
     .await
-    .map_err(api_err("apply", "SeccompProfile", &name))?;
+    .map_err(api_err("apply", K::KIND, &name))?;
     if profile.labels().get(LABEL_PARTIAL).map(String::as_str) == Some("true") {
         let status = serde_json::json!({"status": ProfileStatus {
             status: Some(ProfileStatusKind::Partial),
@@ -74,7 +82,7 @@ pub async fn apply_profile(client: &Client, profile: &SeccompProfile) -> Result<
         }});
         api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
             .await
-            .map_err(api_err("set the status of", "SeccompProfile", &name))?;
+            .map_err(api_err("set the status of", K::KIND, &name))?;
     }
     Ok(())
 }
@@ -197,9 +205,10 @@ async fn set_finalizers(
     Ok(())
 }
 
-/// A deleted `mergeStrategy: Containers` recording: its partial profiles, grouped by
-/// container, become one `<recording>-<container>` profile each (union, with the coverage
-/// annotation); the partials are deleted and the finalizer removed.
+/// A deleted `mergeStrategy: Containers` recording: its partial profiles (of the recording's
+/// kind), grouped by container, become one `<recording>-<container>` profile each (union; a
+/// SeccompProfile gets the coverage annotation); the partials are deleted and the finalizer
+/// removed.
 pub async fn merge_on_deletion(
     client: &Client,
     recording: &ProfileRecording,
@@ -212,9 +221,35 @@ pub async fn merge_on_deletion(
     {
         return Ok(Vec::new());
     }
+    let merged_names = match recording.spec.kind {
+        RecordingKind::SelinuxProfile => {
+            merge_kind::<SelinuxProfile>(client, recording, merged_selinux).await?
+        }
+        _ => merge_kind::<SeccompProfile>(client, recording, merged_seccomp).await?,
+    };
+    let finalizers = recording
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER_UNMERGED)
+        .cloned()
+        .collect();
+    set_finalizers(client, recording, finalizers).await?;
+    Ok(merged_names)
+}
+
+/// Lists the recording's partial profiles of kind `K`, applies what `merge` makes of them,
+/// deletes them. Returns the merged profiles' names.
+async fn merge_kind<K>(
+    client: &Client,
+    recording: &ProfileRecording,
+    merge: fn(&ProfileRecording, &[K]) -> Vec<K>,
+) -> Result<Vec<String>, PublishError>
+where
+    K: NodeProfile + kube::Resource<Scope = kube::core::ClusterResourceScope>,
+{
     let name = recording.name_any();
     let namespace = recording.namespace().unwrap_or_default();
-    let api: Api<SeccompProfile> = Api::all(client.clone());
+    let api: Api<K> = Api::all(client.clone()); // kinds: SeccompProfile, SelinuxProfile
     let selector = format!(
         "{LABEL_RECORDING_ID}={name},{LABEL_RECORDING_NAMESPACE}={namespace},{LABEL_PARTIAL}=true"
     );
@@ -226,45 +261,10 @@ pub async fn merge_on_deletion(
             "ProfileRecording",
             &name,
         ))?;
-    let mut by_container: BTreeMap<String, Vec<crate::profile::seccomp::Seccomp>> = BTreeMap::new();
-    for partial in &partials.items {
-        if let Some(container) = partial.labels().get(LABEL_CONTAINER_ID) {
-            by_container
-                .entry(container.clone())
-                .or_default()
-                .push(partial.spec.to_seccomp());
-        }
-    }
     let mut merged_names = Vec::new();
-    for (container, seccomps) in by_container {
-        let Some((merged, coverage)) = merge_partials(&seccomps) else {
-            continue;
-        };
-        let Ok(merged_name) = recorded_profile_name(&name, &container, None) else {
-            continue;
-        };
-        let mut spec = SeccompProfileSpec::from_seccomp(&merged);
-        if recording.spec.disable_profile_after_recording {
-            spec.state = Some(super::crd::ProfileState::Disabled);
-        }
-        let profile = SeccompProfile {
-            metadata: ObjectMeta {
-                name: Some(merged_name.clone()),
-                labels: Some(BTreeMap::from([
-                    (LABEL_RECORDING_ID.to_owned(), name.clone()),
-                    (LABEL_RECORDING_NAMESPACE.to_owned(), namespace.clone()),
-                ])),
-                annotations: Some(BTreeMap::from([(
-                    ANNOTATION_COVERAGE.to_owned(),
-                    serde_json::to_string(&coverage).expect("coverage serializes"),
-                )])),
-                ..ObjectMeta::default()
-            },
-            spec,
-            status: None,
-        };
+    for profile in merge(recording, &partials.items) {
         apply_profile(client, &profile).await?;
-        merged_names.push(merged_name);
+        merged_names.push(profile.name_any());
     }
     if !partials.items.is_empty() {
         api.delete_collection(
@@ -278,14 +278,106 @@ pub async fn merge_on_deletion(
             &name,
         ))?;
     }
-    let finalizers = recording
-        .finalizers()
-        .iter()
-        .filter(|f| *f != FINALIZER_UNMERGED)
-        .cloned()
-        .collect();
-    set_finalizers(client, recording, finalizers).await?;
     Ok(merged_names)
+}
+
+/// Partial profiles by the container they were recorded from (its label).
+fn by_container<K: kube::Resource>(partials: &[K]) -> BTreeMap<String, Vec<&K>> {
+    let mut by_container: BTreeMap<String, Vec<&K>> = BTreeMap::new();
+    for partial in partials {
+        if let Some(container) = partial.labels().get(LABEL_CONTAINER_ID) {
+            by_container
+                .entry(container.clone())
+                .or_default()
+                .push(partial);
+        }
+    }
+    by_container
+}
+
+/// The merged profile of `container`: `<recording>-<container>`, labelled with the recording;
+/// None when that is not a valid name.
+fn merged_metadata(recording: &ProfileRecording, container: &str) -> Option<ObjectMeta> {
+    let name = recording.name_any();
+    let merged_name = recorded_profile_name(&name, container, None).ok()?;
+    Some(ObjectMeta {
+        name: Some(merged_name),
+        labels: Some(BTreeMap::from([
+            (LABEL_RECORDING_ID.to_owned(), name),
+            (
+                LABEL_RECORDING_NAMESPACE.to_owned(),
+                recording.namespace().unwrap_or_default(),
+            ),
+        ])),
+        ..ObjectMeta::default()
+    })
+}
+
+/// SeccompProfile partials → one profile per container: the union, with its coverage.
+pub fn merged_seccomp(
+    recording: &ProfileRecording,
+    partials: &[SeccompProfile],
+) -> Vec<SeccompProfile> {
+    let mut out = Vec::new();
+    for (container, partials) in by_container(partials) {
+        let seccomps: Vec<_> = partials.iter().map(|p| p.spec.to_seccomp()).collect();
+        let Some((merged, coverage)) = merge_partials(&seccomps) else {
+            continue;
+        };
+        let Some(mut metadata) = merged_metadata(recording, &container) else {
+            continue;
+        };
+        metadata.annotations = Some(BTreeMap::from([(
+            ANNOTATION_COVERAGE.to_owned(),
+            serde_json::to_string(&coverage).expect("coverage serializes"),
+        )]));
+        let mut spec = SeccompProfileSpec::from_seccomp(&merged);
+        if recording.spec.disable_profile_after_recording {
+            spec.state = Some(super::crd::ProfileState::Disabled);
+        }
+        out.push(SeccompProfile {
+            metadata,
+            spec,
+            status: None,
+        });
+    }
+    out
+}
+
+/// SelinuxProfile partials → one profile per container: the union of their allow rules (the
+/// recorded profiles' shape: the container template inherited).
+pub fn merged_selinux(
+    recording: &ProfileRecording,
+    partials: &[SelinuxProfile],
+) -> Vec<SelinuxProfile> {
+    let mut out = Vec::new();
+    for (container, partials) in by_container(partials) {
+        let Some(metadata) = merged_metadata(recording, &container) else {
+            continue;
+        };
+        let mut merged = SelinuxRecording::default();
+        for partial in &partials {
+            merged.merge(&SelinuxRecording {
+                allow: partial.spec.allow.clone(),
+                ..SelinuxRecording::default()
+            });
+        }
+        out.push(SelinuxProfile {
+            metadata,
+            spec: SelinuxProfileSpec {
+                inherit: super::crd::default_inherit(),
+                allow: merged.allow,
+                mode: None,
+                permissive: false,
+                state: recording
+                    .spec
+                    .disable_profile_after_recording
+                    .then_some(super::crd::ProfileState::Disabled),
+            },
+            status: None,
+        });
+    }
+    out
 }
 
 #[cfg(test)]
@@ -483,6 +575,97 @@ mod tests {
                 &mut handle,
                 Method::DELETE,
                 &format!("{SP}?&labelSelector={selector}"),
+                json!({"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Success"}),
+            )
+            .await;
+            let body = expect(&mut handle, Method::PATCH, &format!("{PR}/rec?"), reply).await;
+            assert_eq!(body, json!({"metadata": {"finalizers": []}}));
+        })
+        .await
+        .unwrap();
+        assert_eq!(merged, ["rec-app"]);
+    }
+
+    const SE: &str = "/apis/security-profiles-operator.x-k8s.io/v1/selinuxprofiles";
+
+    fn selinux_partial(name: &str, allow: Value) -> Value {
+        json!({
+            "apiVersion": "security-profiles-operator.x-k8s.io/v1", "kind": "SelinuxProfile",
+            "metadata": {"name": name, "labels": {
+                LABEL_RECORDING_ID: "rec", LABEL_RECORDING_NAMESPACE: "shop",
+                LABEL_CONTAINER_ID: "app", LABEL_PARTIAL: "true"}},
+            "spec": {"inherit": [{"kind": "System", "name": "container"}], "allow": allow}
+        })
+    }
+
+    /// A SelinuxProfile recording's partials are SelinuxProfiles: applied server-side with
+    /// status Partial, and merged (union of allow rules) into `<recording>-<container>` when the
+    /// recording is deleted.
+    #[tokio::test]
+    async fn selinux_partials_are_applied_and_merged_as_selinux_profiles() {
+        let (client, mut handle) = mock();
+        let partial: SelinuxProfile = serde_json::from_value(selinux_partial(
+            "rec-app-aaaaa",
+            json!({"etc_t": {"file": ["read"]}}),
+        ))
+        .unwrap();
+        let reply = serde_json::to_value(&partial).unwrap();
+        scenario(apply_profile(&client, &partial), async move {
+            let body = expect(
+                &mut handle,
+                Method::PATCH,
+                &format!("{SE}/rec-app-aaaaa?&force=true&fieldManager=syscribe"),
+                reply.clone(),
+            )
+            .await;
+            assert_eq!(body["kind"], "SelinuxProfile");
+            assert_eq!(body["spec"]["allow"], json!({"etc_t": {"file": ["read"]}}));
+            let status = expect(
+                &mut handle,
+                Method::PATCH,
+                &format!("{SE}/rec-app-aaaaa/status?"),
+                reply,
+            )
+            .await;
+            assert_eq!(status, json!({"status": {"status": "Partial"}}));
+        })
+        .await
+        .unwrap();
+
+        let (client, mut handle) = mock();
+        let mut deleted = recording("Containers", true, &[FINALIZER_UNMERGED]);
+        deleted.spec.kind = RecordingKind::SelinuxProfile;
+        deleted.spec.recorder = super::super::crd::RecorderKind::Logs;
+        let reply = serde_json::to_value(&deleted).unwrap();
+        let partials = json!({
+            "apiVersion": "security-profiles-operator.x-k8s.io/v1", "kind": "SelinuxProfileList",
+            "metadata": {},
+            "items": [
+                selinux_partial("rec-app-aaaaa", json!({"etc_t": {"file": ["read"]}})),
+                selinux_partial("rec-app-bbbbb", json!({"etc_t": {"file": ["open"]}, "@self": {"tcp_socket": ["listen"]}})),
+            ]
+        });
+        let merged = scenario(merge_on_deletion(&client, &deleted), async move {
+            let selector = "spo.x-k8s.io%2Frecording-id%3Drec%2Cspo.x-k8s.io%2Frecording-namespace%3Dshop%2Cspo.x-k8s.io%2Fpartial%3Dtrue";
+            expect(&mut handle, Method::GET, &format!("{SE}?&labelSelector={selector}"), partials).await;
+            let body = expect(
+                &mut handle,
+                Method::PATCH,
+                &format!("{SE}/rec-app?&force=true&fieldManager=syscribe"),
+                selinux_partial("rec-app", json!({})),
+            )
+            .await;
+            assert_eq!(
+                body["spec"]["allow"],
+                json!({"@self": {"tcp_socket": ["listen"]}, "etc_t": {"file": ["open", "read"]}})
+            );
+            assert_eq!(body["spec"]["state"], "Disabled", "disableProfileAfterRecording");
+            assert_eq!(body["metadata"]["labels"][LABEL_RECORDING_ID], "rec");
+            assert!(body["metadata"]["labels"].get(LABEL_PARTIAL).is_none());
+            expect(
+                &mut handle,
+                Method::DELETE,
+                &format!("{SE}?&labelSelector={selector}"),
                 json!({"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Success"}),
             )
             .await;

@@ -18,6 +18,7 @@ const DAEMON_SOURCES: &[&str] = &[
     "recordings.rs",
     "index.rs",
     "selinux_node.rs",
+    "selinux_recordings.rs",
 ];
 
 /// The Rust types the daemon builds `Api<T>` of, and their resources.
@@ -38,18 +39,31 @@ fn accesses_in(source: &str) -> BTreeSet<Access> {
     // The test module is the last item of each file (a `#[cfg(test)]` at column 0).
     let code = source.split("\n#[cfg(test)]").next().unwrap_or(source);
     let mut found = BTreeSet::new();
-    let mut current: Option<&str> = None;
+    // The resources the calls that follow go to: one for `Api<T>`; for a generic `Api<K>`,
+    // the kinds its line names after `// kinds:` (publish.rs: the recorded kinds), else none.
+    let mut current: Vec<&str> = Vec::new();
     let mut last_call: Option<&str> = None;
     let mut previous = "";
     for line in code.lines().map(str::trim).filter(|l| !l.starts_with("//")) {
         // A generic `Api<K>` (node_status.rs): its calls are counted through the kinds that
-        // implement NodeProfile, below, not as the previous type's.
+        // implement NodeProfile, below, not as the previous type's — or as the kinds it names.
         if (line.contains("Api<") || line.contains("Api::<"))
             && !RESOURCES.iter().any(|(rust, _)| {
                 line.contains(&format!("Api<{rust}>")) || line.contains(&format!("Api::<{rust}>"))
             })
         {
-            current = None;
+            current = match line.split_once("// kinds:") {
+                Some((_, kinds)) => kinds
+                    .split(|c: char| c == ',' || c.is_whitespace())
+                    .filter_map(|kind| {
+                        RESOURCES
+                            .iter()
+                            .find(|(rust, _)| *rust == kind)
+                            .map(|(_, resource)| *resource)
+                    })
+                    .collect(),
+                None => Vec::new(),
+            };
         }
         // A kind nodes report on: node_status::summarize patches its status.
         for (rust, resource) in RESOURCES {
@@ -61,7 +75,7 @@ fn accesses_in(source: &str) -> BTreeSet<Access> {
         }
         for (rust, resource) in RESOURCES {
             if line.contains(&format!("Api<{rust}>")) || line.contains(&format!("Api::<{rust}>")) {
-                current = Some(resource);
+                current = vec![resource];
                 // `watcher(` with its Api on the next line.
                 if previous.ends_with("watcher(") {
                     found.insert((resource.to_string(), "list".into()));
@@ -74,47 +88,56 @@ fn accesses_in(source: &str) -> BTreeSet<Access> {
             found.insert(("events".into(), "create".into()));
             found.insert(("events".into(), "patch".into()));
         }
-        let Some(resource) = current else {
-            continue;
-        };
-        let mut add = |resource: &str, verb: &str| {
-            found.insert((resource.to_owned(), verb.to_owned()));
-        };
-        let names_a_type = RESOURCES.iter().any(|(rust, _)| {
-            line.contains(&format!("Api::<{rust}>")) || line.contains(&format!("Api<{rust}>"))
-        });
-        if line.contains("watcher(") && names_a_type {
-            // A watcher lists, then watches.
-            add(resource, "list");
-            add(resource, "watch");
-        }
-        // `.get(` and `.delete(` are also map and label calls: only kube's unambiguous names.
-        for (call, verb) in [
-            (".list(", "list"),
-            (".get_opt(", "get"),
-            (".get_metadata(", "get"),
-            (".patch(", "patch"),
-            (".create(", "create"),
-            (".replace(", "update"),
-            (".delete_collection(", "deletecollection"),
-        ] {
-            if line.contains(call) || line.starts_with(&call[1..]) {
-                add(resource, verb);
-            }
-        }
-        if line.contains(".patch_status(") || line.starts_with("patch_status(") {
-            add(&format!("{resource}/status"), "patch");
-            last_call = Some("patch_status");
-        } else if line.contains(".patch(") || line.starts_with("patch(") {
-            last_call = Some("patch");
-        }
-        // Server-side apply makes the object when it is missing, and the API server then
-        // authorizes `create` as well as `patch` (found on the real cluster: a 403).
-        if line.contains("Patch::Apply") && last_call == Some("patch") {
-            add(resource, "create");
+        for resource in &current {
+            calls(line, resource, &mut last_call, &mut found);
         }
     }
     found
+}
+
+/// The requests `line` makes to `resource`.
+fn calls(
+    line: &str,
+    resource: &str,
+    last_call: &mut Option<&'static str>,
+    found: &mut BTreeSet<Access>,
+) {
+    let mut add = |resource: &str, verb: &str| {
+        found.insert((resource.to_owned(), verb.to_owned()));
+    };
+    let names_a_type = RESOURCES.iter().any(|(rust, _)| {
+        line.contains(&format!("Api::<{rust}>")) || line.contains(&format!("Api<{rust}>"))
+    });
+    if line.contains("watcher(") && names_a_type {
+        // A watcher lists, then watches.
+        add(resource, "list");
+        add(resource, "watch");
+    }
+    // `.get(` and `.delete(` are also map and label calls: only kube's unambiguous names.
+    for (call, verb) in [
+        (".list(", "list"),
+        (".get_opt(", "get"),
+        (".get_metadata(", "get"),
+        (".patch(", "patch"),
+        (".create(", "create"),
+        (".replace(", "update"),
+        (".delete_collection(", "deletecollection"),
+    ] {
+        if line.contains(call) || line.starts_with(&call[1..]) {
+            add(resource, verb);
+        }
+    }
+    if line.contains(".patch_status(") || line.starts_with("patch_status(") {
+        add(&format!("{resource}/status"), "patch");
+        *last_call = Some("patch_status");
+    } else if line.contains(".patch(") || line.starts_with("patch(") {
+        *last_call = Some("patch");
+    }
+    // Server-side apply makes the object when it is missing, and the API server then
+    // authorizes `create` as well as `patch` (found on the real cluster: a 403).
+    if line.contains("Patch::Apply") && *last_call == Some("patch") {
+        add(resource, "create");
+    }
 }
 
 fn granted() -> BTreeSet<Access> {
@@ -168,6 +191,10 @@ fn calls_are_read_per_api_type() {
         statuses
             .patch_status(&n, &p, &b)
         let recorder = Recorder::new(client.clone(), reporter);
+        let generic: Api<K> = Api::all(client.clone());
+        generic.list(&lp)
+        let recorded: Api<K> = Api::all(client.clone()); // kinds: SeccompProfile, SelinuxProfile
+        recorded.delete_collection(&dp, &lp)
 #[cfg(test)]
         api.delete_collection(&dp, &lp)
     "#;
@@ -183,8 +210,10 @@ fn calls_are_read_per_api_type() {
             "list pods",
             "watch pods",
             "create seccompprofiles",
+            "deletecollection seccompprofiles",
             "patch seccompprofiles",
-            "patch securityprofilenodestatuses/status"
+            "patch securityprofilenodestatuses/status",
+            "deletecollection selinuxprofiles"
         ]
     );
 }

@@ -2,6 +2,8 @@
 //! in step with the node index (a selected pod's cgroup is recorded from before its containers
 //! start), collects each container's recording, and when a pod ends turns them into
 //! SeccompProfile objects — named, labelled and stated as upstream — for a publisher to apply.
+//! SelinuxProfile recordings (AVCs, no eBPF) are kept by [`SelinuxRecordings`], which this
+//! drives with the same selection and end rule, naming and labels.
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
@@ -14,9 +16,11 @@ use kube::{ResourceExt as _, api::ObjectMeta};
 use super::{
     crd::{
         LABEL_CONTAINER_ID, LABEL_PARTIAL, LABEL_RECORDING_ID, LABEL_RECORDING_NAMESPACE,
-        MergeStrategy, ProfileState, SeccompProfile, SeccompProfileSpec,
+        MergeStrategy, ProfileState, RecordingKind, SeccompProfile, SeccompProfileSpec,
+        SelinuxProfile,
     },
     index::{Key, NodeIndex, Refusal, Selection, container_ids, pod_cgroup_candidates},
+    selinux_recordings::SelinuxRecordings,
 };
 use crate::{
     profile::{
@@ -35,6 +39,8 @@ use crate::{
 pub struct Outcome {
     /// Profiles to create or update.
     pub profiles: Vec<SeccompProfile>,
+    /// SELinux profiles to create or update (from AVCs).
+    pub selinux_profiles: Vec<SelinuxProfile>,
     /// Recordings that could not produce a profile, and why (reported as Events on them).
     pub refused: Vec<(Key, String)>,
     /// Pods whose recording started or ended: their recordings' `activeWorkloads` changed.
@@ -52,6 +58,7 @@ struct Active {
 
 pub struct PodRecordings {
     subtrees: Subtrees,
+    selinux: SelinuxRecordings,
     active: BTreeMap<Key, Active>,
     /// Refusals already reported, so a pod's refusal is reported once.
     reported: BTreeSet<(Key, String)>,
@@ -83,6 +90,7 @@ impl PodRecordings {
     pub fn new(subtrees: Subtrees) -> Self {
         Self {
             subtrees,
+            selinux: SelinuxRecordings::default(),
             active: BTreeMap::new(),
             reported: BTreeSet::new(),
             state_dir: None,
@@ -184,13 +192,18 @@ impl PodRecordings {
         removed
     }
 
+    /// The SelinuxProfile recordings (fed the tap's denials).
+    pub fn selinux_mut(&mut self) -> &mut SelinuxRecordings {
+        &mut self.selinux
+    }
+
     pub fn subtrees_mut(&mut self) -> &mut Subtrees {
         &mut self.subtrees
     }
 
-    /// The pods being recorded.
+    /// The pods being recorded (seccomp, then SELinux).
     pub fn active_pods(&self) -> impl Iterator<Item = &Key> {
-        self.active.keys()
+        self.active.keys().chain(self.selinux.active_pods())
     }
 
     /// Starts recording newly selected pods whose cgroup exists, and ends the recordings of
@@ -217,7 +230,7 @@ impl PodRecordings {
                     } => (
                         recording,
                         format!(
-                            "{kind:?} with the {recorder:?} recorder is not supported by syscribe (only SeccompProfile with Bpf); pod {}/{} not recorded",
+                            "{kind:?} with the {recorder:?} recorder is not supported by syscribe (only SeccompProfile with Bpf and SelinuxProfile with Logs); pod {}/{} not recorded",
                             key.0, key.1
                         ),
                     ),
@@ -234,6 +247,8 @@ impl PodRecordings {
                     out.refused.push(entry);
                 }
             }
+            // SELinux recordings are started by `self.selinux` below.
+            let selection = selection.filter(|s| s.kind == RecordingKind::SeccompProfile);
             match (selection, self.active.get_mut(key)) {
                 (Some(_), Some(active)) => active.pod = pod.clone(),
                 (Some(selection), None) => {
@@ -281,15 +296,19 @@ impl PodRecordings {
             .active
             .keys()
             .filter(|key| {
-                index
-                    .pod(key)
-                    .is_none_or(|pod| index.selection(pod).0.is_none())
+                index.pod(key).is_none_or(|pod| {
+                    index
+                        .selection(pod)
+                        .0
+                        .is_none_or(|s| s.kind != RecordingKind::SeccompProfile)
+                })
             })
             .cloned()
             .collect();
         for key in ended {
             self.end(&key, &mut out)?;
         }
+        self.selinux.sync(index, &mut out);
         Ok(out)
     }
 
@@ -324,6 +343,7 @@ impl PodRecordings {
             all.extend(running.iter());
             profiles_of(key, active, &all, &mut out);
         }
+        self.selinux.snapshot(recording, &mut out);
         Ok(out)
     }
 
@@ -367,6 +387,13 @@ impl PodRecordings {
     /// Stops here without ending anything: with a pinned recorder the kernel goes on recording
     /// and the next daemon takes over (a restart loses nothing of running containers).
     pub async fn suspend(self) -> Result<(), RecordError> {
+        let selinux = self.selinux.active_pods().count();
+        if selinux > 0 {
+            tracing::warn!(
+                pods = selinux,
+                "SELinux recordings are kept in memory only: what these pods were denied so far is lost; the next daemon records them from now on"
+            );
+        }
         self.subtrees.suspend().await
     }
 
@@ -377,6 +404,7 @@ impl PodRecordings {
         for key in keys {
             self.end(&key, &mut out)?;
         }
+        self.selinux.finish(&mut out);
         self.subtrees.finish().await?;
         Ok(out)
     }
@@ -430,30 +458,14 @@ fn profiles_of(key: &Key, active: &Active, recordings: &[&ContainerRecording], o
         entry.2.extend(recording.container_id.clone());
     }
     let selection = &active.selection;
-    let pod_name = active.pod.name_any();
-    let replica = replica_suffix(&pod_name, active.pod.metadata.generate_name.as_deref());
     for (container, (syscalls, filter_seen, ids)) in by_name {
-        let name = match recorded_profile_name(&selection.recording, &container, replica) {
-            Ok(name) => name,
-            Err(err @ (NameError::Recording { .. } | NameError::Profile { .. })) => {
-                out.refused.push((
-                    (key.0.clone(), selection.recording.clone()),
-                    err.to_string(),
-                ));
-                continue;
-            }
+        let Some(mut metadata) = recorded_metadata(key, selection, &active.pod, &container, out)
+        else {
+            continue;
         };
         let mut built = build_profile(&syscalls, Vec::new());
         if filter_seen {
             add_runtime_handoff(&mut built.seccomp);
-        }
-        let mut labels = BTreeMap::from([
-            (LABEL_RECORDING_ID.to_owned(), selection.recording.clone()),
-            (LABEL_RECORDING_NAMESPACE.to_owned(), key.0.clone()),
-            (LABEL_CONTAINER_ID.to_owned(), container.clone()),
-        ]);
-        if selection.merge == MergeStrategy::Containers {
-            labels.insert(LABEL_PARTIAL.to_owned(), "true".to_owned());
         }
         let mut annotations = BTreeMap::from([(
             ANNOTATION_DROPPED.to_owned(),
@@ -467,15 +479,49 @@ fn profiles_of(key: &Key, active: &Active, recordings: &[&ContainerRecording], o
         if selection.disable_after {
             spec.state = Some(ProfileState::Disabled);
         }
+        metadata.annotations = Some(annotations);
         out.profiles.push(SeccompProfile {
-            metadata: ObjectMeta {
-                name: Some(name),
-                labels: Some(labels),
-                annotations: Some(annotations),
-                ..ObjectMeta::default()
-            },
+            metadata,
             spec,
             status: None,
         });
     }
+}
+
+/// The name and labels of the profile recorded for `container` of the pod, as upstream gives
+/// them (either kind): `<recording>-<container>[-<replica suffix>]`, the recording's name and
+/// namespace, the container's name, and `partial` under `mergeStrategy: Containers`. None when
+/// the name is not valid (the refusal is in `out`, reported as an Event).
+pub(super) fn recorded_metadata(
+    key: &Key,
+    selection: &Selection,
+    pod: &Pod,
+    container: &str,
+    out: &mut Outcome,
+) -> Option<ObjectMeta> {
+    let pod_name = pod.name_any();
+    let replica = replica_suffix(&pod_name, pod.metadata.generate_name.as_deref());
+    let name = match recorded_profile_name(&selection.recording, container, replica) {
+        Ok(name) => name,
+        Err(err @ (NameError::Recording { .. } | NameError::Profile { .. })) => {
+            out.refused.push((
+                (key.0.clone(), selection.recording.clone()),
+                err.to_string(),
+            ));
+            return None;
+        }
+    };
+    let mut labels = BTreeMap::from([
+        (LABEL_RECORDING_ID.to_owned(), selection.recording.clone()),
+        (LABEL_RECORDING_NAMESPACE.to_owned(), key.0.clone()),
+        (LABEL_CONTAINER_ID.to_owned(), container.to_owned()),
+    ]);
+    if selection.merge == MergeStrategy::Containers {
+        labels.insert(LABEL_PARTIAL.to_owned(), "true".to_owned());
+    }
+    Some(ObjectMeta {
+        name: Some(name),
+        labels: Some(labels),
+        ..ObjectMeta::default()
+    })
 }

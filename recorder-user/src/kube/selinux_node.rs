@@ -15,7 +15,10 @@ use kube::Client;
 use tokio::sync::mpsc;
 
 use super::{
-    crd::{ProfileState, ProfileStatus, ProfileStatusKind, RawSelinuxProfile, SelinuxProfile},
+    crd::{
+        LABEL_PARTIAL, ProfileState, ProfileStatus, ProfileStatusKind, RawSelinuxProfile,
+        SelinuxProfile,
+    },
     install::running_pods_where,
     node_status::{self, NodeProfile},
     publish::PublishError,
@@ -25,7 +28,7 @@ use crate::{
         cil,
         validate::{Severity, Validator},
     },
-    selinux::{PolicyStore, StoreError, module_name_problem},
+    selinux::{PolicyStore, RECORDING_MODULE, RECORDING_TYPE, StoreError, module_name_problem},
 };
 
 /// The two kinds that become policy modules.
@@ -73,6 +76,8 @@ pub enum SelinuxPlan {
     Hold { users: Vec<String> },
     /// Disabled or deleted, and unused: the module goes.
     Remove,
+    /// A recorded partial profile (`mergeStrategy: Containers`): not installed, merged first.
+    Partial,
 }
 
 /// Why a node without SELinux cannot install a profile.
@@ -110,6 +115,16 @@ impl Object<'_> {
             Self::Profile(p) => p.metadata.deletion_timestamp.is_some(),
             Self::Raw(p) => p.metadata.deletion_timestamp.is_some(),
         }
+    }
+
+    fn partial(&self) -> bool {
+        let labels = match self {
+            Self::Profile(p) => p.metadata.labels.as_ref(),
+            Self::Raw(p) => p.metadata.labels.as_ref(),
+        };
+        labels
+            .and_then(|l| l.get(LABEL_PARTIAL))
+            .is_some_and(|v| v == "true")
     }
 
     fn value(&self) -> serde_yaml::Value {
@@ -154,6 +169,9 @@ pub fn plan<'a>(
         };
     }
     let object = object.expect("active means present");
+    if object.partial() {
+        return SelinuxPlan::Partial;
+    }
     if let Some(other) = taken {
         return SelinuxPlan::Refuse(format!(
             "a {} named {name} exists too: both would be the policy module {name} (type {name}.process); rename one",
@@ -242,6 +260,30 @@ impl SelinuxNode {
         }
     }
 
+    /// Installs the permissive recording type (and the template it inherits) on a blocking
+    /// thread, where SELinux is on; said in the log either way.
+    pub fn prepare_recording(&self) {
+        let Some(store) = self.store.clone() else {
+            tracing::info!(
+                "SELinux is off on this node: {RECORDING_TYPE} is not installed; SelinuxProfile recordings here only get denials from other sources"
+            );
+            return;
+        };
+        tokio::task::spawn_blocking(move || match store.ensure_recording_module() {
+            Ok(true) => tracing::info!(
+                module = RECORDING_MODULE,
+                "recording type {RECORDING_TYPE} installed"
+            ),
+            Ok(false) => tracing::info!(
+                module = RECORDING_MODULE,
+                "recording type {RECORDING_TYPE} already installed"
+            ),
+            Err(err) => {
+                tracing::error!(module = RECORDING_MODULE, error = %err, "the recording type cannot be installed: pods that ask for {RECORDING_TYPE} will not start")
+            }
+        });
+    }
+
     /// Builds that finished, for the daemon's loop to hand to [`Self::built`].
     pub async fn next_built(&mut self) -> Option<Built> {
         self.done_rx.recv().await
@@ -323,6 +365,9 @@ impl SelinuxNode {
                 tracing::warn!(kind = kind.name(), profile = name, %reason, "not installed");
                 self.set_status(client, kind, name, ProfileStatusKind::Error, Some(reason))
                     .await?;
+            }
+            SelinuxPlan::Partial => {
+                tracing::debug!(kind = kind.name(), profile = name, "partial: not installed");
             }
             SelinuxPlan::Hold { users } => {
                 self.held.insert(key);

@@ -190,3 +190,21 @@ fn a_disabled_profile_stays_while_a_running_pod_uses_its_type() {
         }
     );
 }
+
+/// A recorded partial profile waits to be merged: never installed, on any node.
+#[test]
+fn a_partial_recorded_profile_is_not_installed() {
+    let mut p = logger();
+    p.metadata.labels = Some([(LABEL_PARTIAL.to_owned(), "true".to_owned())].into());
+    for selinux_on in [true, false] {
+        let plan = plan(
+            "errorlogger",
+            Some(Object::Profile(&p)),
+            None,
+            [],
+            &mut Validator::default(),
+            selinux_on,
+        );
+        assert_eq!(plan, SelinuxPlan::Partial);
+    }
+}

@@ -16,6 +16,10 @@ pub const ANNOTATION_COMMAND: &str = "syscribe.dev/command";
 pub const ANNOTATION_DROPPED: &str = "syscribe.dev/dropped-syscalls";
 pub const ANNOTATION_CONTAINER_ID: &str = "syscribe.dev/container-id";
 pub const ANNOTATION_POD_UID: &str = "syscribe.dev/pod-uid";
+/// On a recorded SelinuxProfile: the AVCs it was recorded from, and those not kept (names a
+/// profile cannot hold, or beyond its rule bound).
+pub const ANNOTATION_DENIALS: &str = "syscribe.dev/recorded-denials";
+pub const ANNOTATION_DROPPED_DENIALS: &str = "syscribe.dev/dropped-denials";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

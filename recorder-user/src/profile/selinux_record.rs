@@ -20,23 +20,26 @@ pub struct SelinuxRecording {
     pub allow: AllowRules,
     /// Denials of another source type than the recorded one (not this container's).
     pub other_source: u64,
-    /// Denials whose type, class or permission is not an SELinux identifier.
+    /// Denials whose type, class or permissions a SelinuxProfile cannot hold: not SELinux
+    /// identifiers, no permission at all, or a namespaced type (`other.process`: another
+    /// profile's, which a profile's allow rules cannot name).
     pub malformed: u64,
     /// Denials dropped because the profile had MAX_RULES (type, class) pairs already.
     pub over_limit: u64,
 }
 
-/// An SELinux identifier: what a type, class or permission name can be.
-fn identifier(s: &str) -> bool {
+/// An SELinux identifier as a SelinuxProfile may hold it (what `syscribe validate` accepts):
+/// letters, digits and '_', not starting with a digit; classes and permissions in lowercase.
+fn identifier(s: &str, lowercase: bool) -> bool {
     !s.is_empty()
         && s.len() <= 128
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && s.bytes().all(|b| {
+            b.is_ascii_digit()
+                || b == b'_'
+                || b.is_ascii_lowercase()
+                || (!lowercase && b.is_ascii_uppercase())
+        })
         && !s.as_bytes()[0].is_ascii_digit()
-}
-
-/// A type name: identifiers joined by '.' (CIL's namespaced types, `errorlogger.process`).
-fn type_name(s: &str) -> bool {
-    s.len() <= 256 && s.split('.').all(identifier)
 }
 
 /// The type of a context `user:role:type[:level]`.
@@ -62,15 +65,20 @@ impl SelinuxRecording {
             self.malformed += 1;
             return;
         };
-        if !type_name(target) || !identifier(tclass) || perms.iter().any(|p| !identifier(p)) {
+        let label = if target == source_type {
+            "@self"
+        } else {
+            target
+        };
+        if !(label == "@self" || identifier(label, false))
+            || !identifier(tclass, true)
+            || perms.is_empty()
+            || perms.iter().any(|p| !identifier(p, true))
+        {
             self.malformed += 1;
             return;
         }
-        let label = if target == source_type {
-            "@self".to_owned()
-        } else {
-            target.to_owned()
-        };
+        let label = label.to_owned();
         let rules: usize = self.allow.values().map(|c| c.len()).sum();
         let known = self
             .allow
@@ -203,7 +211,19 @@ mod tests {
             "file",
             &["re ad".into()],
         );
-        assert_eq!(hostile.malformed, 2);
+        // What `syscribe validate` would refuse is not kept either: another profile's
+        // namespaced type, an uppercase class, no permission, a quote in a permission.
+        for (tcontext, class, perms) in [
+            ("u:r:other.process:s0", "file", vec!["read".to_owned()]),
+            ("u:r:etc_t:s0", "FILE", vec!["read".to_owned()]),
+            ("u:r:etc_t:s0", "file", vec![]),
+            ("u:r:etc_t:s0", "file", vec!["re\"ad".to_owned()]),
+            ("u:r:1etc_t:s0", "file", vec!["read".to_owned()]),
+            ("u:r", "file", vec!["read".to_owned()]),
+        ] {
+            hostile.add("r.process", "u:r:r.process:s0", tcontext, class, &perms);
+        }
+        assert_eq!(hostile.malformed, 8);
         assert!(hostile.allow.is_empty());
         let mut full = SelinuxRecording::default();
         for i in 0..MAX_RULES + 3 {
