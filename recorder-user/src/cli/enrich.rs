@@ -88,6 +88,10 @@ pub struct EnrichArgs {
     /// Following a file: start at its end (what was there before is not read).
     #[arg(skip)]
     pub from_end: bool,
+    /// While following, where SELinux is on: also read denials from the AVC tracepoint
+    /// (root; tracefs mounted). Off: SELinux denials come from the audit source only.
+    #[arg(long = "no-avc-trace", action = clap::ArgAction::SetFalse)]
+    pub avc_trace: bool,
 }
 
 impl EnrichArgs {
@@ -107,6 +111,7 @@ impl EnrichArgs {
             proc: "/proc".into(),
             kmsg: "/dev/kmsg".into(),
             from_end: false,
+            avc_trace: true,
         }
     }
 
@@ -117,6 +122,8 @@ impl EnrichArgs {
             source: Source::File(path),
             metrics_addr: None,
             from_end,
+            // The main enricher reads the tracepoint; twice would print each denial twice.
+            avc_trace: false,
             ..Self::for_daemon(node, SocketAddr::from(([127, 0, 0, 1], 0)))
         }
     }
@@ -232,6 +239,93 @@ struct Ticker {
     /// The kernel's audit status when reading started (netlink only).
     kernel_before: Option<AuditStatus>,
     counts: SourceCounts,
+    /// The AVC tracepoint, drained at every tick (so within IDLE while the source is quiet).
+    trace: Option<Traced>,
+}
+
+/// The `avc:selinux_audited` tracepoint as a second source of SELinux denials beside audit,
+/// where SELinux is on (see `audit::avc_trace`; the pipeline prints the first copy of a denial
+/// both report).
+struct Traced {
+    tracer: crate::bpf::AvcTracer,
+    perms: crate::audit::avc_trace::PermNames,
+    undecodable: u64,
+}
+
+impl Traced {
+    /// Attached where SELinux is on and tracefs shows the tracepoint; otherwise None, said
+    /// once when SELinux is on (off, there is nothing to trace).
+    fn start(paths: &HostPaths) -> Option<Self> {
+        let selinuxfs = Path::new(crate::selinux::SELINUXFS);
+        if !selinuxfs.join("enforce").exists() {
+            return None;
+        }
+        let Some(format) = crate::bpf::AVC_FORMAT_PATHS
+            .iter()
+            .find_map(|p| std::fs::read_to_string(p).ok())
+        else {
+            eprintln!(
+                "syscribe: warning: SELinux is on but the avc:selinux_audited tracepoint is not visible (is tracefs mounted at /sys/kernel/tracing?): SELinux denials come from audit only"
+            );
+            return None;
+        };
+        match crate::bpf::AvcTracer::start(&paths.btf, &format) {
+            Ok(tracer) => {
+                eprintln!(
+                    "syscribe: SELinux denials are also read from the avc:selinux_audited tracepoint"
+                );
+                Some(Self {
+                    tracer,
+                    perms: crate::audit::avc_trace::PermNames::new(selinuxfs),
+                    undecodable: 0,
+                })
+            }
+            Err(err) => {
+                eprintln!(
+                    "syscribe: warning: the avc:selinux_audited tracepoint cannot be used ({err}): SELinux denials come from audit only"
+                );
+                None
+            }
+        }
+    }
+
+    /// Hands every waiting denial to the pipeline.
+    fn pump(&mut self, pipeline: &mut Pipeline, out: &mut dyn Sink) -> std::io::Result<()> {
+        let Self {
+            tracer,
+            perms,
+            undecodable,
+        } = self;
+        let mut result = Ok(());
+        tracer.drain(|bytes| {
+            if result.is_err() {
+                return;
+            }
+            match crate::audit::avc_trace::decode(bytes) {
+                Ok(avc) => {
+                    let names = perms.names(&avc.tclass, avc.denied);
+                    let boot_ns = avc.boot_ns;
+                    let wall = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default();
+                    let record = crate::audit::avc_trace::to_record(avc, names, wall);
+                    result = pipeline.traced_avc(record, boot_ns, out);
+                }
+                Err(_) => *undecodable += 1,
+            }
+        });
+        result
+    }
+
+    fn counts(&mut self) -> crate::audit::pipeline::TraceCounts {
+        let (dropped, truncated, unreadable) = self.tracer.counters().unwrap_or_default();
+        crate::audit::pipeline::TraceCounts {
+            dropped,
+            truncated,
+            unreadable,
+            undecodable: self.undecodable,
+        }
+    }
 }
 
 impl Ticker {
@@ -240,7 +334,13 @@ impl Ticker {
             last: std::time::Instant::now(),
             kernel_before,
             counts: SourceCounts::default(),
+            trace: None,
         }
+    }
+
+    fn with_trace(mut self, trace: Option<Traced>) -> Self {
+        self.trace = trace;
+        self
     }
 
     /// Ticks if `IDLE` passed (or `now`), with the source's counts.
@@ -251,6 +351,9 @@ impl Ticker {
         out: &mut dyn Sink,
         counts: SourceCounts,
     ) -> std::io::Result<()> {
+        if let Some(trace) = &mut self.trace {
+            trace.pump(pipeline, out)?;
+        }
         if !now && self.last.elapsed() < IDLE {
             return Ok(());
         }
@@ -260,7 +363,8 @@ impl Ticker {
             ..counts
         };
         pipeline.tick(out)?;
-        pipeline.publish(self.counts);
+        let trace = self.trace.as_mut().map(Traced::counts);
+        pipeline.publish_with(self.counts, trace);
         Ok(())
     }
 
@@ -351,7 +455,16 @@ pub fn run_with(
         line: Vec::with_capacity(1024),
         format: args.format,
     };
-    let counts = read_source(&args, &mut pipeline, &mut out)?;
+    // Only while following: the tracepoint reports what happens from now on.
+    let trace = if args.follow && args.avc_trace {
+        Traced::start(paths)
+    } else {
+        None
+    };
+    if trace.is_some() {
+        pipeline.pair_avcs();
+    }
+    let counts = read_source(&args, &mut pipeline, &mut out, trace)?;
     pipeline.finish(&mut out).map_err(write_err)?;
     pipeline.publish(counts);
     out.out.flush().map_err(write_err)?;
@@ -418,8 +531,9 @@ fn read_source<W: Write>(
     args: &EnrichArgs,
     pipeline: &mut Pipeline,
     out: &mut Output<W>,
+    trace: Option<Traced>,
 ) -> Result<SourceCounts, CliError> {
-    let mut ticker = Ticker::new(None);
+    let mut ticker = Ticker::new(None).with_trace(trace);
     match &args.source {
         Source::Auto | Source::Kmsg => {
             let mut kmsg = Kmsg::open(&args.kmsg, args.follow).map_err(read_err(&args.kmsg))?;
@@ -449,7 +563,7 @@ fn read_source<W: Write>(
                 ..SourceCounts::default()
             })
         }
-        Source::Netlink => read_netlink(args, pipeline, out),
+        Source::Netlink => read_netlink(args, pipeline, out, ticker.trace.take()),
         Source::File(path) if args.follow => {
             let mut follower = Follower::open(path, args.from_end).map_err(read_err(path))?;
             while !stop_requested() {
@@ -526,6 +640,7 @@ fn read_netlink<W: Write>(
     args: &EnrichArgs,
     pipeline: &mut Pipeline,
     out: &mut Output<W>,
+    trace: Option<Traced>,
 ) -> Result<SourceCounts, CliError> {
     let netlink_err = |source| CliError::Read {
         path: "netlink audit multicast group (needs CAP_AUDIT_READ)".into(),
@@ -557,7 +672,7 @@ fn read_netlink<W: Write>(
             None
         }
     };
-    let mut ticker = Ticker::new(kernel_before);
+    let mut ticker = Ticker::new(kernel_before).with_trace(trace);
     eprintln!("syscribe: reading the audit netlink multicast group");
     let counts = |n: &mut AuditNetlink| SourceCounts {
         lost: n.lost(),
