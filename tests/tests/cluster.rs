@@ -584,9 +584,9 @@ spec:
             "kubectl's output lacks {part:?}:\n{stderr}"
         );
     }
-    // Upstream's examples, unchanged.
+    // Upstream's examples, unchanged: they say v1alpha2, which the CRDs serve beside v1.
     kube.apply(
-        r#"apiVersion: security-profiles-operator.x-k8s.io/v1
+        r#"apiVersion: security-profiles-operator.x-k8s.io/v1alpha2
 kind: SelinuxProfile
 metadata:
   name: errorlogger
@@ -601,7 +601,7 @@ spec:
 "#,
     );
     kube.apply(
-        r#"apiVersion: security-profiles-operator.x-k8s.io/v1
+        r#"apiVersion: security-profiles-operator.x-k8s.io/v1alpha2
 kind: RawSelinuxProfile
 metadata:
   name: rawlogger

@@ -468,14 +468,36 @@ impl SecurityProfileNodeStatus {
     }
 }
 
+/// Versions upstream served before v1 whose objects are v1's shape: still served (upstream's
+/// examples name them), stored as v1.
+pub const SECCOMP_OLDER_VERSIONS: &[&str] = &["v1beta1", "v1alpha1"];
+pub const SELINUX_OLDER_VERSIONS: &[&str] = &["v1alpha2"];
+
+/// `crd` also serving `older` versions with v1's schema: the API server stores their objects as
+/// v1 (no conversion webhook: the fields are the same) and answers in the version asked.
+fn with_older_versions(
+    mut crd: CustomResourceDefinition,
+    older: &[&str],
+) -> CustomResourceDefinition {
+    let v1 = crd.spec.versions[0].clone();
+    for name in older {
+        let mut version = v1.clone();
+        version.name = (*name).to_owned();
+        version.served = true;
+        version.storage = false;
+        crd.spec.versions.push(version);
+    }
+    crd
+}
+
 /// Every CRD syscribe serves, as one multi-document YAML (what `syscribe crds` prints and
 /// deploy/crds.yaml holds).
 pub fn crds_yaml() -> String {
     let crds = [
         ProfileRecording::crd(),
-        SeccompProfile::crd(),
-        SelinuxProfile::crd(),
-        RawSelinuxProfile::crd(),
+        with_older_versions(SeccompProfile::crd(), SECCOMP_OLDER_VERSIONS),
+        with_older_versions(SelinuxProfile::crd(), SELINUX_OLDER_VERSIONS),
+        with_older_versions(RawSelinuxProfile::crd(), SELINUX_OLDER_VERSIONS),
         SecurityProfileNodeStatus::crd(),
     ];
     crds.iter()
@@ -487,6 +509,43 @@ pub fn crds_yaml() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn older_upstream_versions_are_served_and_v1_is_stored() {
+        let crds: Vec<CustomResourceDefinition> = serde_yaml::Deserializer::from_str(&crds_yaml())
+            .map(|d| serde::Deserialize::deserialize(d).unwrap())
+            .collect();
+        let versions = |kind: &str| -> Vec<(String, bool, bool)> {
+            crds.iter()
+                .find(|c| c.spec.names.kind == kind)
+                .unwrap()
+                .spec
+                .versions
+                .iter()
+                .map(|v| (v.name.clone(), v.served, v.storage))
+                .collect()
+        };
+        let v = |name: &str, storage: bool| (name.to_owned(), true, storage);
+        // Upstream's examples say v1alpha2 for both SELinux kinds.
+        for kind in ["SelinuxProfile", "RawSelinuxProfile"] {
+            assert_eq!(
+                versions(kind),
+                [v("v1", true), v("v1alpha2", false)],
+                "{kind}"
+            );
+        }
+        assert_eq!(
+            versions("SeccompProfile"),
+            [v("v1", true), v("v1beta1", false), v("v1alpha1", false)]
+        );
+        assert_eq!(versions("ProfileRecording"), [v("v1", true)]);
+        // The same schema: the API server converts by renaming the version.
+        let crd = crds
+            .iter()
+            .find(|c| c.spec.names.kind == "SelinuxProfile")
+            .unwrap();
+        assert_eq!(crd.spec.versions[0].schema, crd.spec.versions[1].schema);
+    }
 
     #[test]
     fn upstream_manifests_deserialize() {
