@@ -2,6 +2,7 @@
 //!
 //! `cargo xtask setup`            install what a fresh machine lacks (idempotent)
 //! `cargo xtask test`             setup, lints, unit tests, then the root-only tests
+//! `cargo xtask cluster-test [FILTER]`  only the tests on the real cluster
 //! `cargo xtask syscribe ARGS…`   setup, build, run `syscribe ARGS…` (release build)
 //! `cargo xtask bench recorder`   recorder overhead, side by side
 //! `cargo xtask bench storm`      a real seccomp denial storm read by syscribe and plain readers
@@ -35,6 +36,13 @@ enum Task {
     /// Run every check: formatting, clippy, unit tests and the privileged tests (as root).
     Test {
         /// Extra arguments for the privileged test binary (e.g. a test name filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Only the tests on the real cluster (tests/cluster.rs), for working on them: builds
+    /// syscribe, brings the cluster up, runs them (ARGS: a test name filter…), takes it down.
+    /// `cargo xtask test` runs them too, after everything else.
+    ClusterTest {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -115,6 +123,17 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Task::Setup => setup::setup(),
         Task::Test { args } => test(&args),
+        Task::ClusterTest { args } => {
+            setup::setup()?;
+            require_root("the cluster")?;
+            let cache_bin = cluster::build::Cache::for_pins(&cluster::build::Pins::load()?)?.bin();
+            if !cluster::leftovers(&cache_bin).is_empty() {
+                eprintln!("xtask: a cluster is still here; taking it down first");
+                cluster::down(&cache_bin)?;
+            }
+            let bin = build_syscribe(false)?;
+            cluster_tests(&bin, &args)
+        }
         Task::Syscribe { args } => {
             setup::setup()?;
             let bin = build_syscribe(true)?;
