@@ -201,27 +201,46 @@ struct Output<W: Write> {
     format: OutputFormat,
 }
 
+// Each line, newline included, is handed to the writer in one call: with [`SharedStdout`]
+// behind a BufWriter, lines of two enrichers (the daemon's kernel source and its `--audit-log`
+// follower) are never cut into each other.
 impl<W: Write> Sink for Output<W> {
     fn enriched(&mut self, line: &Enriched) -> std::io::Result<()> {
+        self.line.clear();
         match self.format {
-            OutputFormat::Json => {
-                self.line.clear();
-                line.write_json(&mut self.line);
-                self.out.write_all(&self.line)?;
-            }
+            OutputFormat::Json => line.write_json(&mut self.line),
             OutputFormat::Text => self
-                .out
-                .write_all(text::render(&fields_of(line)).as_bytes())?,
+                .line
+                .extend_from_slice(text::render(&fields_of(line)).as_bytes()),
         }
-        self.out.write_all(b"\n")
+        self.line.push(b'\n');
+        self.out.write_all(&self.line)
     }
 
     fn fields(&mut self, line: &Map<String, Value>) -> std::io::Result<()> {
+        self.line.clear();
         match self.format {
-            OutputFormat::Json => serde_json::to_writer(&mut self.out, line)?,
-            OutputFormat::Text => self.out.write_all(text::render(line).as_bytes())?,
+            OutputFormat::Json => serde_json::to_writer(&mut self.line, line)?,
+            OutputFormat::Text => self.line.extend_from_slice(text::render(line).as_bytes()),
         }
-        self.out.write_all(b"\n")
+        self.line.push(b'\n');
+        self.out.write_all(&self.line)
+    }
+}
+
+/// Standard output taken for each write only, and written whole under it: several enrichers
+/// in one process share it (holding `stdout().lock()` for a whole run, as this once did,
+/// blocked the daemon's second enricher forever).
+struct SharedStdout;
+
+impl Write for SharedStdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        std::io::stdout().lock().write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stdout().lock().flush()
     }
 }
 
@@ -451,7 +470,7 @@ pub fn run_with(
         },
     );
     let mut out = Output {
-        out: std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock()),
+        out: std::io::BufWriter::with_capacity(1 << 16, SharedStdout),
         line: Vec::with_capacity(1024),
         format: args.format,
     };
