@@ -7,6 +7,7 @@ pub mod install;
 pub mod node_status;
 pub mod publish;
 pub mod recordings;
+pub mod report;
 pub mod selinux_node;
 pub mod selinux_recordings;
 pub mod webhook;
