@@ -1,5 +1,6 @@
 //! Everything that touches kube: the custom resources, the pod index, the reconcilers.
 
+pub mod coverage;
 pub mod crd;
 pub mod daemon;
 pub mod index;
