@@ -164,4 +164,75 @@ mod tests {
         );
         assert_eq!(gauges[3].series, [(Vec::new(), 3)]);
     }
+
+    /// Metric names in a PromQL expression: identifiers followed by `{`, `[`, `)` or the end,
+    /// not label names, functions or keywords.
+    fn metric_names(expr: &str) -> Vec<String> {
+        let mut names = Vec::new();
+        let mut rest = expr;
+        while let Some(start) = rest.find(|c: char| c.is_ascii_alphabetic() || c == '_') {
+            let tail = &rest[start..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+                .unwrap_or(tail.len());
+            let word = &tail[..end];
+            if word.starts_with("syscribe_") || word.starts_with("security_profiles_operator_") {
+                names.push(word.to_owned());
+            }
+            // Skip quoted label values whole.
+            let after = &tail[end..];
+            rest = match after.strip_prefix("=\"").or(after.strip_prefix("!=\"")) {
+                Some(quoted) => quoted.split_once('"').map_or("", |(_, r)| r),
+                None => after,
+            };
+        }
+        names
+    }
+
+    #[test]
+    fn the_grafana_dashboard_queries_only_metrics_the_daemon_exports() {
+        let path = format!(
+            "{}/../deploy/grafana/syscribe-coverage.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let dashboard: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let mut metrics = Metrics::default();
+        metrics.gauges = node_gauges("n1", []);
+        let exported: std::collections::BTreeSet<String> = metrics
+            .render()
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .map(str::to_owned)
+            .collect();
+        let mut used = std::collections::BTreeSet::new();
+        for panel in dashboard["panels"].as_array().unwrap() {
+            let targets = panel["targets"].as_array().unwrap();
+            assert!(!targets.is_empty(), "{}", panel["title"]);
+            for target in targets {
+                let expr = target["expr"].as_str().unwrap();
+                let names = metric_names(expr);
+                assert!(!names.is_empty(), "no metric in {expr}");
+                used.extend(names);
+            }
+        }
+        let missing: Vec<&String> = used.difference(&exported).collect();
+        assert!(
+            missing.is_empty(),
+            "not exported: {missing:?} (exported: {exported:?})"
+        );
+        // Coverage over time is drawn from the gauges, denials from the audit counters.
+        for name in [
+            CONTAINERS,
+            "security_profiles_operator_seccomp_profile_audit_total",
+            "security_profiles_operator_selinux_profile_audit_total",
+        ] {
+            assert!(used.contains(name), "{name} is not graphed");
+        }
+        assert_eq!(
+            metric_names(r#"sum(x_total{a="syscribe_fake"}) + syscribe_node_containers"#),
+            ["syscribe_node_containers"]
+        );
+    }
 }
