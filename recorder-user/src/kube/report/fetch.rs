@@ -269,17 +269,18 @@ pub async fn report(client: &Client, options: &Options) -> Result<Report, Report
         let labels = profile.labels();
         let name = profile.name_any();
         let recorded = labels.contains_key(LABEL_RECORDING_ID);
-        if recorded && labels.get(LABEL_PARTIAL).map(String::as_str) != Some("true") {
-            if let (Some(ns), Some(container)) = (
+        if recorded
+            && labels.get(LABEL_PARTIAL).map(String::as_str) != Some("true")
+            && let (Some(ns), Some(container)) = (
                 labels.get(LABEL_RECORDING_NAMESPACE),
                 labels.get(LABEL_CONTAINER_ID),
-            ) {
-                known
-                    .recorded
-                    .entry((ns.clone(), container.clone()))
-                    .or_default()
-                    .push(name.clone());
-            }
+            )
+        {
+            known
+                .recorded
+                .entry((ns.clone(), container.clone()))
+                .or_default()
+                .push(name.clone());
         }
         matrix.insert(
             name.clone(),
