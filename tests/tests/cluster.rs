@@ -970,6 +970,11 @@ subjects: [{kind: ServiceAccount, name: report-reader, namespace: report-a}]
         "{table}"
     );
     assert!(!table.contains("report-a"), "{table}");
+    println!("$ syscribe report -n report-b\n{table}");
+    println!(
+        "$ syscribe report -n report-a --format json\n{}",
+        report(&["-n", "report-a", "--format", "json"])
+    );
 
     // The HTML page, as a real browser renders it.
     let page = dir.join("report.html");
@@ -986,6 +991,12 @@ subjects: [{kind: ServiceAccount, name: report-reader, namespace: report-a}]
         .output()
         .expect("chromium (Debian's package, installed by cargo xtask setup)");
     let dom = String::from_utf8_lossy(&out.stdout);
+    if let Some(keep) = std::env::var_os("SYSCRIBE_REPORT_EXAMPLES") {
+        // For the README: the page, kept.
+        let keep = std::path::PathBuf::from(keep);
+        let _ = std::fs::create_dir_all(&keep);
+        let _ = std::fs::copy(&page, keep.join("report.html"));
+    }
     assert!(
         out.status.success() && dom.contains("</html>"),
         "chromium: {out:?}"
