@@ -30,6 +30,8 @@ use crate::{run, stdout_of};
 /// - semodule-utils, policycoreutils, selinux-policy-default, setools, secilc: SELinux modules
 ///   are built into an offline copy of Debian's reference policy store (semodule) and read
 ///   back (sesearch); SELinux itself stays off.
+/// - chromium: a real browser renders `syscribe report --format html` headless (`--dump-dom`)
+///   in the cluster test, which reads what the page shows.
 pub const TEST_PACKAGES: &[&str] = &[
     "libseccomp-dev",
     "busybox-static",
@@ -46,6 +48,7 @@ pub const TEST_PACKAGES: &[&str] = &[
     "selinux-policy-default",
     "setools",
     "secilc",
+    "chromium",
 ];
 
 /// Packages only the benchmarks need: the peers they are compared with (bpftrace, and auditd

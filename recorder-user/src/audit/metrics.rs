@@ -48,6 +48,18 @@ pub struct Metrics {
     pub series_overflow: u64,
     /// Plain counters: (name, help, value), set by the pipeline.
     pub totals: Vec<(&'static str, &'static str, u64)>,
+    /// Gauges set by the daemon (its node's containers by seccomp mode: `kube::coverage`).
+    pub gauges: Vec<Gauge>,
+}
+
+/// A gauge family set as a whole by its owner (bounded there).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gauge {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub labels: &'static [&'static str],
+    /// Label values (as many as `labels`) and value.
+    pub series: Vec<(Vec<String>, u64)>,
 }
 
 impl Default for Metrics {
@@ -94,6 +106,7 @@ impl Default for Metrics {
             series: 0,
             series_overflow: 0,
             totals: Vec::new(),
+            gauges: Vec::new(),
         }
     }
 }
@@ -174,6 +187,27 @@ impl Metrics {
                 out,
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
             );
+        }
+        for gauge in &self.gauges {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge",
+                name = gauge.name,
+                help = gauge.help
+            );
+            for (values, value) in &gauge.series {
+                let labels: Vec<String> = gauge
+                    .labels
+                    .iter()
+                    .zip(values)
+                    .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+                    .collect();
+                if labels.is_empty() {
+                    let _ = writeln!(out, "{} {value}", gauge.name);
+                } else {
+                    let _ = writeln!(out, "{}{{{}}} {value}", gauge.name, labels.join(","));
+                }
+            }
         }
         out
     }

@@ -249,7 +249,7 @@ impl Write for SharedStdout {
 const IDLE: Duration = Duration::from_millis(200);
 
 pub fn run(paths: &HostPaths, args: EnrichArgs) -> Result<i32, CliError> {
-    run_with(paths, args, None, None)
+    run_with(paths, args, None, None, None)
 }
 
 /// Periodic work while reading: due lines out, metrics published, the kernel's drops read.
@@ -398,13 +398,15 @@ impl Ticker {
     }
 }
 
-/// `run`, with container names known from elsewhere (the daemon's pod index), and pods' AVCs
-/// handed to the daemon's SELinux recordings through `avc_tap`.
+/// `run`, with container names known from elsewhere (the daemon's pod index), pods' AVCs
+/// handed to the daemon's SELinux recordings through `avc_tap`, and the counters kept in
+/// `shared` (the daemon's /metrics, which also holds its gauges) when given.
 pub fn run_with(
     paths: &HostPaths,
     mut args: EnrichArgs,
     known: Option<KnownNames>,
     avc_tap: Option<AvcTap>,
+    shared: Option<Arc<Mutex<Metrics>>>,
 ) -> Result<i32, CliError> {
     if args.source == Source::Auto {
         args.source = pick_source(args.follow);
@@ -416,7 +418,7 @@ pub fn run_with(
     stop_on_signals();
     let metrics = match args.metrics_addr {
         Some(addr) => {
-            let metrics = Arc::new(Mutex::new(Metrics::default()));
+            let metrics = shared.unwrap_or_default();
             let bound =
                 metrics::serve(addr, metrics.clone()).map_err(|source| CliError::Serve {
                     addr: addr.to_string(),

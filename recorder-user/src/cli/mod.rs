@@ -3,6 +3,7 @@
 pub mod enrich;
 mod pull;
 mod record;
+mod report;
 mod run;
 mod validate;
 
@@ -73,6 +74,12 @@ pub enum Command {
     /// Write a SeccompProfile — from the cluster (kubeconfig) or a YAML file — as the OCI
     /// seccomp JSON that runc, crun and podman load.
     Pull(pull::PullArgs),
+    /// Which containers run without a seccomp profile, under RuntimeDefault or a Localhost
+    /// profile (installed on their node or not), privileged, with added capabilities or the
+    /// host's namespaces, which recorded profile they leave unused and what was denied to
+    /// them — per namespace with its coverage, and for the cluster (kubeconfig). As a table,
+    /// JSON or one self-contained HTML page.
+    Report(report::ReportArgs),
     /// Check profiles (OCI seccomp JSON, SeccompProfile, SelinuxProfile; YAML or JSON) and
     /// report every problem with its line:column and field path: syntax, unknown fields, wrong
     /// types, unknown actions, architectures, flags, comparisons, syscall names unknown on every
@@ -104,6 +111,7 @@ impl Cli {
             Command::Enrich(args) => enrich::run(&paths, args),
             Command::Daemon(args) => daemon(paths, args),
             Command::Pull(args) => pull::run(args),
+            Command::Report(args) => report::run(args),
             Command::Validate(args) => validate::run(args),
             Command::Webhook(args) => webhook(args),
             Command::Crds => {
@@ -191,6 +199,8 @@ pub enum CliError {
     Webhook(#[from] crate::kube::webhook::WebhookError),
     #[error(transparent)]
     Pull(#[from] pull::PullError),
+    #[error(transparent)]
+    Report(#[from] report::ReportCliError),
     #[error("--policy-store: {0}")]
     PolicyBase(#[from] crate::selinux::BaseError),
     #[error("cannot serve metrics on {addr}: {source}")]

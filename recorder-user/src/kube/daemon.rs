@@ -120,20 +120,21 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
     let known: KnownNames = KnownNames::default();
     // Pods' AVCs from the enricher, for SelinuxProfile recordings.
     let mut avcs: Option<mpsc::Receiver<SelinuxDenial>> = None;
+    // /metrics: the enricher's counters (when it runs) and this node's coverage gauges.
+    let metrics = std::sync::Arc::new(std::sync::Mutex::new(
+        crate::audit::metrics::Metrics::default(),
+    ));
     if args.no_enrich {
         tracing::info!("no enricher: SelinuxProfile recordings get no denials");
-        // /healthz, /readyz (and the plain counters) without the enricher.
-        let metrics = std::sync::Arc::new(std::sync::Mutex::new(
-            crate::audit::metrics::Metrics::default(),
-        ));
-        crate::audit::metrics::serve(args.metrics_addr, metrics).map_err(|source| {
+        // /healthz, /readyz, the gauges (and the plain counters) without the enricher.
+        crate::audit::metrics::serve(args.metrics_addr, metrics.clone()).map_err(|source| {
             DaemonError::Serve {
                 addr: args.metrics_addr,
                 source,
             }
         })?;
     } else {
-        let (paths, node, addr, known) = (
+        let (paths, node, addr, known, shared) = (
             HostPaths {
                 btf: paths.btf.clone(),
                 mountinfo: paths.mountinfo.clone(),
@@ -141,6 +142,7 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
             args.node.clone(),
             args.metrics_addr,
             known.clone(),
+            metrics.clone(),
         );
         let (tap, rx) = AvcTap::channel(AvcTap::CAPACITY);
         avcs = Some(rx);
@@ -163,7 +165,8 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
             .name("enricher".into())
             .spawn(move || {
                 let args = crate::cli::enrich::EnrichArgs::for_daemon(node, addr);
-                if let Err(err) = crate::cli::enrich::run_with(&paths, args, Some(known), Some(tap))
+                if let Err(err) =
+                    crate::cli::enrich::run_with(&paths, args, Some(known), Some(tap), Some(shared))
                 {
                     tracing::error!(error = %err, "the enricher stopped");
                 }
@@ -190,7 +193,8 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
         PodRecordings::new(subtrees).with_state_dir(args.state_dir.clone()),
         installed,
     )
-    .with_state_dir(args.state_dir.clone());
+    .with_state_dir(args.state_dir.clone())
+    .with_coverage_gauges(args.node.clone(), metrics);
     if !args.no_install {
         let selinux_on = crate::selinux::enabled();
         if !selinux_on {
@@ -319,7 +323,7 @@ fn follow_audit_log(
     }
     tracing::info!(path = %file.display(), from_end, "following the audit log");
     let args = crate::cli::enrich::EnrichArgs::for_daemon_file(node, file, from_end);
-    if let Err(err) = crate::cli::enrich::run_with(paths, args, Some(known), Some(tap)) {
+    if let Err(err) = crate::cli::enrich::run_with(paths, args, Some(known), Some(tap), None) {
         tracing::error!(error = %err, "the audit log's enricher stopped");
     }
 }
@@ -373,6 +377,11 @@ pub struct Daemon {
     /// wants any more are pruned.
     listed: [bool; 3],
     pruned: bool,
+    /// This node's name and the /metrics its coverage gauges are set in.
+    coverage: Option<(
+        String,
+        std::sync::Arc<std::sync::Mutex<crate::audit::metrics::Metrics>>,
+    )>,
 }
 
 impl Daemon {
@@ -399,6 +408,7 @@ impl Daemon {
             profile_relist: Relist::default(),
             listed: [false; 3],
             pruned: false,
+            coverage: None,
         }
     }
 
@@ -410,6 +420,16 @@ impl Daemon {
     /// those a previous daemon left there.
     pub fn with_state_dir(mut self, dir: std::path::PathBuf) -> Self {
         self.retry = Pending::load(dir);
+        self
+    }
+
+    /// Sets this node's coverage gauges (`kube::coverage`) in `metrics` at each pod event.
+    pub fn with_coverage_gauges(
+        mut self,
+        node: String,
+        metrics: std::sync::Arc<std::sync::Mutex<crate::audit::metrics::Metrics>>,
+    ) -> Self {
+        self.coverage = Some((node, metrics));
         self
     }
 
@@ -433,6 +453,12 @@ impl Daemon {
     pub async fn pod_event(&mut self, event: Event<Pod>) {
         self.listed[0] |= matches!(event, Event::InitDone);
         on_pod(&mut self.index, &self.known, &mut self.pod_relist, event);
+        if let Some((node, metrics)) = &self.coverage {
+            let gauges = super::coverage::node_gauges(node, self.index.pods().map(|(_, p)| p));
+            if let Ok(mut metrics) = metrics.lock() {
+                metrics.gauges = gauges;
+            }
+        }
         // A profile kept for its users may be free to go now.
         let held = self.installed.held();
         self.due(held);

@@ -1,5 +1,6 @@
 //! Everything that touches kube: the custom resources, the pod index, the reconcilers.
 
+pub mod coverage;
 pub mod crd;
 pub mod daemon;
 pub mod index;
@@ -7,6 +8,7 @@ pub mod install;
 pub mod node_status;
 pub mod publish;
 pub mod recordings;
+pub mod report;
 pub mod selinux_node;
 pub mod selinux_recordings;
 pub mod webhook;
@@ -112,8 +114,50 @@ mod deploy_tests {
     }
 
     #[test]
+    fn the_reports_roles_grant_what_it_reads_and_nothing_else() {
+        let docs = documents("report-rbac.yaml");
+        let grants = |kind: &str| -> Vec<(String, String)> {
+            let doc = docs.iter().find(|d| d["kind"] == kind).unwrap();
+            let mut out = Vec::new();
+            for rule in doc["rules"].as_sequence().unwrap() {
+                for resource in rule["resources"].as_sequence().unwrap() {
+                    for verb in rule["verbs"].as_sequence().unwrap() {
+                        out.push((
+                            resource.as_str().unwrap().to_owned(),
+                            verb.as_str().unwrap().to_owned(),
+                        ));
+                    }
+                }
+            }
+            out.sort();
+            out
+        };
+        let pair = |r: &str, v: &str| (r.to_owned(), v.to_owned());
+        // fetch.rs: lists of namespaces, pods, SeccompProfiles, node statuses …
+        assert_eq!(
+            grants("ClusterRole"),
+            [
+                pair("namespaces", "list"),
+                pair("pods", "list"),
+                pair("seccompprofiles", "list"),
+                pair("securityprofilenodestatuses", "list"),
+            ]
+        );
+        // … and the daemon pods' /metrics through the pod proxy, in syscribe's namespace.
+        assert_eq!(
+            grants("Role"),
+            [pair("pods", "list"), pair("pods/proxy", "get")]
+        );
+        let role = docs.iter().find(|d| d["kind"] == "Role").unwrap();
+        assert_eq!(role["metadata"]["namespace"], "syscribe");
+    }
+
+    #[test]
     fn rbac_has_no_wildcards_and_kustomize_lists_every_manifest() {
-        for doc in documents("rbac.yaml") {
+        for doc in documents("rbac.yaml")
+            .into_iter()
+            .chain(documents("report-rbac.yaml"))
+        {
             for rule in doc["rules"].as_sequence().into_iter().flatten() {
                 for field in ["apiGroups", "resources", "verbs"] {
                     let values = rule[field].as_sequence().unwrap();
