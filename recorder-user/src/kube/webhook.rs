@@ -10,6 +10,7 @@
 //! memory of a review and the size of its answer — and whatever a bound refuses, closes or
 //! leaves out is counted on /metrics.
 
+mod binding;
 mod review;
 mod slots;
 
@@ -34,6 +35,7 @@ use tokio::{
 use tokio_rustls::TlsAcceptor;
 
 use crate::profile::validate::{SelinuxPolicy, Validator};
+pub use binding::{Binding, MAX_BOUND_CONTAINERS, matches, mutate};
 pub use review::{MAX_VALUES, ReviewError, review};
 use slots::{Phase, Refusal, Slots};
 
