@@ -70,7 +70,9 @@ pub struct ProfileRecordingSpec {
     pub disable_profile_after_recording: bool,
 }
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema,
+)]
 pub enum RecordingKind {
     SeccompProfile,
     SelinuxProfile,
