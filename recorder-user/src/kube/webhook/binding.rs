@@ -319,7 +319,7 @@ pub fn mutate<'a>(
             ops.push(json!({"op": "add", "path": "/metadata/annotations", "value": {ANNOTATION_BINDINGS: names}}));
         }
     }
-    let patch = (!ops.is_empty()).then(|| Value::Array(ops));
+    let patch = (!ops.is_empty()).then_some(Value::Array(ops));
     Ok(respond_with(&uid, true, None, warnings, patch.as_ref()))
 }
 

@@ -343,7 +343,10 @@ mod tests {
             finalizers_wanted(&[node.clone(), bound.clone()], false, true),
             None
         );
-        assert_eq!(finalizers_wanted(&[node.clone()], true, true), None);
+        assert_eq!(
+            finalizers_wanted(std::slice::from_ref(&node), true, true),
+            None
+        );
         assert_eq!(
             finalizers_wanted(&[bound.clone(), node.clone()], true, false),
             Some(vec![node.clone()])
