@@ -121,7 +121,11 @@ pub fn start(client: Client) -> BindingCache {
                 match changes.next().await {
                     None => return,
                     Some(Err(err)) => {
-                        tracing::warn!(error = %err, "watching bindings, pods or profiles");
+                        // 410 (expired) is routine; anything else is worth a warning.
+                        crate::kube::daemon::watch_error(
+                            "watching bindings, pods or profiles",
+                            &err,
+                        );
                         continue;
                     }
                     Some(Ok(())) => {}
