@@ -255,6 +255,11 @@ patches:
     - op: add
       path: /webhooks/0/clientConfig/caBundle
       value: {ca_bundle}
+- target: {{kind: MutatingWebhookConfiguration, name: syscribe}}
+  patch: |-
+    - op: add
+      path: /webhooks/0/clientConfig/caBundle
+      value: {ca_bundle}
 - target: {{kind: DaemonSet, name: syscribe}}
   patch: |-
     - op: add
@@ -271,6 +276,7 @@ patches:
             "seccompprofiles.security-profiles-operator.x-k8s.io",
             "selinuxprofiles.security-profiles-operator.x-k8s.io",
             "securityprofilenodestatuses.security-profiles-operator.x-k8s.io",
+            "profilebindings.security-profiles-operator.x-k8s.io",
         ] {
             kube.ok(&["wait", "--for=condition=Established", "--timeout=60s", &format!("crd/{crd}")]);
         }

@@ -70,7 +70,9 @@ pub struct ProfileRecordingSpec {
     pub disable_profile_after_recording: bool,
 }
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema,
+)]
 pub enum RecordingKind {
     SeccompProfile,
     SelinuxProfile,
@@ -99,6 +101,67 @@ pub enum MergeStrategy {
 #[serde(rename_all = "camelCase")]
 pub struct ProfileRecordingStatus {
     /// The pods being recorded (`namespace/name`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub active_workloads: Vec<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// ProfileBinding
+
+/// Namespaces with this label (any value) have their pods bound by ProfileBindings.
+pub const LABEL_ENABLE_BINDING: &str = "spo.x-k8s.io/enable-binding";
+/// syscribe's: the finalizer on a profile while a ProfileBinding names it (the webhook adds
+/// and removes it), so a bound profile is not deleted out from under the pods it binds.
+pub const FINALIZER_BOUND: &str = "syscribe.dev/bound";
+/// syscribe's: set by the webhook on every pod it bound (value `true`), with
+/// [`ANNOTATION_BINDINGS`] naming the bindings; a pod that was not bound never keeps them.
+pub const LABEL_BOUND: &str = "syscribe.dev/bound";
+/// The ProfileBindings (comma-separated names) that bound the pod at its creation.
+pub const ANNOTATION_BINDINGS: &str = "syscribe.dev/bindings";
+/// `spec.image` of a binding for every image.
+pub const ANY_IMAGE: &str = "*";
+
+/// Applies a profile to the containers of new pods in its namespace (labelled
+/// `spo.x-k8s.io/enable-binding`) whose image is `image` (`*`: any) and whose pod matches
+/// `podSelector` (absent: every pod); the pod webhook writes it into their securityContext.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "security-profiles-operator.x-k8s.io",
+    version = "v1",
+    kind = "ProfileBinding",
+    namespaced,
+    status = "ProfileBindingStatus",
+    printcolumn = r#"{"name":"Kind","type":"string","jsonPath":".spec.profileRef.kind"}"#,
+    printcolumn = r#"{"name":"Profile","type":"string","jsonPath":".spec.profileRef.name"}"#,
+    printcolumn = r#"{"name":"Image","type":"string","jsonPath":".spec.image"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"PodSelector","type":"string","jsonPath":".spec.podSelector","priority":10}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileBindingSpec {
+    /// The profile to apply.
+    pub profile_ref: ProfileRef,
+    /// The container image to bind, exactly as the pod names it; `*` for every image.
+    #[schemars(length(min = 1))]
+    pub image: String,
+    /// The pods to bind (a standard label selector); absent or empty: every pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_selector: Option<LabelSelector>,
+}
+
+/// A profile named by a binding.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct ProfileRef {
+    /// SeccompProfile, SelinuxProfile or AppArmorProfile.
+    pub kind: RecordingKind,
+    #[schemars(length(min = 1))]
+    pub name: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileBindingStatus {
+    /// The pods it bound that still run (`namespace/name`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub active_workloads: Vec<String>,
 }
@@ -472,6 +535,9 @@ impl SecurityProfileNodeStatus {
 /// examples name them), stored as v1.
 pub const SECCOMP_OLDER_VERSIONS: &[&str] = &["v1beta1", "v1alpha1"];
 pub const SELINUX_OLDER_VERSIONS: &[&str] = &["v1alpha2"];
+/// ProfileBinding's v1alpha1 had no `podSelector`; served with v1's schema, a v1alpha1 object
+/// without one binds every pod, as it did.
+pub const BINDING_OLDER_VERSIONS: &[&str] = &["v1alpha1"];
 
 /// `crd` also serving `older` versions with v1's schema: the API server stores their objects as
 /// v1 (no conversion webhook: the fields are the same) and answers in the version asked.
@@ -495,6 +561,7 @@ fn with_older_versions(
 pub fn crds_yaml() -> String {
     let crds = [
         ProfileRecording::crd(),
+        with_older_versions(ProfileBinding::crd(), BINDING_OLDER_VERSIONS),
         with_older_versions(SeccompProfile::crd(), SECCOMP_OLDER_VERSIONS),
         with_older_versions(SelinuxProfile::crd(), SELINUX_OLDER_VERSIONS),
         with_older_versions(RawSelinuxProfile::crd(), SELINUX_OLDER_VERSIONS),
@@ -539,6 +606,10 @@ mod tests {
             [v("v1", true), v("v1beta1", false), v("v1alpha1", false)]
         );
         assert_eq!(versions("ProfileRecording"), [v("v1", true)]);
+        assert_eq!(
+            versions("ProfileBinding"),
+            [v("v1", true), v("v1alpha1", false)]
+        );
         // The same schema: the API server converts by renaming the version.
         let crd = crds
             .iter()
@@ -606,6 +677,19 @@ spec:
             Some(&["sp".to_owned()][..])
         );
         assert_eq!(ProfileRecording::crd().spec.scope, "Namespaced");
+        assert_eq!(ProfileBinding::crd().spec.scope, "Namespaced");
+        // Upstream's example (examples/profilebinding.yaml) in its v1alpha1 spelling, and a v1 one.
+        let binding: ProfileBinding = serde_yaml::from_str(
+            "apiVersion: security-profiles-operator.x-k8s.io/v1alpha1\nkind: ProfileBinding\nmetadata:\n  name: profile-binding\nspec:\n  profileRef:\n    kind: SeccompProfile\n    name: profile-allow-unsafe\n  image: nginx:1.19.1\n",
+        )
+        .unwrap();
+        assert_eq!(binding.spec.profile_ref.kind, RecordingKind::SeccompProfile);
+        assert_eq!(binding.spec.pod_selector, None);
+        let binding: ProfileBinding = serde_yaml::from_str(
+            "apiVersion: security-profiles-operator.x-k8s.io/v1\nkind: ProfileBinding\nmetadata: {name: b}\nspec:\n  profileRef: {kind: SelinuxProfile, name: web}\n  image: '*'\n  podSelector: {matchLabels: {app: web}}\n",
+        )
+        .unwrap();
+        assert_eq!(binding.spec.image, ANY_IMAGE);
         assert_eq!(SelinuxProfile::crd().spec.scope, "Cluster");
         let raw = RawSelinuxProfile::crd();
         assert_eq!(raw.spec.scope, "Cluster");
@@ -633,7 +717,7 @@ spec:
         .unwrap();
         assert_eq!(selinux.spec.inherit[0].name, "container", "default inherit");
         let yaml = crds_yaml();
-        assert_eq!(yaml.matches("kind: CustomResourceDefinition").count(), 5);
+        assert_eq!(yaml.matches("kind: CustomResourceDefinition").count(), 6);
         assert!(
             !yaml.contains("additionalProperties: false"),
             "structural schemas only"

@@ -852,7 +852,7 @@ fn backoff(attempts: u32) -> Duration {
 /// A watch error: an expired watch (410 Gone, "too old resource version") is routine — the
 /// watcher lists again by itself — so it is not worth a warning (seen on the real cluster);
 /// anything else is, and the watcher backs off before it retries.
-fn watch_error(what: &str, err: &watcher::Error) {
+pub(crate) fn watch_error(what: &str, err: &watcher::Error) {
     match err {
         watcher::Error::WatchError(status) if status.code == 410 => {
             tracing::debug!(error = %err, "{what} expired; listing again");

@@ -23,7 +23,10 @@ use kube::{
 use thiserror::Error;
 
 use super::{
-    crd::{LABEL_PARTIAL, ProfileState, ProfileStatus, ProfileStatusKind, SeccompProfile},
+    crd::{
+        FINALIZER_BOUND, LABEL_PARTIAL, ProfileState, ProfileStatus, ProfileStatusKind,
+        SeccompProfile,
+    },
     node_status,
     publish::{MANAGER, PublishError, api_err},
 };
@@ -299,7 +302,12 @@ pub fn plan<'a>(
     }
     let deleted = profile.meta().deletion_timestamp.is_some();
     if deleted || profile.spec.state == Some(ProfileState::Disabled) {
-        let users = users(name, pods);
+        let mut users = users(name, pods);
+        // Deleted while a ProfileBinding names it: new pods of the binding still need the
+        // file until the binding goes (the webhook then removes the finalizer).
+        if deleted && profile.finalizers().iter().any(|f| f == FINALIZER_BOUND) {
+            users.push(format!("a ProfileBinding (finalizer {FINALIZER_BOUND})"));
+        }
         return if users.is_empty() {
             Plan::Remove { deleted }
         } else {
@@ -979,6 +987,18 @@ mod tests {
         assert_eq!(
             plan("p", &deleted, [], &mut validator),
             Plan::Remove { deleted: true }
+        );
+        // Still named by a ProfileBinding: the file stays for the binding's next pods.
+        let bound = profiles(vec![profile(
+            "p",
+            json!({}),
+            json!({"deletionTimestamp": "2026-11-26T20:00:00Z", "finalizers": [FINALIZER_BOUND]}),
+        )]);
+        assert_eq!(
+            plan("p", &bound, [], &mut validator),
+            Plan::Hold {
+                users: vec!["a ProfileBinding (finalizer syscribe.dev/bound)".into()]
+            }
         );
     }
 

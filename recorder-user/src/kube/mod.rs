@@ -172,6 +172,36 @@ mod deploy_tests {
         }
     }
 
+    fn container_args(container: &serde_yaml::Value) -> Vec<String> {
+        container["args"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn pods_are_sent_for_binding_only_from_namespaces_that_opted_in() {
+        let config = &documents("webhook/mutatingwebhookconfiguration.yaml")[0];
+        let hook = &config["webhooks"][0];
+        assert_eq!(hook["clientConfig"]["service"]["path"], "/mutate");
+        assert_eq!(hook["sideEffects"], "None");
+        let expressions: serde_yaml::Value = serde_yaml::from_str(
+            "[{key: spo.x-k8s.io/enable-binding, operator: Exists}, \
+             {key: kubernetes.io/metadata.name, operator: NotIn, values: [kube-system, syscribe]}]",
+        )
+        .unwrap();
+        assert_eq!(hook["namespaceSelector"]["matchExpressions"], expressions);
+        assert_eq!(
+            hook["namespaceSelector"]["matchExpressions"][0]["key"],
+            crate::kube::crd::LABEL_ENABLE_BINDING
+        );
+        assert_eq!(hook["rules"][0]["resources"][0], "pods");
+        assert_eq!(hook["rules"][0]["operations"][0], "CREATE");
+        assert!(hook["timeoutSeconds"].as_u64().unwrap() <= 10);
+    }
+
     #[test]
     fn the_webhook_is_asked_about_profile_writes_on_the_path_it_serves() {
         let config = &documents("webhook/validatingwebhookconfiguration.yaml")[0];
@@ -202,7 +232,11 @@ mod deploy_tests {
         assert_eq!(svc["spec"]["ports"][0]["port"], service["port"]);
         let deployment = &documents("webhook/deployment.yaml")[0];
         let pod = &deployment["spec"]["template"]["spec"];
-        assert_eq!(pod["automountServiceAccountToken"], false);
+        assert_eq!(pod["serviceAccountName"], "syscribe-webhook");
+        assert!(
+            container_args(&pod["containers"][0]).contains(&"--bindings".to_owned()),
+            "the Deployment serves /mutate"
+        );
         let container = &pod["containers"][0];
         assert_eq!(container["args"][0], "webhook");
         assert_eq!(container["securityContext"]["runAsNonRoot"], true);

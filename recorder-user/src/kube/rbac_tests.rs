@@ -30,7 +30,14 @@ const RESOURCES: &[(&str, &str)] = &[
     ("SelinuxProfile", "selinuxprofiles"),
     ("RawSelinuxProfile", "rawselinuxprofiles"),
     ("SecurityProfileNodeStatus", "securityprofilenodestatuses"),
+    ("ProfileBinding", "profilebindings"),
+    // Metadata-only watches (the webhook's profile caches).
+    ("PartialObjectMeta<SeccompProfile>", "seccompprofiles"),
+    ("PartialObjectMeta<SelinuxProfile>", "selinuxprofiles"),
 ];
+
+/// The webhook's (`--bindings`) source files that talk to the API, and its ClusterRole.
+const WEBHOOK_SOURCES: &[&str] = &["webhook/bound.rs"];
 
 /// Reads `Api<T>` / `Api::<T>` and the calls that follow it (until the next `Api` of another
 /// type) from one file's code, tests excluded; kube's events Recorder creates and patches
@@ -140,8 +147,8 @@ fn calls(
     }
 }
 
-fn granted() -> BTreeSet<Access> {
-    let path = format!("{}/../deploy/rbac.yaml", env!("CARGO_MANIFEST_DIR"));
+fn granted(file: &str) -> BTreeSet<Access> {
+    let path = format!("{}/../deploy/{file}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap();
     let mut grants = BTreeSet::new();
     for document in serde_yaml::Deserializer::from_str(&text) {
@@ -170,13 +177,47 @@ fn the_cluster_role_grants_exactly_the_requests_the_daemons_code_makes() {
         let path = format!("{}/src/kube/{file}", env!("CARGO_MANIFEST_DIR"));
         used.extend(accesses_in(&std::fs::read_to_string(&path).unwrap()));
     }
-    let granted = granted();
+    let granted = granted("rbac.yaml");
     let unused: Vec<_> = granted.difference(&used).collect();
     let missing: Vec<_> = used.difference(&granted).collect();
     assert!(
         unused.is_empty() && missing.is_empty(),
         "deploy/rbac.yaml grants what no code uses: {unused:?}\nthe code makes requests it does not grant: {missing:?}\n(used: {used:?})"
     );
+}
+
+#[test]
+fn the_webhooks_cluster_role_grants_exactly_the_requests_its_binding_code_makes() {
+    let mut used = BTreeSet::new();
+    for file in WEBHOOK_SOURCES {
+        let path = format!("{}/src/kube/{file}", env!("CARGO_MANIFEST_DIR"));
+        used.extend(accesses_in(&std::fs::read_to_string(&path).unwrap()));
+    }
+    let granted = granted("webhook/rbac.yaml");
+    let unused: Vec<_> = granted.difference(&used).collect();
+    let missing: Vec<_> = used.difference(&granted).collect();
+    assert!(
+        unused.is_empty() && missing.is_empty(),
+        "deploy/webhook/rbac.yaml grants what no code uses: {unused:?}\nthe code makes requests it does not grant: {missing:?}\n(used: {used:?})"
+    );
+    // What it reads and writes, said plainly (a regression in the reader would pass above).
+    let said: BTreeSet<Access> = [
+        ("pods", "list"),
+        ("pods", "watch"),
+        ("profilebindings", "list"),
+        ("profilebindings", "watch"),
+        ("profilebindings/status", "patch"),
+        ("seccompprofiles", "list"),
+        ("seccompprofiles", "watch"),
+        ("seccompprofiles", "patch"),
+        ("selinuxprofiles", "list"),
+        ("selinuxprofiles", "watch"),
+        ("selinuxprofiles", "patch"),
+    ]
+    .into_iter()
+    .map(|(r, v)| (r.to_owned(), v.to_owned()))
+    .collect();
+    assert_eq!(used, said);
 }
 
 #[test]

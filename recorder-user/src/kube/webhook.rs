@@ -10,6 +10,8 @@
 //! memory of a review and the size of its answer — and whatever a bound refuses, closes or
 //! leaves out is counted on /metrics.
 
+mod binding;
+mod bound;
 mod review;
 mod slots;
 
@@ -34,6 +36,7 @@ use tokio::{
 use tokio_rustls::TlsAcceptor;
 
 use crate::profile::validate::{SelinuxPolicy, Validator};
+pub use binding::{Binding, MAX_BOUND_CONTAINERS, matches, mutate};
 pub use review::{MAX_VALUES, ReviewError, review};
 use slots::{Phase, Refusal, Slots};
 
@@ -70,6 +73,13 @@ pub struct WebhookArgs {
     /// take every slot. The API server is one peer (one connection per concurrent call).
     #[arg(long, default_value_t = MAX_CONNECTIONS_PER_PEER, value_parser = at_least_one)]
     pub max_connections_per_peer: usize,
+    /// Serve `POST /mutate`, binding new pods' containers to the profiles of their
+    /// namespace's ProfileBindings. Needs API access (the pod's ServiceAccount or a
+    /// kubeconfig): ProfileBindings, the pods it bound and the profiles' metadata are
+    /// watched, the profiles' `syscribe.dev/bound` finalizer and the bindings'
+    /// activeWorkloads kept.
+    #[arg(long)]
+    pub bindings: bool,
 }
 
 fn at_least_one(text: &str) -> Result<usize, String> {
@@ -92,6 +102,8 @@ pub enum WebhookError {
     },
     #[error("--policy-store: {0}")]
     PolicyBase(#[from] crate::selinux::BaseError),
+    #[error("--bindings: no Kubernetes API access: {0}")]
+    Kube(#[source] kube::Error),
     #[error("{path}: {source}", path = .path.display())]
     Policy {
         path: PathBuf,
@@ -181,6 +193,8 @@ struct Shared {
     /// KiB of request bodies that may still be read.
     bodies: tokio::sync::Semaphore,
     slots: Mutex<Slots>,
+    /// With `--bindings`: what `/mutate` binds with.
+    bindings: Option<bound::BindingCache>,
 }
 
 /// Why a connection was closed by the webhook (a label on /metrics).
@@ -424,6 +438,14 @@ pub async fn run(args: WebhookArgs) -> Result<(), WebhookError> {
         None => validator,
     };
     let mut certificate = Certificate::load(&args.cert, &args.key)?;
+    let bindings = if args.bindings {
+        let client = kube::Client::try_default()
+            .await
+            .map_err(WebhookError::Kube)?;
+        Some(bound::start(client))
+    } else {
+        None
+    };
     let listener = TcpListener::bind(args.addr)
         .await
         .map_err(|source| WebhookError::Listen {
@@ -447,6 +469,7 @@ pub async fn run(args: WebhookArgs) -> Result<(), WebhookError> {
             args.max_connections,
             args.max_connections_per_peer,
         )),
+        bindings,
     });
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|source| WebhookError::Listen {
@@ -771,6 +794,12 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                 }
             }
+            ("POST", "/mutate") => mutate_route(shared, body).await,
+            ("GET", "/readyz") if !shared.bindings_ready() => (
+                "503 Service Unavailable",
+                "text/plain",
+                b"the ProfileBinding caches are not listed yet\n".to_vec(),
+            ),
             ("GET", "/healthz" | "/readyz") => ("200 OK", "text/plain", b"ok\n".to_vec()),
             ("GET", "/metrics") => (
                 "200 OK",
@@ -795,6 +824,71 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
         }
         served = true;
         conn.phase(Phase::Waiting);
+    }
+}
+
+impl Shared {
+    /// Without `--bindings`, always; with it, once its caches are listed.
+    fn bindings_ready(&self) -> bool {
+        self.bindings
+            .as_ref()
+            .is_none_or(|b| b.ready.load(Ordering::Acquire))
+    }
+}
+
+/// `POST /mutate`: 404 without `--bindings`, 503 until its caches are listed (the API
+/// server then refuses the pod, failurePolicy Fail: an empty cache would let it through
+/// unbound), else the review [`binding::mutate`] answers.
+async fn mutate_route(shared: &Shared, body: Vec<u8>) -> (&'static str, &'static str, Vec<u8>) {
+    let counters = &shared.counters;
+    let Some(cache) = &shared.bindings else {
+        return (
+            "404 Not Found",
+            "text/plain",
+            b"pod binding is not enabled (syscribe webhook --bindings)\n".to_vec(),
+        );
+    };
+    if !shared.bindings_ready() {
+        return (
+            "503 Service Unavailable",
+            "text/plain",
+            b"the ProfileBinding caches are not listed yet; try again\n".to_vec(),
+        );
+    }
+    let all = cache.bindings.state();
+    let answer = tokio::task::spawn_blocking(move || {
+        binding::mutate(&body, |namespace| {
+            all.iter()
+                .filter(|b| b.metadata.namespace.as_deref() == Some(namespace))
+                .filter(|b| b.metadata.deletion_timestamp.is_none())
+                .map(|b| Binding {
+                    name: b.metadata.name.as_deref().unwrap_or_default(),
+                    spec: &b.spec,
+                })
+                .collect()
+        })
+    })
+    .await
+    .unwrap_or_else(|_| Err(ReviewError::Json("the binder failed".into())));
+    match answer {
+        Ok(answer) => {
+            let counter = if answer["response"]["allowed"] == true {
+                &counters.allowed
+            } else {
+                &counters.denied
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            let bytes = serde_json::to_vec(&answer).expect("reviews serialize");
+            ("200 OK", "application/json", bytes)
+        }
+        Err(err) => {
+            counters.bad_requests.fetch_add(1, Ordering::Relaxed);
+            (
+                "400 Bad Request",
+                "text/plain",
+                format!("{err}\n").into_bytes(),
+            )
+        }
     }
 }
 

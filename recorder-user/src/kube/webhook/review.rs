@@ -28,7 +28,7 @@ pub enum ReviewError {
 /// one tree and its problems; or it is skipped (`IgnoredAny`) when too large to check.
 #[derive(Deserialize)]
 #[serde(bound = "O: Deserialize<'de>")]
-struct Incoming<O> {
+pub(super) struct Incoming<O> {
     #[serde(rename = "apiVersion", default)]
     api_version: Value,
     #[serde(default)]
@@ -39,17 +39,21 @@ struct Incoming<O> {
 
 #[derive(Deserialize)]
 #[serde(bound = "O: Deserialize<'de>")]
-struct Request<O> {
+pub(super) struct Request<O> {
     #[serde(default)]
-    uid: Value,
+    pub(super) uid: Value,
     #[serde(default)]
-    kind: Option<GroupVersionKind>,
+    pub(super) kind: Option<GroupVersionKind>,
     #[serde(default)]
-    operation: Value,
+    pub(super) operation: Value,
     #[serde(default)]
     name: Value,
+    #[serde(default)]
+    pub(super) namespace: Value,
+    #[serde(rename = "subResource", default)]
+    pub(super) sub_resource: Value,
     #[serde(default = "none")]
-    object: Option<O>,
+    pub(super) object: Option<O>,
     #[serde(rename = "oldObject", default = "none")]
     old_object: Option<OldObject<O>>,
 }
@@ -59,9 +63,9 @@ fn none<T>() -> Option<T> {
 }
 
 #[derive(Deserialize)]
-struct GroupVersionKind {
+pub(super) struct GroupVersionKind {
     #[serde(default)]
-    kind: Value,
+    pub(super) kind: Value,
 }
 
 #[derive(Deserialize)]
@@ -166,7 +170,7 @@ pub fn review(validator: &mut Validator, body: &[u8]) -> Result<(Value, u64), Re
 
 impl<O> Incoming<O> {
     /// The request of an admission.k8s.io/v1 AdmissionReview with a uid.
-    fn request_checked(self) -> Result<Request<O>, ReviewError> {
+    pub(super) fn request_checked(self) -> Result<Request<O>, ReviewError> {
         let api_version = self.api_version.as_str().unwrap_or_default();
         if api_version != "admission.k8s.io/v1" || self.kind != "AdmissionReview" {
             return Err(ReviewError::NotAReview(format!(
@@ -206,13 +210,40 @@ fn allow(uid: &str) -> Value {
     respond(uid, true, None, Vec::new())
 }
 
-fn respond(uid: &str, allowed: bool, message: Option<String>, warnings: Vec<String>) -> Value {
+pub(super) fn respond(
+    uid: &str,
+    allowed: bool,
+    message: Option<String>,
+    warnings: Vec<String>,
+) -> Value {
+    let status = message.map(|message| (422, "Invalid", message));
+    respond_with(uid, allowed, status, warnings, None)
+}
+
+/// An answer with a status (code, reason, message) when refused, at most [`MAX_WARNINGS`]
+/// warnings (then one saying how many more) and a JSONPatch when it changes the object.
+pub(super) fn respond_with(
+    uid: &str,
+    allowed: bool,
+    status: Option<(u16, &str, String)>,
+    mut warnings: Vec<String>,
+    patch: Option<&Value>,
+) -> Value {
     let mut response = json!({"uid": uid, "allowed": allowed});
-    if let Some(message) = message {
-        response["status"] = json!({"code": 422, "reason": "Invalid", "message": message});
+    if let Some((code, reason, message)) = status {
+        response["status"] = json!({"code": code, "reason": reason, "message": message});
+    }
+    if warnings.len() > MAX_WARNINGS + 1 {
+        let more = warnings.len() - MAX_WARNINGS;
+        warnings.truncate(MAX_WARNINGS);
+        warnings.push(format!("and {more} more warnings"));
     }
     if !warnings.is_empty() {
         response["warnings"] = json!(warnings);
+    }
+    if let Some(patch) = patch {
+        response["patchType"] = json!("JSONPatch");
+        response["patch"] = json!(super::binding::encode_patch(patch));
     }
     json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response})
 }

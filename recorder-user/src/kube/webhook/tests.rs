@@ -254,6 +254,7 @@ fn server(deadlines: Deadlines) -> Arc<Shared> {
         counters: Counters::default(),
         bodies: tokio::sync::Semaphore::new(BODY_BUDGET_KIB),
         slots: Mutex::new(Slots::new(4, 4)),
+        bindings: None,
     })
 }
 
