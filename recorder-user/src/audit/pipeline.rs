@@ -29,6 +29,7 @@ use super::{
     tap::AvcTap,
 };
 use crate::resolve::{
+    container::ContainerRef,
     process::{BootClock, ProcResolver},
     runtime::RuntimeNames,
 };
@@ -165,6 +166,22 @@ impl Pipeline {
         }
     }
 
+    /// `record` enriched with its container and, where the runtime or the pod index knows
+    /// them, the container's namespace, pod and name.
+    fn enrich_named(
+        &mut self,
+        record: super::parse::AuditRecord,
+        container: Option<&ContainerRef>,
+    ) -> Enriched {
+        let mut line = enrich(record, self.node.as_ref(), container, &mut self.names);
+        if let Some(names) = container.and_then(|c| self.runtime.names_of(&c.container_id)) {
+            line.namespace = names.namespace;
+            line.pod = names.pod;
+            line.container = names.container;
+        }
+        line
+    }
+
     /// A denial read from the AVC tracepoint (see [`super::avc_trace`]): resolved, enriched
     /// and printed as the audit path's AVCs are, at once (no SYSCALL record will follow).
     pub fn traced_avc(
@@ -183,20 +200,7 @@ impl Pipeline {
             _ => None,
         };
         let container = pid.and_then(|pid| self.resolver.container_of(pid, boot_ns, now));
-        let mut line = enrich(
-            record,
-            self.node.as_ref(),
-            container.as_ref(),
-            &mut self.names,
-        );
-        if let Some(names) = container
-            .as_ref()
-            .and_then(|c| self.runtime.names_of(&c.container_id))
-        {
-            line.namespace = names.namespace;
-            line.pod = names.pod;
-            line.container = names.container;
-        }
+        let line = self.enrich_named(record, container.as_ref());
         self.emit(&line, sink)
     }
 
@@ -227,20 +231,7 @@ impl Pipeline {
                 let container = pid.and_then(|pid| self.resolver.container_of(pid, at, now));
                 let is_seccomp = matches!(record.denial, Denial::Seccomp(_));
                 let event = record.event;
-                let mut line = enrich(
-                    *record,
-                    self.node.as_ref(),
-                    container.as_ref(),
-                    &mut self.names,
-                );
-                if let Some(names) = container
-                    .as_ref()
-                    .and_then(|c| self.runtime.names_of(&c.container_id))
-                {
-                    line.namespace = names.namespace;
-                    line.pod = names.pod;
-                    line.container = names.container;
-                }
+                let line = self.enrich_named(*record, container.as_ref());
                 if is_seccomp {
                     self.emit(&line, sink)?;
                 } else {

@@ -109,6 +109,22 @@ impl NodeIndex {
 
     /// The recording that records `pod`, and the refusals to report. `None` when the pod's
     /// namespace is not enabled, no recording selects it, or the pod is finished.
+    /// Of `keys` (pods being recorded as `kind`), those whose recording ended: the pod is gone
+    /// or no recording of that kind selects it any more.
+    pub fn ended<'k>(
+        &self,
+        keys: impl IntoIterator<Item = &'k Key>,
+        kind: RecordingKind,
+    ) -> Vec<Key> {
+        keys.into_iter()
+            .filter(|key| {
+                self.pod(key)
+                    .is_none_or(|pod| self.selection(pod).0.is_none_or(|s| s.kind != kind))
+            })
+            .cloned()
+            .collect()
+    }
+
     pub fn selection(&self, pod: &Pod) -> (Option<Selection>, Vec<Refusal>) {
         let namespace = pod.namespace().unwrap_or_default();
         let finished = matches!(

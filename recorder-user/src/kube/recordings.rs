@@ -292,19 +292,7 @@ impl PodRecordings {
                 (None, _) => {}
             }
         }
-        let ended: Vec<Key> = self
-            .active
-            .keys()
-            .filter(|key| {
-                index.pod(key).is_none_or(|pod| {
-                    index
-                        .selection(pod)
-                        .0
-                        .is_none_or(|s| s.kind != RecordingKind::SeccompProfile)
-                })
-            })
-            .cloned()
-            .collect();
+        let ended = index.ended(self.active.keys(), RecordingKind::SeccompProfile);
         for key in ended {
             self.end(&key, &mut out)?;
         }

@@ -89,19 +89,7 @@ impl SelinuxRecordings {
                 },
             );
         }
-        let ended: Vec<Key> = self
-            .active
-            .keys()
-            .filter(|key| {
-                index.pod(key).is_none_or(|pod| {
-                    index
-                        .selection(pod)
-                        .0
-                        .is_none_or(|s| s.kind != RecordingKind::SelinuxProfile)
-                })
-            })
-            .cloned()
-            .collect();
+        let ended = index.ended(self.active.keys(), RecordingKind::SelinuxProfile);
         for key in ended {
             self.end(&key, out);
         }
