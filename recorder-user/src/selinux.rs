@@ -199,11 +199,13 @@ impl PolicyStore {
 /// store (`/var/lib/selinux/<type>`, as libsemanage keeps them: `active/modules/<priority>/
 /// <name>/cil`, bzip2), each at its highest priority and without the disabled ones, plus
 /// Syscribe's container template when the store has none — what a node would compile the
-/// profile with. Extracted once into a private directory (removed on drop); each check runs
+/// profile with. Read once into memory (memfd, nothing on disk); each check runs
 /// the real CIL compiler (secilc) on those files and the module.
 pub struct PolicyBase {
-    dir: PathBuf,
-    files: Vec<PathBuf>,
+    /// The modules' CIL, each in an anonymous memory file (memfd): nothing on disk to leak
+    /// when the process is killed, as a webhook pod is. Named to secilc through
+    /// `/proc/<our pid>/fd/<fd>`.
+    files: Vec<(String, std::os::fd::OwnedFd)>,
     store: PathBuf,
     /// A check that takes longer is stopped and said (the webhook answers within its timeout).
     timeout: std::time::Duration,
@@ -343,12 +345,7 @@ impl PolicyBase {
                 store: store.to_owned(),
             });
         }
-        let dir = private_dir().map_err(|source| BaseError::Read {
-            path: std::env::temp_dir(),
-            source,
-        })?;
         let mut base = Self {
-            dir,
             files: Vec::new(),
             store: store.to_owned(),
             timeout: Self::DEFAULT_TIMEOUT,
@@ -357,10 +354,6 @@ impl PolicyBase {
             classes: Default::default(),
             blocks: Default::default(),
         };
-        let handle = crate::files::Dir::open(&base.dir).map_err(|source| BaseError::Read {
-            path: base.dir.clone(),
-            source,
-        })?;
         let has_template = chosen.contains_key(TEMPLATE_MODULE);
         for (name, (_, path)) in chosen {
             let text = module_cil(&path).map_err(|source| BaseError::Read {
@@ -368,25 +361,22 @@ impl PolicyBase {
                 source,
             })?;
             base.learn(&String::from_utf8_lossy(&text));
-            let file = format!("{name}.cil");
-            handle
-                .write_atomically(&file, &text, false)
-                .map_err(|source| BaseError::Read {
-                    path: base.dir.join(&file),
-                    source,
-                })?;
-            base.files.push(base.dir.join(file));
+            let fd = memory_file(&name, &text).map_err(|source| BaseError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            base.files.push((format!("{name}.cil"), fd));
         }
         if !has_template {
             base.learn(CONTAINER_TEMPLATE);
-            let file = format!("{TEMPLATE_MODULE}.cil");
-            handle
-                .write_atomically(&file, CONTAINER_TEMPLATE.as_bytes(), false)
-                .map_err(|source| BaseError::Read {
-                    path: base.dir.join(&file),
-                    source,
+            let fd =
+                memory_file(TEMPLATE_MODULE, CONTAINER_TEMPLATE.as_bytes()).map_err(|source| {
+                    BaseError::Read {
+                        path: PathBuf::from("memfd:container.cil"),
+                        source,
+                    }
                 })?;
-            base.files.push(base.dir.join(file));
+            base.files.push((format!("{TEMPLATE_MODULE}.cil"), fd));
         }
         Ok(base)
     }
@@ -517,7 +507,7 @@ impl PolicyBase {
             .arg(work.join("policy"))
             .arg("-f")
             .arg(work.join("file_contexts"))
-            .args(&self.files)
+            .args(self.files.iter().map(|(_, fd)| fd_path(fd)))
             .arg(work.join(MODULE_FILE))
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
@@ -546,7 +536,14 @@ impl PolicyBase {
         let stderr = crate::files::read_regular_text(&work.join("stderr"), 1 << 20)
             .map_err(|err| format!("reading the compiler's output: {err}"))?;
         // The policy's own files by their module's name, not our temporary directory.
-        let stderr = stderr.replace(&format!("{}/", self.dir.display()), "");
+        let mut stderr = stderr;
+        for (name, fd) in &self.files {
+            // `…/fd/12:` and not `…/fd/123:`: the path is always followed by its line.
+            let path = format!("{}:", fd_path(fd).display());
+            if stderr.contains(&path) {
+                stderr = stderr.replace(&path, &format!("{name}:"));
+            }
+        }
         let mut found = complaints(&stderr, MODULE_FILE);
         for complaint in &mut found {
             if (complaint
@@ -577,10 +574,29 @@ impl crate::profile::validate::ModuleCheck for PolicyBase {
     }
 }
 
-impl Drop for PolicyBase {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+/// `text` in an anonymous memory file named `name`.
+fn memory_file(name: &str, text: &[u8]) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::{io::Write as _, os::fd::FromRawFd as _};
+    let cname = std::ffi::CString::new(name).map_err(std::io::Error::other)?;
+    // SAFETY: a valid C string; the descriptor returned is ours alone.
+    let fd = unsafe { libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
     }
+    // SAFETY: just created, owned by nothing else.
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    std::fs::File::from(fd.try_clone()?).write_all(text)?;
+    Ok(fd)
+}
+
+/// Where a process (secilc, our child) reads our descriptor `fd`.
+fn fd_path(fd: &std::os::fd::OwnedFd) -> PathBuf {
+    use std::os::fd::AsRawFd as _;
+    PathBuf::from(format!(
+        "/proc/{}/fd/{}",
+        std::process::id(),
+        fd.as_raw_fd()
+    ))
 }
 
 /// A module's CIL as the store keeps it: bzip2 (libsemanage's default) or plain.
