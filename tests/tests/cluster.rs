@@ -744,7 +744,7 @@ spec:
         )
     };
     let init = format!(
-        "  initContainers:\n  - {{name: setup, image: {}, command: [true]}}\n",
+        "  initContainers:\n  - {{name: setup, image: {}, command: [sh, -c, \"exit 0\"]}}\n",
         image("workload")
     );
     let docs = [

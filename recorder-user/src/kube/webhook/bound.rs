@@ -202,7 +202,12 @@ impl Stores {
                 continue;
             }
             let api: Api<ProfileBinding> = Api::namespaced(client.clone(), &namespace);
-            let body = json!({"status": {"activeWorkloads": want}});
+            // None bound: the field goes (a merge patch's null), as upstream leaves it absent.
+            let body = if want.is_empty() {
+                json!({"status": {"activeWorkloads": null}})
+            } else {
+                json!({"status": {"activeWorkloads": want}})
+            };
             let patched = api
                 .patch_status(
                     &binding.name_any(),
