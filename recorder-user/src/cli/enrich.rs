@@ -169,8 +169,25 @@ pub enum OutputFormat {
 /// The best source there is. Following: the audit netlink multicast group (every record, beside
 /// auditd or without it, no rate limit); else auditd's log when auditd runs (it then takes the
 /// records away from the kernel log); else the kernel log.
-fn pick_source(follow: bool) -> Source {
-    if follow {
+fn pick_source(follow: bool, proc: &Path) -> Source {
+    // The kernel sends the audit multicast group to sockets of the host's (initial) network
+    // namespace only: a pod without hostNetwork would open it and never read a record.
+    let host_network = match (
+        std::fs::metadata(proc.join("self/ns/net")),
+        std::fs::metadata(proc.join("1/ns/net")),
+    ) {
+        (Ok(own), Ok(init)) => {
+            use std::os::unix::fs::MetadataExt as _;
+            (own.dev(), own.ino()) == (init.dev(), init.ino())
+        }
+        // Not knowable (no host pid namespace): try it.
+        _ => true,
+    };
+    if follow && !host_network {
+        eprintln!(
+            "syscribe: not in the host's network namespace, where alone the kernel sends the audit multicast group: not reading it"
+        );
+    } else if follow {
         match AuditNetlink::open(4096) {
             Ok(_) => {
                 eprintln!("syscribe: source: netlink (audit multicast group)");
@@ -179,10 +196,7 @@ fn pick_source(follow: bool) -> Source {
             Err(err) => eprintln!("syscribe: netlink audit group unavailable ({err})"),
         }
     }
-    let auditd_runs = std::fs::read_to_string("/var/run/auditd.pid")
-        .ok()
-        .and_then(|pid| pid.trim().parse::<u32>().ok())
-        .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+    let auditd_runs = auditd_runs(proc);
     if auditd_runs && Path::new(AUDIT_LOG).exists() {
         eprintln!("syscribe: source: {AUDIT_LOG} (auditd is running)");
         Source::File(AUDIT_LOG.into())
@@ -190,6 +204,25 @@ fn pick_source(follow: bool) -> Source {
         eprintln!("syscribe: source: kmsg (no auditd running)");
         Source::Kmsg
     }
+}
+
+/// Whether auditd runs: its pid file names a live process, or (seeing the host's processes,
+/// as the daemon does) a process is named auditd.
+fn auditd_runs(proc: &Path) -> bool {
+    let by_pid_file = std::fs::read_to_string("/var/run/auditd.pid")
+        .ok()
+        .and_then(|pid| pid.trim().parse::<u32>().ok())
+        .is_some_and(|pid| proc.join(pid.to_string()).exists());
+    by_pid_file
+        || std::fs::read_dir(proc).is_ok_and(|entries| {
+            entries.flatten().any(|e| {
+                e.file_name()
+                    .to_str()
+                    .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+                    && std::fs::read_to_string(e.path().join("comm"))
+                        .is_ok_and(|comm| comm.trim_end() == "auditd")
+            })
+        })
 }
 
 /// Writes lines to stdout, as JSON or text (escaped: see [`text`]). Buffered: a following
@@ -409,7 +442,7 @@ pub fn run_with(
     shared: Option<Arc<Mutex<Metrics>>>,
 ) -> Result<i32, CliError> {
     if args.source == Source::Auto {
-        args.source = pick_source(args.follow);
+        args.source = pick_source(args.follow, &args.proc);
     }
     if args.source == Source::Netlink && !args.follow {
         // The multicast group only carries what happens from now on.
