@@ -180,8 +180,16 @@ fn pick_source(follow: bool, proc: &Path) -> Source {
             use std::os::unix::fs::MetadataExt as _;
             (own.dev(), own.ino()) == (init.dev(), init.ino())
         }
-        // Not knowable (no host pid namespace): try it.
-        _ => true,
+        // pid 1's namespaces need ptrace access, which a process with fewer capabilities
+        // than init (the daemon's pod) lacks; its network devices are readable by anyone.
+        _ => match (
+            interfaces(&proc.join("self/net/dev")),
+            interfaces(&proc.join("1/net/dev")),
+        ) {
+            (Some(own), Some(init)) => own == init,
+            // Not knowable: try it.
+            _ => true,
+        },
     };
     if follow && !host_network {
         eprintln!(
@@ -204,6 +212,17 @@ fn pick_source(follow: bool, proc: &Path) -> Source {
         eprintln!("syscribe: source: kmsg (no auditd running)");
         Source::Kmsg
     }
+}
+
+/// The network devices a `/proc/<pid>/net/dev` lists (its network namespace's).
+fn interfaces(path: &Path) -> Option<std::collections::BTreeSet<String>> {
+    let text = std::fs::read_to_string(path).ok()?;
+    Some(
+        text.lines()
+            .skip(2)
+            .filter_map(|l| Some(l.split_once(':')?.0.trim().to_owned()))
+            .collect(),
+    )
 }
 
 /// Whether auditd runs: its pid file names a live process, or (seeing the host's processes,
