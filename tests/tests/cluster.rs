@@ -52,13 +52,13 @@ fn s1_deploy_applies_and_the_daemon_and_webhook_become_ready() {
         image("syscribe").as_str(),
         "the overlay swaps only the image reference"
     );
-    // The DaemonSet's /readyz, asked the way the kubelet asks it (pod IP, port 9100).
+    // The DaemonSet's /readyz, asked the way the kubelet asks it (pod IP, port 9890).
     let ip = pod["status"]["podIP"]
         .as_str()
         .expect("the daemon's pod has an address");
     let out = std::process::Command::new("curl")
         .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}"])
-        .arg(format!("http://{ip}:9100/readyz"))
+        .arg(format!("http://{ip}:9890/readyz"))
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "{out:?}");
@@ -1056,7 +1056,7 @@ subjects: [{kind: ServiceAccount, name: report-reader, namespace: report-a}]
         .as_str()
         .unwrap()
         .to_owned();
-    let path = format!("/api/v1/namespaces/syscribe/pods/{daemon}:9100/proxy/metrics");
+    let path = format!("/api/v1/namespaces/syscribe/pods/{daemon}:9890/proxy/metrics");
     let node = kube.node.clone();
     let wanted = [
         format!(

@@ -45,7 +45,7 @@ pub struct DaemonArgs {
     #[arg(long, env = "NODE_NAME")]
     pub node: String,
     /// Where /metrics, /healthz and /readyz are served.
-    #[arg(long, default_value = "0.0.0.0:9100")]
+    #[arg(long, default_value = "0.0.0.0:9890")]
     pub metrics_addr: SocketAddr,
     /// Do not stream enriched denials.
     #[arg(long)]

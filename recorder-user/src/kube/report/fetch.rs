@@ -219,7 +219,7 @@ async fn read_daemons(
                     .find(|p| p.name.as_deref() == Some("metrics"))
                     .map(|p| p.container_port)
             })
-            .unwrap_or(9100);
+            .unwrap_or(9890);
         let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
         let path = format!(
             "/api/v1/namespaces/{}/pods/{}:{port}/proxy/metrics",
