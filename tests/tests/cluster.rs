@@ -546,10 +546,10 @@ spec:
     );
     kube.ok(&["delete", "namespace", "selinux-shop", "--wait=true"]);
     kube.ok(&["delete", "selinuxprofile", "seli-web", "--wait=true"]);
+    // The test's lines leave the node with it.
+    std::fs::remove_file(TEST_AUDIT_LOG).unwrap();
 }
 
-/// The daemon's resident memory on the node while it records nothing (a figure for the
-/// README, printed; the test only checks it was found).
 /// Rajesh deploys SELinux profiles as upstream documents them: an invalid RawSelinuxProfile is
 /// refused at `kubectl apply` with the line of the missing parenthesis; upstream's examples
 /// (a SelinuxProfile and a RawSelinuxProfile) are admitted, and this node — SELinux is off on
@@ -657,6 +657,8 @@ spec:
     }
 }
 
+/// The daemon's resident memory on the node while it records nothing (a figure for the
+/// README, printed; the test only checks it was found).
 #[test]
 fn s8_the_daemons_idle_memory_is_measured() {
     let kube = Kube::get();

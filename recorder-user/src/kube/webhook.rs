@@ -770,29 +770,7 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                 })
                 .await
                 .unwrap_or_else(|_| Err(ReviewError::Json("the validator failed".into())));
-                match answer {
-                    Ok((answer, omitted)) => {
-                        let counter = if answer["response"]["allowed"] == true {
-                            &counters.allowed
-                        } else {
-                            &counters.denied
-                        };
-                        counter.fetch_add(1, Ordering::Relaxed);
-                        counters
-                            .problems_omitted
-                            .fetch_add(omitted, Ordering::Relaxed);
-                        let bytes = serde_json::to_vec(&answer).expect("reviews serialize");
-                        ("200 OK", "application/json", bytes)
-                    }
-                    Err(err) => {
-                        counters.bad_requests.fetch_add(1, Ordering::Relaxed);
-                        (
-                            "400 Bad Request",
-                            "text/plain",
-                            format!("{err}\n").into_bytes(),
-                        )
-                    }
-                }
+                answered(counters, answer)
             }
             ("POST", "/mutate") => mutate_route(shared, body).await,
             ("GET", "/readyz") if !shared.bindings_ready() => (
@@ -870,14 +848,26 @@ async fn mutate_route(shared: &Shared, body: Vec<u8>) -> (&'static str, &'static
     })
     .await
     .unwrap_or_else(|_| Err(ReviewError::Json("the binder failed".into())));
+    answered(counters, answer.map(|answer| (answer, 0)))
+}
+
+/// The HTTP answer to a review (validating or mutating), counted: allowed or denied, the
+/// problems it left out, or a bad request.
+fn answered(
+    counters: &Counters,
+    answer: Result<(serde_json::Value, u64), ReviewError>,
+) -> (&'static str, &'static str, Vec<u8>) {
     match answer {
-        Ok(answer) => {
+        Ok((answer, omitted)) => {
             let counter = if answer["response"]["allowed"] == true {
                 &counters.allowed
             } else {
                 &counters.denied
             };
             counter.fetch_add(1, Ordering::Relaxed);
+            counters
+                .problems_omitted
+                .fetch_add(omitted, Ordering::Relaxed);
             let bytes = serde_json::to_vec(&answer).expect("reviews serialize");
             ("200 OK", "application/json", bytes)
         }
