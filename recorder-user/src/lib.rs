@@ -10,7 +10,7 @@ pub mod audit;
 pub mod bpf;
 pub mod cli;
 pub mod files;
-pub mod kube;
+pub mod k8s;
 pub mod profile;
 pub mod record;
 pub mod resolve;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::ResourceExt as _;
 use syscribe::{
-    kube::{crd::ProfileRecording, index::NodeIndex, install, recordings::PodRecordings},
+    k8s::{crd::ProfileRecording, index::NodeIndex, install, recordings::PodRecordings},
     profile::validate::Validator,
     record::{HostPaths, subtree::Subtrees},
 };
@@ -197,7 +197,7 @@ fn a_selected_pod_becomes_a_seccomp_profile_that_replays() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The daemon's reconcile flows (kube::daemon::Daemon, as `syscribe daemon` runs it) against
+// The daemon's reconcile flows (k8s::daemon::Daemon, as `syscribe daemon` runs it) against
 // kube's tower-test mock API server: each watch event is fed as the watchers deliver it, each
 // API request the daemon makes is asserted in order, each scenario within 30 s.
 
@@ -208,7 +208,7 @@ mod reconcile {
     use kube::runtime::watcher::Event;
     use serde_json::{Value, json};
     use syscribe::{
-        kube::{
+        k8s::{
             crd::ProfileRecording,
             daemon::Daemon,
             install::{Installer, NodeProfiles},

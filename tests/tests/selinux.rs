@@ -279,7 +279,7 @@ fn the_images_semodule_installs_and_removes_a_module_in_the_mounted_store() {
 
 /// The recording type pods of a SelinuxProfile recording run as: built into the real policy as
 /// a permissive domain (what it is denied is logged, not refused); and a recorded profile of
-/// the shape `kube::selinux_recordings` produces (`@self` included) builds on the template.
+/// the shape `k8s::selinux_recordings` produces (`@self` included) builds on the template.
 #[test]
 fn the_recording_type_is_permissive_and_a_recorded_profile_builds() {
     let (root, store) = offline_store("selinux-recording");

@@ -22,7 +22,7 @@ use syscribe::{
         pipeline::{Options, Pipeline, Sink},
         tap::AvcTap,
     },
-    kube::{
+    k8s::{
         crd::ProfileRecording,
         index::{NodeIndex, container_ids},
         publish::merged_selinux,

@@ -48,7 +48,7 @@ pub struct Metrics {
     pub series_overflow: u64,
     /// Plain counters: (name, help, value), set by the pipeline.
     pub totals: Vec<(&'static str, &'static str, u64)>,
-    /// Gauges set by the daemon (its node's containers by seccomp mode: `kube::coverage`).
+    /// Gauges set by the daemon (its node's containers by seccomp mode: `k8s::coverage`).
     pub gauges: Vec<Gauge>,
 }
 

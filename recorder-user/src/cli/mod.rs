@@ -70,7 +70,7 @@ pub enum Command {
     /// labelled spo.x-k8s.io/enable-recording), publish their SeccompProfiles, install every
     /// enabled SeccompProfile on the node (with a per-node status), stream enriched denials as
     /// JSON lines, serve /metrics, /healthz and /readyz.
-    Daemon(crate::kube::daemon::DaemonArgs),
+    Daemon(crate::k8s::daemon::DaemonArgs),
     /// Write a SeccompProfile — from the cluster (kubeconfig) or a YAML file — as the OCI
     /// seccomp JSON that runc, crun and podman load.
     Pull(pull::PullArgs),
@@ -89,7 +89,7 @@ pub enum Command {
     /// Serve a validating admission webhook (HTTPS, AdmissionReview v1): SeccompProfile and
     /// SelinuxProfile creates and updates are checked as `validate` checks them; invalid ones
     /// are refused with every problem.
-    Webhook(crate::kube::webhook::WebhookArgs),
+    Webhook(crate::k8s::webhook::WebhookArgs),
     /// Print the CustomResourceDefinitions syscribe serves (the upstream Security Profiles
     /// Operator's v1 kinds), as YAML.
     Crds,
@@ -115,7 +115,7 @@ impl Cli {
             Command::Validate(args) => validate::run(args),
             Command::Webhook(args) => webhook(args),
             Command::Crds => {
-                print!("{}", crate::kube::crd::crds_yaml());
+                print!("{}", crate::k8s::crd::crds_yaml());
                 Ok(0)
             }
             Command::BenchFloor => record::bench_floor(&paths),
@@ -132,22 +132,22 @@ impl Cli {
 
 fn daemon(
     paths: crate::record::HostPaths,
-    args: crate::kube::daemon::DaemonArgs,
+    args: crate::k8s::daemon::DaemonArgs,
 ) -> Result<i32, CliError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|source| CliError::Runtime { source })?;
-    runtime.block_on(crate::kube::daemon::run(paths, args))?;
+    runtime.block_on(crate::k8s::daemon::run(paths, args))?;
     Ok(0)
 }
 
-fn webhook(args: crate::kube::webhook::WebhookArgs) -> Result<i32, CliError> {
+fn webhook(args: crate::k8s::webhook::WebhookArgs) -> Result<i32, CliError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|source| CliError::Runtime { source })?;
-    runtime.block_on(crate::kube::webhook::run(args))?;
+    runtime.block_on(crate::k8s::webhook::run(args))?;
     Ok(0)
 }
 
@@ -194,9 +194,9 @@ pub enum CliError {
     #[error("--cgroup writes one profile per container: -o must name a directory, not {path}", path = .path.display())]
     OutputNotADirectory { path: PathBuf },
     #[error(transparent)]
-    Daemon(#[from] crate::kube::daemon::DaemonError),
+    Daemon(#[from] crate::k8s::daemon::DaemonError),
     #[error(transparent)]
-    Webhook(#[from] crate::kube::webhook::WebhookError),
+    Webhook(#[from] crate::k8s::webhook::WebhookError),
     #[error(transparent)]
     Pull(#[from] pull::PullError),
     #[error(transparent)]

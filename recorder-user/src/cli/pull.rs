@@ -10,7 +10,7 @@ use kube::{Api, Client, ResourceExt as _, api::ListParams};
 use serde::Deserialize as _;
 
 use super::CliError;
-use crate::kube::{
+use crate::k8s::{
     crd::SeccompProfile,
     install::{BaseError, resolve_bases},
 };

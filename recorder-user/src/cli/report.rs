@@ -7,7 +7,7 @@ use clap::ValueEnum;
 use kube::Client;
 
 use super::CliError;
-use crate::kube::report::{Assumptions, fetch, html, render};
+use crate::k8s::report::{Assumptions, fetch, html, render};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ReportFormat {

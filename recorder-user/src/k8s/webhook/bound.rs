@@ -36,7 +36,7 @@ use kube::{
 use serde_json::json;
 use tracing::Instrument as _;
 
-use crate::kube::crd::{
+use crate::k8s::crd::{
     ANNOTATION_BINDINGS, FINALIZER_BOUND, LABEL_BOUND, ProfileBinding, RecordingKind,
     SeccompProfile, SelinuxProfile,
 };
@@ -122,7 +122,7 @@ pub fn start(client: Client) -> BindingCache {
                     None => return,
                     Some(Err(err)) => {
                         // 410 (expired) is routine; anything else is worth a warning.
-                        crate::kube::daemon::watch_error(
+                        crate::k8s::daemon::watch_error(
                             "watching bindings, pods or profiles",
                             &err,
                         );

@@ -19,10 +19,10 @@ use serde_json::{Value, json};
 
 use super::review::{Incoming, cut, respond, respond_with};
 use super::{MAX_ERRORS, ReviewError};
-use crate::kube::crd::{
+use crate::k8s::crd::{
     ANNOTATION_BINDINGS, ANY_IMAGE, LABEL_BOUND, ProfileBindingSpec, RecordingKind,
 };
-use crate::kube::index::selector_matches;
+use crate::k8s::index::selector_matches;
 
 /// Containers one pod may have bound (init containers included); a pod with more is refused
 /// rather than answered with an unbounded patch. Real pods have a handful.

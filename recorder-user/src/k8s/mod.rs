@@ -195,7 +195,7 @@ mod deploy_tests {
         assert_eq!(hook["namespaceSelector"]["matchExpressions"], expressions);
         assert_eq!(
             hook["namespaceSelector"]["matchExpressions"][0]["key"],
-            crate::kube::crd::LABEL_ENABLE_BINDING
+            crate::k8s::crd::LABEL_ENABLE_BINDING
         );
         assert_eq!(hook["rules"][0]["resources"][0], "pods");
         assert_eq!(hook["rules"][0]["operations"][0], "CREATE");
@@ -211,7 +211,7 @@ mod deploy_tests {
         let service = &hook["clientConfig"]["service"];
         assert_eq!(
             service["path"], "/validate",
-            "the route crate::kube::webhook serves"
+            "the route crate::k8s::webhook serves"
         );
         let rule = &hook["rules"][0];
         let list = |v: &serde_yaml::Value| -> Vec<String> {

@@ -4,7 +4,7 @@
 //! This module decides (what a container's effective seccomp mode is, as the kubelet and the
 //! runtime decide it; what counts as covered); `fetch` reads the cluster, `render` writes the
 //! table, JSON and HTML, `prom` reads the daemons' /metrics. The daemon's per-node gauges
-//! (`kube::coverage`) use the same decisions.
+//! (`k8s::coverage`) use the same decisions.
 
 pub mod fetch;
 pub mod html;

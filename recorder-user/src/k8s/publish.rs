@@ -1,7 +1,7 @@
 //! The API side of recording: applying recorded profiles, keeping `activeWorkloads` current,
 //! Events for recordings that cannot produce profiles, the snapshot annotation, and merging
 //! partial profiles when a `mergeStrategy: Containers` recording is deleted. Thin: decisions
-//! are in `profile::` and `kube::recordings`; this only talks to the API server.
+//! are in `profile::` and `k8s::recordings`; this only talks to the API server.
 
 use std::collections::BTreeMap;
 
@@ -387,7 +387,7 @@ mod tests {
 
     use super::*;
 
-    use crate::kube::testing::{expect, mock, scenario};
+    use crate::k8s::testing::{expect, mock, scenario};
 
     const SP: &str = "/apis/security-profiles-operator.x-k8s.io/v1/seccompprofiles";
     const PR: &str =

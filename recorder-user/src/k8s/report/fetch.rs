@@ -18,7 +18,7 @@ use super::{
     pod_rows,
     prom::{self, ContainerKey},
 };
-use crate::kube::crd::{
+use crate::k8s::crd::{
     LABEL_CONTAINER_ID, LABEL_PARTIAL, LABEL_PROFILE_ID, LABEL_PROFILE_KIND, LABEL_RECORDING_ID,
     LABEL_RECORDING_NAMESPACE, SeccompProfile, SecurityProfileNodeStatus,
 };

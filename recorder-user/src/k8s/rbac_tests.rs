@@ -174,7 +174,7 @@ fn granted(file: &str) -> BTreeSet<Access> {
 fn the_cluster_role_grants_exactly_the_requests_the_daemons_code_makes() {
     let mut used = BTreeSet::new();
     for file in DAEMON_SOURCES {
-        let path = format!("{}/src/kube/{file}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!("{}/src/k8s/{file}", env!("CARGO_MANIFEST_DIR"));
         used.extend(accesses_in(&std::fs::read_to_string(&path).unwrap()));
     }
     let granted = granted("rbac.yaml");
@@ -190,7 +190,7 @@ fn the_cluster_role_grants_exactly_the_requests_the_daemons_code_makes() {
 fn the_webhooks_cluster_role_grants_exactly_the_requests_its_binding_code_makes() {
     let mut used = BTreeSet::new();
     for file in WEBHOOK_SOURCES {
-        let path = format!("{}/src/kube/{file}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!("{}/src/k8s/{file}", env!("CARGO_MANIFEST_DIR"));
         used.extend(accesses_in(&std::fs::read_to_string(&path).unwrap()));
     }
     let granted = granted("webhook/rbac.yaml");

@@ -4,7 +4,7 @@ use serde_json::json;
 
 use super::*;
 use crate::{
-    kube::{crd::ProfileRecording, publish::merged_selinux},
+    k8s::{crd::ProfileRecording, publish::merged_selinux},
     profile::validate::{Severity, Validator},
 };
 

@@ -423,7 +423,7 @@ impl Daemon {
         self
     }
 
-    /// Sets this node's coverage gauges (`kube::coverage`) in `metrics` at each pod event.
+    /// Sets this node's coverage gauges (`k8s::coverage`) in `metrics` at each pod event.
     pub fn with_coverage_gauges(
         mut self,
         node: String,
@@ -1156,7 +1156,7 @@ mod tests {
     }
 
     /// Answers the next request with an API error `code`.
-    async fn fail(handle: &mut crate::kube::testing::Handle, code: u16) {
+    async fn fail(handle: &mut crate::k8s::testing::Handle, code: u16) {
         let (_, send) = handle.next_request().await.expect("a request");
         let status = serde_json::json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
             "status": "Failure", "message": "no", "reason": "Test", "code": code});
@@ -1176,7 +1176,7 @@ mod tests {
     async fn unpublished_profiles_wait_on_disk_and_refused_ones_do_not() {
         let dir = std::env::temp_dir().join(format!("syscribe-pending-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let (client, mut handle) = crate::kube::testing::mock();
+        let (client, mut handle) = crate::k8s::testing::mock();
         let mut pending = Pending::load(dir.clone());
         let server = tokio::spawn(async move {
             fail(&mut handle, 503).await;
@@ -1207,7 +1207,7 @@ mod tests {
     async fn unpublished_selinux_profiles_wait_on_disk_as_their_kind() {
         let dir = std::env::temp_dir().join(format!("syscribe-pending-se-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let (client, mut handle) = crate::kube::testing::mock();
+        let (client, mut handle) = crate::k8s::testing::mock();
         let mut pending = Pending::load(dir.clone());
         let server = tokio::spawn(async move {
             fail(&mut handle, 503).await;

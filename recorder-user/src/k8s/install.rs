@@ -691,7 +691,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::kube::{
+    use crate::k8s::{
         crd::{LABEL_NODE_NAME, LABEL_PROFILE_STATE},
         testing::{expect, mock, scenario},
     };
@@ -1045,7 +1045,7 @@ mod tests {
 
     /// This node's status write: one apply of the object (upstream's shape: state at the top
     /// level, no status subresource), then the list of all nodes' statuses; returns the body.
-    async fn node_status(handle: &mut crate::kube::testing::Handle, others: &[&str]) -> Value {
+    async fn node_status(handle: &mut crate::k8s::testing::Handle, others: &[&str]) -> Value {
         let reply = json!({"apiVersion": "security-profiles-operator.x-k8s.io/v1",
             "kind": "SecurityProfileNodeStatus", "metadata": {"name": "p-node1"},
             "nodeName": "node1"});
