@@ -305,7 +305,7 @@ spec:
     // RuntimeDefault, as clusters with `seccompDefault` run every pod: the runtime's filter
     // marks where the container's own syscalls begin. (An Unconfined pod — the kubelet's
     // default otherwise — gets the runtime's setup syscalls in its profile: seen here, mount and
-    // pivot_root; README, Limitations.)
+    // pivot_root; docs/limitations.md.)
     let runtime_default = "  securityContext:\n    seccompProfile: {type: RuntimeDefault}\n";
     kube.apply(&pod(
         "web",
@@ -657,8 +657,8 @@ spec:
     }
 }
 
-/// The daemon's resident memory on the node while it records nothing (a figure for the
-/// README, printed; the test only checks it was found).
+/// The daemon's resident memory on the node while it records nothing (a figure for
+/// docs/kubernetes.md, printed; the test only checks it was found).
 #[test]
 fn s8_the_daemons_idle_memory_is_measured() {
     let kube = Kube::get();
@@ -994,7 +994,7 @@ subjects: [{kind: ServiceAccount, name: report-reader, namespace: report-a}]
         .expect("chromium (Debian's package, installed by cargo xtask setup)");
     let dom = String::from_utf8_lossy(&out.stdout);
     if let Some(keep) = std::env::var_os("SYSCRIBE_REPORT_EXAMPLES") {
-        // For the README: the page, kept.
+        // For docs/commands.md: the page, kept.
         let keep = std::path::PathBuf::from(keep);
         let _ = std::fs::create_dir_all(&keep);
         let _ = std::fs::copy(&page, keep.join("report.html"));

@@ -147,7 +147,7 @@ impl Node<'_> {
     }
 
     /// cgroupfs driver with cgroup v1 allowed: this machine's cgroups are a hybrid (v1
-    /// controllers, the machine's own init in the v1 memory hierarchy), see the README.
+    /// controllers, the machine's own init in the v1 memory hierarchy), see docs/kubernetes.md.
     pub fn kubelet_config(&self) -> String {
         format!(
             r#"apiVersion: kubelet.config.k8s.io/v1beta1

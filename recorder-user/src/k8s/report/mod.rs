@@ -232,7 +232,8 @@ pub struct ProfileReport {
     pub nodes: BTreeMap<String, String>,
 }
 
-/// The whole report; its JSON is the `--format json` output (fields documented in the README).
+/// The whole report; its JSON is the `--format json` output (fields documented in
+/// docs/commands.md).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Report {
