@@ -1,13 +1,16 @@
-//! Kernel audit records of denials (seccomp, SELinux, AppArmor): parsing now; sources and
-//! enrichment with pod metadata next (the log enricher).
+//! Kernel audit records of denials (seccomp, SELinux, AppArmor): where they come from, their
+//! parsing, their enrichment with process, container and pod, and the log enricher that reads,
+//! filters, aggregates and prints them (`enricher`).
 
 pub mod avc_trace;
 pub mod enrich;
+pub mod enricher;
 pub mod fair;
 pub mod filter;
 pub mod follow;
 pub mod metrics;
 pub mod netlink;
+pub mod output;
 pub mod parse;
 pub mod pipeline;
 pub mod source;

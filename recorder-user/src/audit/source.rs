@@ -1,11 +1,131 @@
-//! Where audit lines come from: the kernel log (`/dev/kmsg`) or any text (a file, stdin).
+//! Where audit lines come from: the kernel log (`/dev/kmsg`), the audit netlink multicast group
+//! (`super::netlink`), auditd's log or any text (a file, stdin); which of them is best here.
 
 use std::{
     fs::File,
     io::{self, Read as _},
     os::unix::fs::OpenOptionsExt as _,
-    path::Path,
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
 };
+
+/// Where an enricher's audit records come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// The best available ([`Source::pick`]).
+    Auto,
+    Kmsg,
+    Netlink,
+    /// auditd's log (`audit-log` alone: [`AUDIT_LOG`]), or any file.
+    File(PathBuf),
+    Stdin,
+}
+
+/// auditd's log.
+pub const AUDIT_LOG: &str = "/var/log/audit/audit.log";
+
+impl Source {
+    /// `auto`, `audit-log[=PATH]`, `kmsg`, `netlink`, `file=PATH` or `-` (stdin).
+    pub fn parse(value: &str) -> Result<Self, String> {
+        match value {
+            "auto" => Ok(Self::Auto),
+            "kmsg" => Ok(Self::Kmsg),
+            "netlink" => Ok(Self::Netlink),
+            "audit-log" => Ok(Self::File(AUDIT_LOG.into())),
+            "-" => Ok(Self::Stdin),
+            _ => match value
+                .strip_prefix("file=")
+                .or_else(|| value.strip_prefix("audit-log="))
+            {
+                Some(path) if !path.is_empty() => Ok(Self::File(path.into())),
+                _ => Err(format!(
+                    "unknown source {value:?}: expected auto, audit-log[=PATH], kmsg, netlink, file=PATH or -"
+                )),
+            },
+        }
+    }
+
+    /// The best source there is. Following: the audit netlink multicast group (every record,
+    /// beside auditd or without it, no rate limit); else auditd's log when auditd runs (it then
+    /// takes the records away from the kernel log); else the kernel log. Said on stderr.
+    pub fn pick(follow: bool, proc: &Path) -> Self {
+        // The kernel sends the audit multicast group to sockets of the host's (initial) network
+        // namespace only: a pod without hostNetwork would open it and never read a record.
+        let host_network = match (
+            std::fs::metadata(proc.join("self/ns/net")),
+            std::fs::metadata(proc.join("1/ns/net")),
+        ) {
+            (Ok(own), Ok(init)) => {
+                use std::os::unix::fs::MetadataExt as _;
+                (own.dev(), own.ino()) == (init.dev(), init.ino())
+            }
+            // pid 1's namespaces need ptrace access, which a process with fewer capabilities
+            // than init (the daemon's pod) lacks; its network devices are readable by anyone.
+            _ => match (
+                interfaces(&proc.join("self/net/dev")),
+                interfaces(&proc.join("1/net/dev")),
+            ) {
+                (Some(own), Some(init)) => own == init,
+                // Not knowable: try it.
+                _ => true,
+            },
+        };
+        if follow && !host_network {
+            eprintln!(
+                "syscribe: not in the host's network namespace, where alone the kernel sends the audit multicast group: not reading it"
+            );
+        } else if follow {
+            match super::netlink::AuditNetlink::open(4096) {
+                Ok(_) => {
+                    eprintln!("syscribe: source: netlink (audit multicast group)");
+                    return Self::Netlink;
+                }
+                Err(err) => eprintln!("syscribe: netlink audit group unavailable ({err})"),
+            }
+        }
+        let auditd_runs = auditd_runs(proc);
+        if auditd_runs && Path::new(AUDIT_LOG).exists() {
+            eprintln!("syscribe: source: {AUDIT_LOG} (auditd is running)");
+            Self::File(AUDIT_LOG.into())
+        } else {
+            eprintln!("syscribe: source: kmsg (no auditd running)");
+            Self::Kmsg
+        }
+    }
+}
+
+/// The network devices a `/proc/<pid>/net/dev` lists (its network namespace's).
+fn interfaces(path: &Path) -> Option<std::collections::BTreeSet<String>> {
+    let text = std::fs::read_to_string(path).ok()?;
+    Some(
+        text.lines()
+            .skip(2)
+            .filter_map(|l| Some(l.split_once(':')?.0.trim().to_owned()))
+            .collect(),
+    )
+}
+
+/// Whether auditd runs: its pid file names a live process, or (seeing the host's processes,
+/// as the daemon does) a process is named auditd.
+fn auditd_runs(proc: &Path) -> bool {
+    let by_pid_file = std::fs::read_to_string("/var/run/auditd.pid")
+        .ok()
+        .and_then(|pid| pid.trim().parse::<u32>().ok())
+        .is_some_and(|pid| proc.join(pid.to_string()).exists());
+    by_pid_file
+        || std::fs::read_dir(proc).is_ok_and(|entries| {
+            entries.flatten().any(|e| {
+                e.file_name()
+                    .to_str()
+                    .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+                    && std::fs::read_to_string(e.path().join("comm"))
+                        .is_ok_and(|comm| comm.trim_end() == "auditd")
+            })
+        })
+}
 
 /// A `/dev/kmsg` reader: one record per read, `PRIO,SEQ,USEC,FLAGS;message`.
 pub struct Kmsg {
@@ -34,9 +154,9 @@ impl Kmsg {
         std::os::fd::AsFd::as_fd(&self.file)
     }
 
-    /// The next message (its first line), `None` at the end (non-follow mode) or on a stop
-    /// signal.
-    pub fn next_message(&mut self) -> io::Result<Option<String>> {
+    /// The next message (its first line), `None` at the end (non-follow mode) or when a read
+    /// interrupted by a signal finds `stop` requested.
+    pub fn next_message(&mut self, stop: &Stop) -> io::Result<Option<String>> {
         let mut buf = vec![0u8; 8192];
         loop {
             match self.file.read(&mut buf) {
@@ -60,7 +180,7 @@ impl Kmsg {
                 // oldest one left; the sequence-number gap says how many were lost.
                 Err(err) if err.raw_os_error() == Some(libc::EPIPE) => continue,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {
-                    if stop_requested() {
+                    if stop.requested() {
                         return Ok(None);
                     }
                 }
@@ -70,30 +190,20 @@ impl Kmsg {
     }
 }
 
-/// Set by SIGINT/SIGTERM (see [`stop_on_signals`]): sources return at their next wake-up.
-pub static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// A request to stop reading, made by whoever runs the reader (`syscribe enrich` on SIGINT or
+/// SIGTERM, the daemon when it stops): sources notice it at their next wake-up. Clones share
+/// it. Requesting it only stores to an atomic, so a signal handler may do it.
+#[derive(Debug, Clone, Default)]
+pub struct Stop(Arc<AtomicBool>);
 
-extern "C" fn request_stop(_: libc::c_int) {
-    STOP.store(true, std::sync::atomic::Ordering::Relaxed);
-}
-
-/// SIGINT and SIGTERM set [`STOP`] and interrupt blocking reads (no `SA_RESTART`), so a
-/// following reader can finish its output and report its counts.
-pub fn stop_on_signals() {
-    // SAFETY: the handler only stores to an atomic (async-signal-safe); the sigaction struct
-    // is zeroed then filled with valid values.
-    unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = request_stop as *const () as usize;
-        libc::sigemptyset(&mut action.sa_mask);
-        for signal in [libc::SIGINT, libc::SIGTERM] {
-            libc::sigaction(signal, &action, std::ptr::null_mut());
-        }
+impl Stop {
+    pub fn request(&self) {
+        self.0.store(true, Ordering::Relaxed);
     }
-}
 
-pub fn stop_requested() -> bool {
-    STOP.load(std::sync::atomic::Ordering::Relaxed)
+    pub fn requested(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 /// Waits until `fd` is readable or `timeout` passes (or a signal arrives); true if readable.
@@ -274,6 +384,35 @@ mod tests {
         })
         .unwrap();
         (lines, too_long)
+    }
+
+    #[test]
+    fn sources_parse_with_named_errors() {
+        assert_eq!(Source::parse("kmsg"), Ok(Source::Kmsg));
+        assert_eq!(Source::parse("-"), Ok(Source::Stdin));
+        assert_eq!(
+            Source::parse("file=/var/log/audit/audit.log"),
+            Ok(Source::File("/var/log/audit/audit.log".into()))
+        );
+        assert!(
+            Source::parse("file=")
+                .unwrap_err()
+                .contains("unknown source")
+        );
+        assert_eq!(Source::parse("netlink"), Ok(Source::Netlink));
+        assert_eq!(
+            Source::parse("audit-log"),
+            Ok(Source::File(AUDIT_LOG.into()))
+        );
+        assert_eq!(
+            Source::parse("audit-log=/tmp/a.log"),
+            Ok(Source::File("/tmp/a.log".into()))
+        );
+        assert!(
+            Source::parse("journal")
+                .unwrap_err()
+                .contains("expected auto, audit-log[=PATH], kmsg, netlink, file=PATH or -")
+        );
     }
 
     #[test]

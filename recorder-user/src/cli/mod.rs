@@ -203,12 +203,8 @@ pub enum CliError {
     Report(#[from] report::ReportCliError),
     #[error("--policy-store: {0}")]
     PolicyBase(#[from] crate::selinux::BaseError),
-    #[error("cannot serve metrics on {addr}: {source}")]
-    Serve {
-        addr: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Enrich(#[from] crate::audit::enricher::EnrichError),
     #[error("cannot start the async runtime: {source}")]
     Runtime {
         #[source]

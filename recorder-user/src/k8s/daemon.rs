@@ -34,7 +34,11 @@ use super::{
     selinux_node::{Built, SelinuxKind, SelinuxNode},
 };
 use crate::{
-    audit::tap::{AvcTap, SelinuxDenial},
+    audit::{
+        enricher::{self, EnrichOptions, Shared},
+        source::Stop,
+        tap::{AvcTap, SelinuxDenial},
+    },
     record::{HostPaths, RecordError, subtree::Subtrees},
     resolve::runtime::{KnownNames, PodNames},
 };
@@ -124,6 +128,8 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
     let metrics = std::sync::Arc::new(std::sync::Mutex::new(
         crate::audit::metrics::Metrics::default(),
     ));
+    // The enrichers' stop: requested when this loop ends (they install no signal handler).
+    let stop = Stop::default();
     if args.no_enrich {
         tracing::info!("no enricher: SelinuxProfile recordings get no denials");
         // /healthz, /readyz, the gauges (and the plain counters) without the enricher.
@@ -134,7 +140,7 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
             }
         })?;
     } else {
-        let (paths, node, addr, known, shared) = (
+        let (paths, node, addr, known, shared, stop) = (
             HostPaths {
                 btf: paths.btf.clone(),
                 mountinfo: paths.mountinfo.clone(),
@@ -143,11 +149,12 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
             args.metrics_addr,
             known.clone(),
             metrics.clone(),
+            stop.clone(),
         );
         let (tap, rx) = AvcTap::channel(AvcTap::CAPACITY);
         avcs = Some(rx);
         if let Some(file) = args.audit_log.clone() {
-            let (paths, node, known, tap) = (
+            let (paths, node, known, tap, stop) = (
                 HostPaths {
                     btf: paths.btf.clone(),
                     mountinfo: paths.mountinfo.clone(),
@@ -155,19 +162,23 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
                 args.node.clone(),
                 known.clone(),
                 tap.another(),
+                stop.clone(),
             );
             std::thread::Builder::new()
                 .name("enricher-file".into())
-                .spawn(move || follow_audit_log(&paths, node, file, known, tap))
+                .spawn(move || follow_audit_log(&paths, node, file, known, tap, stop))
                 .map_err(|source| DaemonError::Thread { source })?;
         }
         std::thread::Builder::new()
             .name("enricher".into())
             .spawn(move || {
-                let args = crate::cli::enrich::EnrichArgs::for_daemon(node, addr);
-                if let Err(err) =
-                    crate::cli::enrich::run_with(&paths, args, Some(known), Some(tap), Some(shared))
-                {
+                let options = EnrichOptions::daemon(node, addr);
+                let shared = Shared {
+                    known: Some(known),
+                    avc_tap: Some(tap),
+                    metrics: Some(shared),
+                };
+                if let Err(err) = enricher::run(&paths, options, shared, &stop) {
                     tracing::error!(error = %err, "the enricher stopped");
                 }
             })
@@ -301,6 +312,7 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
             _ = term.recv() => break,
         }
     }
+    stop.request();
     daemon.stop(pinned, &args.pin_dir).await
 }
 
@@ -312,18 +324,27 @@ fn follow_audit_log(
     file: std::path::PathBuf,
     known: KnownNames,
     tap: AvcTap,
+    stop: Stop,
 ) {
     let from_end = file.exists();
     let mut said = false;
     while !file.exists() {
+        if stop.requested() {
+            return;
+        }
         if !std::mem::replace(&mut said, true) {
             tracing::info!(path = %file.display(), "waiting for the audit log to exist");
         }
         std::thread::sleep(Duration::from_secs(1));
     }
     tracing::info!(path = %file.display(), from_end, "following the audit log");
-    let args = crate::cli::enrich::EnrichArgs::for_daemon_file(node, file, from_end);
-    if let Err(err) = crate::cli::enrich::run_with(paths, args, Some(known), Some(tap), None) {
+    let options = EnrichOptions::daemon_file(node, file, from_end);
+    let shared = Shared {
+        known: Some(known),
+        avc_tap: Some(tap),
+        metrics: None,
+    };
+    if let Err(err) = enricher::run(paths, options, shared, &stop) {
         tracing::error!(error = %err, "the audit log's enricher stopped");
     }
 }
