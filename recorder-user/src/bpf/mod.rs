@@ -30,6 +30,8 @@ use thiserror::Error;
 use tokio::io::unix::AsyncFd;
 use tracing::Instrument as _;
 
+pub mod avc_format;
+
 /// Bounds of the kernel maps.
 pub use recorder_ebpf::{INDEX_SLOTS, MAX_RECORDED_CGROUPS, MAX_SYSCALLS, SET_FILTER_SEEN};
 
@@ -637,7 +639,7 @@ impl ExitMemory {
 
 /// Where SELinux is on: denied decisions from the tracepoint `avc:selinux_audited`
 /// (`syscribe_avc` → the `AVC_EVENTS` ring buffer), for the log enricher beside audit.
-/// Attached while this lives. Records are decoded by [`crate::audit::avc_trace`].
+/// Attached while this lives. Records are decoded by the log enricher (`audit::avc_trace`).
 pub struct AvcTracer {
     ebpf: Ebpf,
     ring: RingBuf<MapData>,
@@ -654,8 +656,7 @@ impl AvcTracer {
     /// running kernel's format of the tracepoint (`format`: its tracefs `format` file's text)
     /// against the offsets the program reads.
     pub fn start(btf_path: &Path, format: &str) -> Result<Self, BpfError> {
-        crate::audit::avc_trace::check_format(format)
-            .map_err(|reason| BpfError::AvcFormat { reason })?;
+        avc_format::check_format(format).map_err(|reason| BpfError::AvcFormat { reason })?;
         let mut ebpf = load_object(btf_path)?;
         let prog: &mut TracePoint = ebpf
             .program_mut(AVC_PROGRAM)

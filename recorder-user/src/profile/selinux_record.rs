@@ -138,34 +138,42 @@ impl SelinuxRecording {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::parse::{Denial, Parsed, parse_line};
 
-    /// Real-format AVC lines (audit.log shape) of a container recorded as
-    /// selinuxrecording.process.
-    const AVCS: &[&str] = &[
-        r#"type=AVC msg=audit(1795703105.044:31): avc:  denied  { read } for  pid=4242 comm="nginx" name="nginx.conf" dev="vda" ino=1 scontext=system_u:system_r:selinuxrecording.process:s0:c1,c2 tcontext=system_u:object_r:etc_t:s0 tclass=file permissive=1"#,
-        r#"type=AVC msg=audit(1795703105.045:32): avc:  denied  { open } for  pid=4242 comm="nginx" path="/etc/nginx/nginx.conf" dev="vda" ino=1 scontext=system_u:system_r:selinuxrecording.process:s0:c1,c2 tcontext=system_u:object_r:etc_t:s0 tclass=file permissive=1"#,
-        r#"type=AVC msg=audit(1795703105.046:33): avc:  denied  { name_bind } for  pid=4242 comm="nginx" src=80 scontext=system_u:system_r:selinuxrecording.process:s0:c1,c2 tcontext=system_u:object_r:http_port_t:s0 tclass=tcp_socket permissive=1"#,
-        r#"type=AVC msg=audit(1795703105.047:34): avc:  denied  { listen } for  pid=4242 comm="nginx" lport=80 scontext=system_u:system_r:selinuxrecording.process:s0:c1,c2 tcontext=system_u:system_r:selinuxrecording.process:s0:c1,c2 tclass=tcp_socket permissive=1"#,
+    const SELF: &str = "system_u:system_r:selinuxrecording.process:s0:c1,c2";
+
+    /// The AVCs of a container recorded as selinuxrecording.process, as the audit parser reads
+    /// them from audit.log (`scontext`, `tcontext`, `tclass`, `{ perms }`), e.g.
+    /// `type=AVC msg=audit(1795703105.044:31): avc:  denied  { read } for  pid=4242
+    /// comm="nginx" name="nginx.conf" dev="vda" ino=1 scontext=… tcontext=… tclass=file
+    /// permissive=1`.
+    const AVCS: &[(&str, &str, &str, &str)] = &[
+        (SELF, "system_u:object_r:etc_t:s0", "file", "read"),
+        (SELF, "system_u:object_r:etc_t:s0", "file", "open"),
+        (
+            SELF,
+            "system_u:object_r:http_port_t:s0",
+            "tcp_socket",
+            "name_bind",
+        ),
+        (SELF, SELF, "tcp_socket", "listen"),
         // Another container's denial on the node: not this recording's.
-        r#"type=AVC msg=audit(1795703105.048:35): avc:  denied  { write } for  pid=999 comm="sh" name="x" scontext=system_u:system_r:container_t:s0:c3,c4 tcontext=system_u:object_r:var_t:s0 tclass=dir permissive=0"#,
+        (
+            "system_u:system_r:container_t:s0:c3,c4",
+            "system_u:object_r:var_t:s0",
+            "dir",
+            "write",
+        ),
     ];
 
-    fn recorded(lines: &[&str]) -> SelinuxRecording {
+    fn recorded(avcs: &[(&str, &str, &str, &str)]) -> SelinuxRecording {
         let mut recording = SelinuxRecording::default();
-        for line in lines {
-            let Ok(Parsed::Record(record)) = parse_line(line) else {
-                panic!("not parsed: {line}");
-            };
-            let Denial::Selinux(avc) = record.denial else {
-                panic!("not an AVC: {line}");
-            };
+        for (scontext, tcontext, tclass, perm) in avcs {
             recording.add(
                 "selinuxrecording.process",
-                &avc.scontext,
-                &avc.tcontext,
-                &avc.tclass,
-                &avc.perms,
+                scontext,
+                tcontext,
+                tclass,
+                &[(*perm).to_owned()],
             );
         }
         recording
