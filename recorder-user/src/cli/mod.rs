@@ -130,23 +130,26 @@ impl Cli {
     }
 }
 
+/// The async runtime a command's work runs on: one thread (the daemon's and the webhook's
+/// loops, a recording's wait, the API calls of `pull` and `report`).
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| CliError::Runtime { source })
+}
+
 fn daemon(
     paths: crate::record::HostPaths,
     args: crate::k8s::daemon::DaemonArgs,
 ) -> Result<i32, CliError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| CliError::Runtime { source })?;
+    let runtime = runtime()?;
     runtime.block_on(crate::k8s::daemon::run(paths, args))?;
     Ok(0)
 }
 
 fn webhook(args: crate::k8s::webhook::WebhookArgs) -> Result<i32, CliError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| CliError::Runtime { source })?;
+    let runtime = runtime()?;
     runtime.block_on(crate::k8s::webhook::run(args))?;
     Ok(0)
 }

@@ -119,10 +119,7 @@ impl ProfileSource {
 }
 
 pub fn run(args: PullArgs) -> Result<i32, CliError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| CliError::Runtime { source })?;
+    let runtime = super::runtime()?;
     let out = super::record::Output::open(args.output.as_deref().unwrap_or("-".as_ref()))?;
     let seccomp = runtime.block_on(async {
         let source = match &args.file {

@@ -57,10 +57,7 @@ pub enum Format {
 }
 
 pub fn record(paths: &HostPaths, args: RecordArgs) -> Result<i32, CliError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| CliError::Runtime { source })?;
+    let runtime = super::runtime()?;
     if let Some(cgroup) = &args.cgroup {
         return record_cgroup(&runtime, paths, cgroup, &args);
     }

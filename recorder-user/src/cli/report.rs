@@ -55,10 +55,7 @@ pub enum ReportCliError {
 }
 
 pub fn run(args: ReportArgs) -> Result<i32, CliError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| CliError::Runtime { source })?;
+    let runtime = super::runtime()?;
     let out = super::record::Output::open(args.output.as_deref().unwrap_or("-".as_ref()))?;
     let options = fetch::Options {
         namespace: args.namespace.clone(),
