@@ -17,6 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::profile::seccomp::{Action, ArgRule, CompareOp, Seccomp, SyscallRule};
 
+/// The API group of every resource here. kube's `CustomResource` derive takes its `group` as
+/// a string literal only (it builds the CRD's name from it while expanding), so each
+/// `#[kube(group = …)]` below repeats it: `every_kind_is_in_the_group` checks that they agree.
 pub const GROUP: &str = "security-profiles-operator.x-k8s.io";
 
 /// Namespaces with this label (any value) may be recorded.
@@ -457,7 +460,7 @@ impl kube::Resource for SecurityProfileNodeStatus {
         "SecurityProfileNodeStatus".into()
     }
     fn group(_: &()) -> Cow<'_, str> {
-        "security-profiles-operator.x-k8s.io".into()
+        GROUP.into()
     }
     fn version(_: &()) -> Cow<'_, str> {
         "v1".into()
@@ -491,9 +494,9 @@ impl SecurityProfileNodeStatus {
         serde_json::from_value(serde_json::json!({
             "apiVersion": "apiextensions.k8s.io/v1",
             "kind": "CustomResourceDefinition",
-            "metadata": {"name": "securityprofilenodestatuses.security-profiles-operator.x-k8s.io"},
+            "metadata": {"name": format!("securityprofilenodestatuses.{GROUP}")},
             "spec": {
-                "group": "security-profiles-operator.x-k8s.io",
+                "group": GROUP,
                 "names": {
                     "kind": "SecurityProfileNodeStatus",
                     "plural": "securityprofilenodestatuses",
@@ -665,6 +668,27 @@ spec:
             committed == crds_yaml(),
             "deploy/crds.yaml is stale: regenerate it with `cargo xtask syscribe crds > deploy/crds.yaml`"
         );
+    }
+
+    #[test]
+    fn every_kind_is_in_the_group() {
+        use kube::Resource as _;
+        let groups = [
+            ProfileRecording::group(&()),
+            ProfileBinding::group(&()),
+            SeccompProfile::group(&()),
+            SelinuxProfile::group(&()),
+            RawSelinuxProfile::group(&()),
+            SecurityProfileNodeStatus::group(&()),
+        ];
+        for group in groups {
+            assert_eq!(group, GROUP);
+        }
+        for crd in crds_yaml().split("---\n") {
+            let crd: CustomResourceDefinition = serde_yaml::from_str(crd).unwrap();
+            assert_eq!(crd.spec.group, GROUP);
+            assert!(crd.metadata.name.unwrap().ends_with(&format!(".{GROUP}")));
+        }
     }
 
     #[test]
