@@ -185,7 +185,7 @@ pub fn plan<'a>(
         .validate(&object.value())
         .into_iter()
         .filter(|p| p.severity == Severity::Error)
-        .map(|p| format!("{}: {}", p.path, p.message))
+        .map(|p| p.to_string())
         .collect();
     if !errors.is_empty() {
         return SelinuxPlan::Refuse(format!("invalid profile: {}", errors.join("; ")));

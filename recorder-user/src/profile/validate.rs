@@ -27,6 +27,18 @@ pub struct Problem {
     pub within: Option<super::cil::Pos>,
 }
 
+/// `path: message`, or the message alone for the document itself (as refusals and statuses
+/// say it; `syscribe validate` adds line and column of its own).
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
 const ACTIONS: [&str; 9] = [
     "SCMP_ACT_KILL",
     "SCMP_ACT_KILL_PROCESS",

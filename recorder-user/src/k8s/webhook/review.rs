@@ -251,17 +251,7 @@ pub(super) fn respond_with(
 /// The first `max` problems of a severity as lines, and how many more there are.
 fn listed(problems: &[Problem], severity: Severity, max: usize) -> (Vec<String>, u64) {
     let mut of = problems.iter().filter(|p| p.severity == severity);
-    let lines = of
-        .by_ref()
-        .take(max)
-        .map(|p| {
-            if p.path.is_empty() {
-                cut(&p.message)
-            } else {
-                cut(&format!("{}: {}", p.path, p.message))
-            }
-        })
-        .collect();
+    let lines = of.by_ref().take(max).map(|p| cut(&p.to_string())).collect();
     (lines, of.count() as u64)
 }
 
