@@ -11,6 +11,7 @@ pub mod bpf;
 pub mod cli;
 pub mod files;
 pub mod k8s;
+pub mod keyed_store;
 pub mod profile;
 pub mod record;
 pub mod resolve;

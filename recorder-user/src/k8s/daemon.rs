@@ -39,6 +39,7 @@ use crate::{
         source::Stop,
         tap::{AvcTap, SelinuxDenial},
     },
+    keyed_store::KeyedStore,
     record::{HostPaths, RecordError, subtree::Subtrees},
     resolve::runtime::{KnownNames, PodNames},
 };
@@ -928,12 +929,12 @@ impl Recorded {
         }
     }
 
-    /// The prefix of its file in the state directory (a SelinuxProfile may share a
-    /// SeccompProfile's name).
-    fn prefix(&self) -> &'static str {
+    /// Its key in the state directory's store: `selinux.<name>` for a SelinuxProfile (which
+    /// may share a SeccompProfile's name), the name of a SeccompProfile not starting so.
+    fn key(&self) -> Option<String> {
         match self {
-            Self::Seccomp(_) => "pending-",
-            Self::Selinux(_) => "pending-selinux.",
+            Self::Seccomp(p) => Some(p.name_any()).filter(|n| !n.starts_with("selinux.")),
+            Self::Selinux(p) => Some(format!("selinux.{}", p.name_any())),
         }
     }
 
@@ -945,16 +946,12 @@ impl Recorded {
         .expect("profiles serialize")
     }
 
-    /// A file of the state directory: `pending-selinux.<name>.json` (a name has no '.' at its
-    /// start, so no SeccompProfile's file looks like it) or `pending-<name>.json`.
-    fn from_file(file_name: &str, text: &[u8]) -> Option<Self> {
-        let stem = file_name.strip_suffix(".json")?;
-        if stem.starts_with("pending-selinux.") {
+    /// The profile kept under `key` (see [`Recorded::key`]).
+    fn from_key(key: &str, text: &[u8]) -> Option<Self> {
+        if key.starts_with("selinux.") {
             serde_json::from_slice(text).ok().map(Self::Selinux)
-        } else if stem.starts_with("pending-") {
-            serde_json::from_slice(text).ok().map(Self::Seccomp)
         } else {
-            None
+            serde_json::from_slice(text).ok().map(Self::Seccomp)
         }
     }
 
@@ -973,24 +970,23 @@ struct Waiting {
 }
 
 /// Profiles not published yet: retried with backoff (at most MAX_RETRIES wait), each kept in
-/// the state directory until published, so a killed daemon's successor publishes them.
+/// the state directory (`pending-<key>.json`) until published, so a killed daemon's successor
+/// publishes them.
 #[derive(Default)]
 struct Pending {
-    dir: Option<std::path::PathBuf>,
+    files: Option<KeyedStore>,
     waiting: Vec<Waiting>,
 }
 
 impl Pending {
     fn load(dir: std::path::PathBuf) -> Self {
+        let files = KeyedStore::new(dir, "pending-");
         let now = tokio::time::Instant::now();
         let mut waiting = Vec::new();
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if !name.starts_with("pending-") || !name.ends_with(".json") {
-                continue;
-            }
-            match crate::files::read_regular(&entry.path(), MAX_STATE_FILE)
-                .map(|t| Recorded::from_file(&name, &t))
+        for key in files.keys().unwrap_or_default() {
+            match files
+                .read(&key, MAX_STATE_FILE)
+                .map(|t| t.and_then(|t| Recorded::from_key(&key, &t)))
             {
                 Ok(Some(profile)) if waiting.len() < MAX_RETRIES => {
                     tracing::info!(profile = %profile.name_any(), kind = profile.kind(), "a profile a previous daemon could not publish is published now");
@@ -1001,44 +997,29 @@ impl Pending {
                     });
                 }
                 _ => {
-                    tracing::warn!(file = %entry.path().display(), "unreadable pending profile; removed");
-                    let _ = std::fs::remove_file(entry.path());
+                    tracing::warn!(file = %files.path_of(&key).unwrap_or_default().display(), "unreadable pending profile; removed");
+                    let _ = files.remove(&key);
                 }
             }
         }
         Self {
-            dir: Some(dir),
+            files: Some(files),
             waiting,
         }
     }
 
-    fn file(&self, profile: &Recorded) -> Option<std::path::PathBuf> {
-        let name = profile.name_any();
-        let plain = !name.is_empty()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-            && !name.starts_with('.')
-            && !name.starts_with("selinux.");
-        plain.then(|| {
-            self.dir
-                .as_ref()
-                .map(|d| d.join(format!("{}{name}.json", profile.prefix())))
-        })?
-    }
-
     fn keep(&self, profile: &Recorded) {
-        let Some(path) = self.file(profile) else {
+        let (Some(files), Some(key)) = (&self.files, profile.key()) else {
             return;
         };
-        if let Err(err) = crate::files::write_atomically(&path, &profile.to_json(), false) {
-            tracing::warn!(path = %path.display(), error = %err, "keeping a profile to publish later");
+        if let Err(err) = files.write(&key, &profile.to_json(), false) {
+            tracing::warn!(error = %err, "keeping a profile to publish later");
         }
     }
 
     fn forget(&self, profile: &Recorded) {
-        if let Some(path) = self.file(profile) {
-            let _ = std::fs::remove_file(path);
+        if let (Some(files), Some(key)) = (&self.files, profile.key()) {
+            let _ = files.remove(&key);
         }
     }
 

@@ -7,7 +7,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
-    path::{Path, PathBuf},
+    path::PathBuf,
 };
 
 use k8s_openapi::api::core::v1::Pod;
@@ -23,6 +23,7 @@ use super::{
     selinux_recordings::SelinuxRecordings,
 };
 use crate::{
+    keyed_store::KeyedStore,
     profile::{
         build::{RecordedSyscalls, add_runtime_handoff, build_profile},
         crd::{ANNOTATION_CONTAINER_ID, ANNOTATION_DROPPED, ANNOTATION_POD_UID},
@@ -63,9 +64,9 @@ pub struct PodRecordings {
     /// Refusals already reported, so a pod's refusal is reported once.
     reported: BTreeSet<(Key, String)>,
     /// Where the recordings of containers that finished in still-running pods are kept
-    /// (`pod-<uid>.json`), so a restarted daemon has them: the kernel holds only the running
-    /// containers' sets.
-    state_dir: Option<PathBuf>,
+    /// (`pod-<uid>.json` in the state directory), so a restarted daemon has them: the kernel
+    /// holds only the running containers' sets.
+    kept: Option<KeyedStore>,
 }
 
 /// Refusals remembered as reported, at most.
@@ -79,11 +80,9 @@ struct Saved {
     containers: Vec<ContainerRecording>,
 }
 
-/// `pod-<uid>.json` (a UID is letters, digits and dashes; anything else is not written).
-fn state_file(dir: &Path, pod: &Pod) -> Option<PathBuf> {
-    let uid = pod.metadata.uid.as_deref()?;
-    (!uid.is_empty() && uid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
-        .then(|| dir.join(format!("pod-{uid}.json")))
+/// The store of kept recordings and the pod's key in it (its UID), when both are there.
+fn kept_key<'a>(kept: &'a Option<KeyedStore>, pod: &'a Pod) -> Option<(&'a KeyedStore, &'a str)> {
+    Some((kept.as_ref()?, pod.metadata.uid.as_deref()?))
 }
 
 impl PodRecordings {
@@ -93,23 +92,19 @@ impl PodRecordings {
             selinux: SelinuxRecordings::default(),
             active: BTreeMap::new(),
             reported: BTreeSet::new(),
-            state_dir: None,
+            kept: None,
         }
     }
 
     /// Keeps finished containers' recordings in `dir` (created when needed).
     pub fn with_state_dir(mut self, dir: PathBuf) -> Self {
-        self.state_dir = Some(dir);
+        self.kept = Some(KeyedStore::new(dir, "pod-"));
         self
     }
 
     /// Writes the pod's finished containers (atomically: a temporary file renamed).
     fn save(&self, key: &Key, active: &Active) {
-        let Some(path) = self
-            .state_dir
-            .as_deref()
-            .and_then(|d| state_file(d, &active.pod))
-        else {
+        let Some((kept, uid)) = kept_key(&self.kept, &active.pod) else {
             return;
         };
         let saved = Saved {
@@ -123,21 +118,21 @@ impl PodRecordings {
                 .collect(),
         };
         let text = serde_json::to_vec(&saved).expect("recordings serialize");
-        if let Err(err) = crate::files::write_atomically(&path, &text, false) {
-            tracing::warn!(path = %path.display(), error = %err, "keeping finished containers' recordings for a restart");
+        if let Err(err) = kept.write(uid, &text, false) {
+            tracing::warn!(error = %err, "keeping finished containers' recordings for a restart");
         }
     }
 
     /// The pod's finished containers kept by a previous daemon, if any.
     fn load(&self, pod: &Pod) -> HashMap<String, ContainerRecording> {
-        let Some(path) = self.state_dir.as_deref().and_then(|d| state_file(d, pod)) else {
+        let Some((kept, uid)) = kept_key(&self.kept, pod) else {
             return HashMap::new();
         };
-        let text = match crate::files::read_regular(&path, super::daemon::MAX_STATE_FILE) {
-            Ok(text) => text,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return HashMap::new(),
+        let text = match kept.read(uid, super::daemon::MAX_STATE_FILE) {
+            Ok(Some(text)) => text,
+            Ok(None) => return HashMap::new(),
             Err(err) => {
-                tracing::warn!(path = %path.display(), error = %err, "unreadable kept recordings; ignored");
+                tracing::warn!(error = %err, "unreadable kept recordings; ignored");
                 return HashMap::new();
             }
         };
@@ -151,45 +146,34 @@ impl PodRecordings {
                     .collect()
             }
             Err(err) => {
-                tracing::warn!(path = %path.display(), error = %err, "unreadable kept recordings; ignored");
+                tracing::warn!(path = %kept.path_of(uid).unwrap_or_default().display(), error = %err, "unreadable kept recordings; ignored");
                 HashMap::new()
             }
         }
     }
 
     fn forget(&self, pod: &Pod) {
-        if let Some(path) = self.state_dir.as_deref().and_then(|d| state_file(d, pod)) {
-            let _ = std::fs::remove_file(path);
+        if let Some((kept, uid)) = kept_key(&self.kept, pod) {
+            let _ = kept.remove(uid);
         }
     }
 
     /// Removes kept recordings of pods not recorded now (they ended while no daemon ran).
     /// Call it once every pod still to record was started. Returns how many went.
     pub fn forget_unknown_state(&self) -> usize {
-        let Some(dir) = &self.state_dir else {
+        let Some(kept) = &self.kept else {
             return 0;
         };
-        let wanted: BTreeSet<PathBuf> = self
+        let wanted: BTreeSet<&str> = self
             .active
             .values()
-            .filter_map(|a| state_file(dir, &a.pod))
+            .filter_map(|a| a.pod.metadata.uid.as_deref())
             .collect();
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return 0;
-        };
-        let mut removed = 0;
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if name.starts_with("pod-")
-                && !wanted.contains(&path)
-                && std::fs::remove_file(&path).is_ok()
-            {
-                removed += 1;
-            }
-        }
-        removed
+        kept.keys()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|uid| !wanted.contains(uid.as_str()) && kept.remove(uid).unwrap_or(false))
+            .count()
     }
 
     /// The SelinuxProfile recordings (fed the tap's denials).
