@@ -136,6 +136,20 @@ pub enum EnrichError {
     },
 }
 
+/// Waits up to `limit` for enricher threads told to stop to end (their output flushed, their
+/// counts said); false when one did not.
+pub fn wait_stopped(threads: Vec<std::thread::JoinHandle<()>>, limit: Duration) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while threads.iter().any(|t| !t.is_finished()) {
+        if std::time::Instant::now() >= deadline {
+            tracing::warn!("an enricher did not stop in time");
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
 /// How long a following reader sleeps or waits for input between ticks, and how often it
 /// ticks (aggregation, summaries, metrics) while input keeps coming.
 const IDLE: Duration = Duration::from_millis(200);

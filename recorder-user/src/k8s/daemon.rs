@@ -131,6 +131,7 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
     ));
     // The enrichers' stop: requested when this loop ends (they install no signal handler).
     let stop = Stop::default();
+    let mut enrichers = Vec::new();
     if args.no_enrich {
         tracing::info!("no enricher: SelinuxProfile recordings get no denials");
         // /healthz, /readyz, the gauges (and the plain counters) without the enricher.
@@ -165,12 +166,14 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
                 tap.another(),
                 stop.clone(),
             );
-            std::thread::Builder::new()
-                .name("enricher-file".into())
-                .spawn(move || follow_audit_log(&paths, node, file, known, tap, stop))
-                .map_err(|source| DaemonError::Thread { source })?;
+            enrichers.push(
+                std::thread::Builder::new()
+                    .name("enricher-file".into())
+                    .spawn(move || follow_audit_log(&paths, node, file, known, tap, stop))
+                    .map_err(|source| DaemonError::Thread { source })?,
+            );
         }
-        std::thread::Builder::new()
+        let main = std::thread::Builder::new()
             .name("enricher".into())
             .spawn(move || {
                 let options = EnrichOptions::daemon(node, addr);
@@ -184,6 +187,7 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
                 }
             })
             .map_err(|source| DaemonError::Thread { source })?;
+        enrichers.push(main);
     }
 
     let (subtrees, pinned) = match Subtrees::start_pinned(&paths, &args.pin_dir) {
@@ -314,7 +318,9 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
         }
     }
     stop.request();
-    daemon.stop(pinned, &args.pin_dir).await
+    let stopped = daemon.stop(pinned, &args.pin_dir).await;
+    enricher::wait_stopped(enrichers, Duration::from_secs(2));
+    stopped
 }
 
 /// The enricher on `--audit-log FILE`: from its end if it exists now, else from its start
