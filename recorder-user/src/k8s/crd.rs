@@ -338,6 +338,16 @@ impl SeccompProfileSpec {
     }
 }
 
+impl crate::profile::merge::WithBase for SeccompProfile {
+    fn seccomp(&self) -> Seccomp {
+        self.spec.to_seccomp()
+    }
+
+    fn base_profile_name(&self) -> Option<&str> {
+        self.spec.base_profile_name.as_deref()
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // SelinuxProfile
 

@@ -12,7 +12,10 @@ type Access = (String, String);
 /// Not webhook.rs (the webhook has no API token) nor cli/pull.rs (it runs as the user).
 const DAEMON_SOURCES: &[&str] = &[
     "daemon.rs",
-    "install.rs",
+    "install/mod.rs",
+    "install/files.rs",
+    "install/plan.rs",
+    "install/node.rs",
     "node_status.rs",
     "publish.rs",
     "recordings.rs",
