@@ -2,8 +2,9 @@
 //! `security-profiles-operator.x-k8s.io`), as kube custom resources: an SPO user's manifests
 //! deserialize unchanged. `syscribe crds` prints their CustomResourceDefinitions.
 //!
-//! These are API types; the OCI seccomp document (what runtimes load) is `profile::seccomp`,
-//! and the conversions between the two live here.
+//! These are API types; the OCI seccomp document (what runtimes load) is `profile::seccomp`.
+//! A SeccompProfile's spec embeds that document's own syscall rule (`SyscallRule`, whose schema
+//! is the CRD's), and the conversions between spec and document live here.
 
 use std::{borrow::Cow, collections::BTreeMap};
 
@@ -15,7 +16,7 @@ use kube::{CustomResource, CustomResourceExt as _};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::profile::seccomp::{Action, ArgRule, CompareOp, Seccomp, SyscallRule};
+use crate::profile::seccomp::{Action, Seccomp, SyscallRule};
 
 pub const GROUP: &str = "security-profiles-operator.x-k8s.io";
 
@@ -189,7 +190,7 @@ pub struct SeccompProfileSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub architectures: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub syscalls: Vec<Syscall>,
+    pub syscalls: Vec<SyscallRule>,
     /// `SECCOMP_FILTER_FLAG_*` flags.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub flags: Vec<String>,
@@ -210,35 +211,6 @@ pub enum ProfileState {
     #[default]
     Enabled,
     Disabled,
-}
-
-/// One rule: an action for the named syscalls, optionally only for some argument values.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Syscall {
-    #[schemars(length(min = 1))]
-    pub names: Vec<String>,
-    pub action: Action,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub errno_ret: Option<u32>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 6))]
-    pub args: Vec<Arg>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Arg {
-    pub index: u32,
-    #[serde(default)]
-    pub value: u64,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub value_two: u64,
-    pub op: CompareOp,
-}
-
-fn is_zero(v: &u64) -> bool {
-    *v == 0
 }
 
 /// Status of SeccompProfile and SelinuxProfile.
@@ -278,25 +250,7 @@ impl SeccompProfileSpec {
         Self {
             default_action: seccomp.default_action,
             architectures: seccomp.architectures.clone(),
-            syscalls: seccomp
-                .syscalls
-                .iter()
-                .map(|rule| Syscall {
-                    names: rule.names.clone(),
-                    action: rule.action,
-                    errno_ret: rule.errno_ret,
-                    args: rule
-                        .args
-                        .iter()
-                        .map(|a| Arg {
-                            index: a.index,
-                            value: a.value,
-                            value_two: a.value_two,
-                            op: a.op,
-                        })
-                        .collect(),
-                })
-                .collect(),
+            syscalls: seccomp.syscalls.clone(),
             flags: seccomp.flags.clone(),
             base_profile_name: None,
             state: None,
@@ -314,25 +268,7 @@ impl SeccompProfileSpec {
             flags: self.flags.clone(),
             listener_path: self.listener_path.clone(),
             listener_metadata: self.listener_metadata.clone(),
-            syscalls: self
-                .syscalls
-                .iter()
-                .map(|rule| SyscallRule {
-                    names: rule.names.clone(),
-                    action: rule.action,
-                    errno_ret: rule.errno_ret,
-                    args: rule
-                        .args
-                        .iter()
-                        .map(|a| ArgRule {
-                            index: a.index,
-                            value: a.value,
-                            value_two: a.value_two,
-                            op: a.op,
-                        })
-                        .collect(),
-                })
-                .collect(),
+            syscalls: self.syscalls.clone(),
             syscribe: None,
         }
     }
@@ -586,6 +522,7 @@ pub fn crds_yaml() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::profile::seccomp::CompareOp;
 
     #[test]
     fn older_upstream_versions_are_served_and_v1_is_stored() {
