@@ -605,6 +605,28 @@ spec:
     }
 
     #[test]
+    fn a_rule_reads_the_same_from_the_cluster_and_from_an_oci_file() {
+        // One type for both: an argument without a value (upstream SPO omits a zero) is 0 in
+        // each, and a misspelled field inside a rule is refused by each, never ignored.
+        let rule = r#"{"names": ["personality"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 0, "op": "SCMP_CMP_EQ"}]}"#;
+        let spec: SeccompProfileSpec = serde_json::from_str(&format!(
+            r#"{{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{rule}]}}"#
+        ))
+        .unwrap();
+        let oci: Seccomp = serde_json::from_str(&format!(
+            r#"{{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{rule}]}}"#
+        ))
+        .unwrap();
+        assert_eq!(spec.syscalls, oci.syscalls);
+        assert_eq!(oci.syscalls[0].args[0].value, 0);
+        let misspelled = r#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW", "arg": []}]}"#;
+        let err = serde_json::from_str::<SeccompProfileSpec>(misspelled).unwrap_err();
+        assert!(err.to_string().contains("unknown field `arg`"), "{err}");
+        let err = serde_json::from_str::<Seccomp>(misspelled).unwrap_err();
+        assert!(err.to_string().contains("unknown field `arg`"), "{err}");
+    }
+
+    #[test]
     fn deploy_crds_yaml_is_current() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/crds.yaml");
         let committed = std::fs::read_to_string(path).unwrap_or_default();
