@@ -10,9 +10,9 @@ use kube::{Api, Client, ResourceExt as _, api::ListParams};
 use serde::Deserialize as _;
 
 use super::CliError;
-use crate::k8s::{
-    crd::SeccompProfile,
-    install::{BaseError, resolve_bases},
+use crate::{
+    k8s::crd::SeccompProfile,
+    profile::merge::{BaseError, resolve_bases},
 };
 
 #[derive(Debug, clap::Args)]

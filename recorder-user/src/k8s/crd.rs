@@ -2,8 +2,9 @@
 //! `security-profiles-operator.x-k8s.io`), as kube custom resources: an SPO user's manifests
 //! deserialize unchanged. `syscribe crds` prints their CustomResourceDefinitions.
 //!
-//! These are API types; the OCI seccomp document (what runtimes load) is `profile::seccomp`,
-//! and the conversions between the two live here.
+//! These are API types; the OCI seccomp document (what runtimes load) is `profile::seccomp`.
+//! A SeccompProfile's spec embeds that document's own syscall rule (`SyscallRule`, whose schema
+//! is the CRD's), and the conversions between spec and document live here.
 
 use std::{borrow::Cow, collections::BTreeMap};
 
@@ -15,7 +16,7 @@ use kube::{CustomResource, CustomResourceExt as _};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::profile::seccomp::{Action, ArgRule, CompareOp, Seccomp, SyscallRule};
+use crate::profile::seccomp::{Action, Seccomp, SyscallRule};
 
 /// The API group of every resource here. kube's `CustomResource` derive takes its `group` as
 /// a string literal only (it builds the CRD's name from it while expanding), so each
@@ -192,7 +193,7 @@ pub struct SeccompProfileSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub architectures: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub syscalls: Vec<Syscall>,
+    pub syscalls: Vec<SyscallRule>,
     /// `SECCOMP_FILTER_FLAG_*` flags.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub flags: Vec<String>,
@@ -213,35 +214,6 @@ pub enum ProfileState {
     #[default]
     Enabled,
     Disabled,
-}
-
-/// One rule: an action for the named syscalls, optionally only for some argument values.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Syscall {
-    #[schemars(length(min = 1))]
-    pub names: Vec<String>,
-    pub action: Action,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub errno_ret: Option<u32>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 6))]
-    pub args: Vec<Arg>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Arg {
-    pub index: u32,
-    #[serde(default)]
-    pub value: u64,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub value_two: u64,
-    pub op: CompareOp,
-}
-
-fn is_zero(v: &u64) -> bool {
-    *v == 0
 }
 
 /// Status of SeccompProfile and SelinuxProfile.
@@ -281,25 +253,7 @@ impl SeccompProfileSpec {
         Self {
             default_action: seccomp.default_action,
             architectures: seccomp.architectures.clone(),
-            syscalls: seccomp
-                .syscalls
-                .iter()
-                .map(|rule| Syscall {
-                    names: rule.names.clone(),
-                    action: rule.action,
-                    errno_ret: rule.errno_ret,
-                    args: rule
-                        .args
-                        .iter()
-                        .map(|a| Arg {
-                            index: a.index,
-                            value: a.value,
-                            value_two: a.value_two,
-                            op: a.op,
-                        })
-                        .collect(),
-                })
-                .collect(),
+            syscalls: seccomp.syscalls.clone(),
             flags: seccomp.flags.clone(),
             base_profile_name: None,
             state: None,
@@ -317,27 +271,19 @@ impl SeccompProfileSpec {
             flags: self.flags.clone(),
             listener_path: self.listener_path.clone(),
             listener_metadata: self.listener_metadata.clone(),
-            syscalls: self
-                .syscalls
-                .iter()
-                .map(|rule| SyscallRule {
-                    names: rule.names.clone(),
-                    action: rule.action,
-                    errno_ret: rule.errno_ret,
-                    args: rule
-                        .args
-                        .iter()
-                        .map(|a| ArgRule {
-                            index: a.index,
-                            value: a.value,
-                            value_two: a.value_two,
-                            op: a.op,
-                        })
-                        .collect(),
-                })
-                .collect(),
+            syscalls: self.syscalls.clone(),
             syscribe: None,
         }
+    }
+}
+
+impl crate::profile::merge::WithBase for SeccompProfile {
+    fn seccomp(&self) -> Seccomp {
+        self.spec.to_seccomp()
+    }
+
+    fn base_profile_name(&self) -> Option<&str> {
+        self.spec.base_profile_name.as_deref()
     }
 }
 
@@ -579,6 +525,7 @@ pub fn crds_yaml() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::profile::seccomp::CompareOp;
 
     #[test]
     fn older_upstream_versions_are_served_and_v1_is_stored() {
@@ -658,6 +605,28 @@ spec:
         assert_eq!(profile.spec.syscalls[1].args[0].op, CompareOp::NotEqual);
         let back = SeccompProfileSpec::from_seccomp(&profile.spec.to_seccomp());
         assert_eq!(back, profile.spec, "OCI round trip");
+    }
+
+    #[test]
+    fn a_rule_reads_the_same_from_the_cluster_and_from_an_oci_file() {
+        // One type for both: an argument without a value (upstream SPO omits a zero) is 0 in
+        // each, and a misspelled field inside a rule is refused by each, never ignored.
+        let rule = r#"{"names": ["personality"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 0, "op": "SCMP_CMP_EQ"}]}"#;
+        let spec: SeccompProfileSpec = serde_json::from_str(&format!(
+            r#"{{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{rule}]}}"#
+        ))
+        .unwrap();
+        let oci: Seccomp = serde_json::from_str(&format!(
+            r#"{{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{rule}]}}"#
+        ))
+        .unwrap();
+        assert_eq!(spec.syscalls, oci.syscalls);
+        assert_eq!(oci.syscalls[0].args[0].value, 0);
+        let misspelled = r#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW", "arg": []}]}"#;
+        let err = serde_json::from_str::<SeccompProfileSpec>(misspelled).unwrap_err();
+        assert!(err.to_string().contains("unknown field `arg`"), "{err}");
+        let err = serde_json::from_str::<Seccomp>(misspelled).unwrap_err();
+        assert!(err.to_string().contains("unknown field `arg`"), "{err}");
     }
 
     #[test]

@@ -17,7 +17,6 @@ use super::{
         LABEL_NODE_NAME, LABEL_PROFILE_ID, LABEL_PROFILE_KIND, LABEL_PROFILE_STATE, ProfileStatus,
         ProfileStatusKind, SecurityProfileNodeStatus,
     },
-    install::{shorten, summary},
     publish::{MANAGER, PublishError, api_err},
 };
 
@@ -51,6 +50,42 @@ pub fn status_name_of(kind: &str, profile: &str, node: &str) -> String {
 /// The API server's answer when the profile is gone (404) or was replaced (409 uid mismatch).
 pub fn gone(status: &kube::core::Status) -> bool {
     status.code == 404 || (status.code == 409 && status.message.contains("uid mismatch"))
+}
+
+/// `value` when it has at most `max` characters; else its beginning and a hash of all of it
+/// (`<prefix>-<8 hex>`), so long names still make valid label values (≤ 63), finalizer names
+/// (≤ 63 after the prefix) and object names (≤ 253), distinct for distinct values.
+pub fn shorten(value: &str, max: usize) -> String {
+    if value.len() <= max {
+        return value.to_owned();
+    }
+    // FNV-1a: the same on every node (std's hasher is not promised to be).
+    let hash = value.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    let mut prefix: String = value.chars().take(max - 9).collect();
+    while prefix.ends_with(|c: char| !c.is_ascii_alphanumeric()) {
+        prefix.pop();
+    }
+    format!("{prefix}-{hash:08x}")
+}
+/// The profile's status over all nodes: Error if any node failed, else Terminating, else
+/// Pending (any node not done yet), else Installed; Disabled when every node has it disabled.
+pub fn summary(statuses: &[ProfileStatusKind]) -> Option<ProfileStatusKind> {
+    use ProfileStatusKind::*;
+    if statuses.is_empty() {
+        return None;
+    }
+    for kind in [Error, Terminating, Pending, InProgress] {
+        if statuses.contains(&kind) {
+            return Some(kind);
+        }
+    }
+    if statuses.iter().all(|s| *s == Disabled) {
+        Some(Disabled)
+    } else {
+        Some(Installed)
+    }
 }
 
 /// Writes this node's status for `profile` (a server-side apply owned by the profile).

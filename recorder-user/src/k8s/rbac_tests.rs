@@ -11,8 +11,16 @@ type Access = (String, String);
 /// The daemon's source files: every file the `daemon` command's code talks to the API from.
 /// Not webhook.rs (the webhook has no API token) nor cli/pull.rs (it runs as the user).
 const DAEMON_SOURCES: &[&str] = &[
-    "daemon.rs",
-    "install.rs",
+    "daemon/mod.rs",
+    "daemon/args.rs",
+    "daemon/run.rs",
+    "daemon/state.rs",
+    "daemon/events.rs",
+    "daemon/pending.rs",
+    "install/mod.rs",
+    "install/files.rs",
+    "install/plan.rs",
+    "install/node.rs",
     "node_status.rs",
     "publish.rs",
     "recordings.rs",

@@ -1,13 +1,18 @@
 //! Merging the partial profiles of a workload's replicas (`mergeStrategy: Containers`): the
 //! union of what every replica was allowed, and the coverage — in how many of the replicas
 //! each syscall was seen — as upstream's `spo.x-k8s.io/syscall-coverage` annotation
-//! (`{"version":"v1","total":N,"syscalls":{name:count}}`).
+//! (`{"version":"v1","total":N,"syscalls":{name:count}}`). And joining a profile with the chain
+//! of its base profiles (`baseProfileName`), for the node installer and `syscribe pull` alike.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
+use thiserror::Error;
 
-use super::seccomp::{Action, Seccomp, SyscallRule};
+use super::{
+    conflict::{Conflict, resolve_labelled},
+    seccomp::{Action, Seccomp, SyscallRule},
+};
 
 /// `spo.x-k8s.io/syscall-coverage`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -64,6 +69,91 @@ pub fn merge_partials(partials: &[Seccomp]) -> Option<(Seccomp, Coverage)> {
             syscalls: counts,
         },
     ))
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum BaseError {
+    #[error("no SeccompProfile named {name} in {from}")]
+    NotFound { name: String, from: String },
+    #[error("base profiles of {name} form a cycle through {base}")]
+    Cycle { name: String, base: String },
+}
+
+/// The profile as OCI JSON with its base profiles' rules first (upstream's union); rules with
+/// the same verdict (action, errno, arguments) are joined, so a syscall allowed by both is
+/// listed once. Where a profile and a base give one syscall different verdicts, the more
+/// restrictive applies ([`crate::profile::conflict`]) and the conflict is returned, naming both.
+/// Linear in the names of the whole chain, however deep.
+/// `profiles` maps each name to its profile: where they come from (a YAML file, the cluster) is
+/// the caller's business, and `from` names it in errors.
+pub fn resolve_bases<P: WithBase>(
+    name: &str,
+    profiles: &BTreeMap<String, P>,
+    from: &str,
+) -> Result<(Seccomp, Vec<Conflict>), BaseError> {
+    let get = |n: &str| {
+        profiles
+            .get_key_value(n)
+            .ok_or_else(|| BaseError::NotFound {
+                name: n.to_owned(),
+                from: from.to_owned(),
+            })
+    };
+    // The chain, the profile first: (name, profile).
+    let mut chain = vec![get(name)?];
+    let mut seen = HashSet::from([name.to_owned()]);
+    while let Some(base) = chain.last().and_then(|(_, p)| p.base_profile_name()) {
+        if !seen.insert(base.to_owned()) {
+            return Err(BaseError::Cycle {
+                name: name.to_owned(),
+                base: base.to_owned(),
+            });
+        }
+        chain.push(get(base)?);
+    }
+    let mut seccomp = chain[0].1.seccomp();
+    let mut rules: Vec<SyscallRule> = Vec::new();
+    // Where each joined rule came from: (profile, its index there).
+    let mut origins: Vec<(String, usize)> = Vec::new();
+    let mut names_of: Vec<HashSet<String>> = Vec::new();
+    let mut by_verdict: HashMap<String, usize> = Default::default();
+    // The deepest base first: its rules come first.
+    for (profile_name, profile) in chain.iter().rev() {
+        for (k, rule) in profile.seccomp().syscalls.into_iter().enumerate() {
+            let key = serde_json::to_string(&(rule.action, rule.errno_ret, &rule.args))
+                .expect("rules serialize");
+            match by_verdict.get(&key) {
+                Some(&i) => {
+                    for n in rule.names {
+                        if names_of[i].insert(n.clone()) {
+                            rules[i].names.push(n);
+                        }
+                    }
+                }
+                None => {
+                    by_verdict.insert(key, rules.len());
+                    names_of.push(rule.names.iter().cloned().collect());
+                    origins.push(((*profile_name).clone(), k));
+                    rules.push(rule);
+                }
+            }
+        }
+    }
+    seccomp.syscalls = rules;
+    let conflicts = resolve_labelled(&mut seccomp, &|i| {
+        let (profile, k) = &origins[i];
+        format!("{profile}'s syscalls[{k}]")
+    });
+    Ok((seccomp, conflicts))
+}
+
+/// A profile that may name a base profile (upstream's `baseProfileName`): what
+/// [`resolve_bases`] joins. The cluster's SeccompProfile is one (`crate::k8s::crd`).
+pub trait WithBase {
+    /// The profile's own rules as an OCI document, without its base profiles'.
+    fn seccomp(&self) -> Seccomp;
+    /// The profile whose rules are added to this one's, by name.
+    fn base_profile_name(&self) -> Option<&str>;
 }
 
 #[cfg(test)]

@@ -24,21 +24,29 @@ pub struct Seccomp {
     pub syscribe: Option<RecordingMetadata>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+// The same type is a SeccompProfile's `spec.syscalls[]` in the cluster (`crate::k8s::crd` embeds
+// it): its doc comments and `schemars` bounds are the CRD's schema (deploy/crds.yaml), so they
+// are plain comments here. The validator checks the bounds on every path.
+/// One rule: an action for the named syscalls, optionally only for some argument values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SyscallRule {
+    #[schemars(length(min = 1))]
     pub names: Vec<String>,
     pub action: Action,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub errno_ret: Option<u32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 6))]
     pub args: Vec<ArgRule>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ArgRule {
     pub index: u32,
+    // Missing reads as 0, as runc and upstream SPO read it (SPO omits a zero value).
+    #[serde(default)]
     pub value: u64,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub value_two: u64,
