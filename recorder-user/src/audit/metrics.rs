@@ -8,9 +8,9 @@
 use std::{
     collections::HashMap,
     fmt::Write as _,
-    io::{Read as _, Write as _},
-    net::{SocketAddr, TcpListener},
+    net::SocketAddr,
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use super::enrich::Enriched;
@@ -221,51 +221,117 @@ fn escape(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// The endpoint's bounds. It serves one connection at a time (a scraper and the kubelet's
+/// probes, each a request now and then), so each bound is also how long one client can hold it.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeLimits {
+    /// Largest request head (431 beyond).
+    pub max_head: usize,
+    /// The head must come whole within this from the connection's start.
+    pub head_timeout: Duration,
+    /// The whole exchange, answer taken included, within this (a client that never reads
+    /// its answer cannot hold the endpoint).
+    pub connection_timeout: Duration,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        Self {
+            max_head: 8192,
+            head_timeout: Duration::from_secs(5),
+            connection_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 /// Serves `/metrics`, `/healthz` and `/readyz` on `addr` from a thread; returns the bound address.
 pub fn serve(addr: SocketAddr, metrics: Arc<Mutex<Metrics>>) -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind(addr)?;
+    serve_with(addr, metrics, ServeLimits::default())
+}
+
+/// [`serve`] within `limits`: HTTP/1.1 by hyper, one request per connection.
+pub fn serve_with(
+    addr: SocketAddr,
+    metrics: Arc<Mutex<Metrics>>,
+    limits: ServeLimits,
+) -> std::io::Result<SocketAddr> {
+    let listener = std::net::TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
+    listener.set_nonblocking(true)?;
+    // Its own small runtime: the endpoint is started both from the daemon's runtime and from
+    // `syscribe enrich`, which has none.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     std::thread::Builder::new()
         .name("metrics".into())
-        .spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
-                // The request head, up to its blank line (bounded).
-                let mut request = Vec::with_capacity(1024);
-                let mut chunk = [0u8; 1024];
-                while request.len() < 8192 && !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut chunk) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => request.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                let request = String::from_utf8_lossy(&request);
-                let path = request
-                    .lines()
-                    .next()
-                    .and_then(|line| line.split(' ').nth(1))
-                    .unwrap_or("");
-                let (status, body) = match path {
-                    "/metrics" => (
-                        "200 OK",
-                        metrics.lock().map(|m| m.render()).unwrap_or_default(),
-                    ),
-                    "/healthz" | "/readyz" => ("200 OK", "ok\n".to_owned()),
-                    _ => ("404 Not Found", "not found\n".to_owned()),
-                };
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            }
-        })?;
+        .spawn(move || runtime.block_on(accept(listener, metrics, limits)))?;
     Ok(bound)
+}
+
+async fn accept(
+    listener: std::net::TcpListener,
+    metrics: Arc<Mutex<Metrics>>,
+    limits: ServeLimits,
+) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(listener) => listener,
+        Err(err) => return tracing::error!(error = %err, "metrics endpoint"),
+    };
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .keep_alive(false)
+        .max_buf_size(limits.max_head.max(8192))
+        .max_header_size(limits.max_head)
+        .header_read_timeout(limits.head_timeout);
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(err) => {
+                // Out of descriptors, say: wait a little rather than spin.
+                tracing::warn!(error = %err, "accepting a metrics connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let service = hyper::service::service_fn(|request: http::Request<_>| {
+            let answer = answer(request.uri().path(), &metrics);
+            async move { Ok::<_, std::convert::Infallible>(answer) }
+        });
+        let connection = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        match tokio::time::timeout(limits.connection_timeout, connection).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::debug!(error = %err, "metrics connection"),
+            Err(_) => tracing::debug!("metrics connection timed out"),
+        }
+    }
+}
+
+fn answer(
+    path: &str,
+    metrics: &Mutex<Metrics>,
+) -> http::Response<http_body_util::Full<bytes::Bytes>> {
+    let (status, body) = match path {
+        "/metrics" => (
+            http::StatusCode::OK,
+            metrics.lock().map(|m| m.render()).unwrap_or_default(),
+        ),
+        "/healthz" | "/readyz" => (http::StatusCode::OK, "ok\n".to_owned()),
+        _ => (http::StatusCode::NOT_FOUND, "not found\n".to_owned()),
+    };
+    let mut response = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    response
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::{Read as _, Write as _};
+
     use super::*;
 
     fn seccomp_line(syscall: &str) -> Enriched {

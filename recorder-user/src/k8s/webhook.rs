@@ -8,11 +8,13 @@
 //! It takes what anyone who reaches its port sends, so everything is bounded — connections
 //! (in all and per peer, see [`slots`]), the time to each step of a request, heads, bodies, the
 //! memory of a review and the size of its answer — and whatever a bound refuses, closes or
-//! leaves out is counted on /metrics.
+//! leaves out is counted on /metrics. HTTP/1.1 itself is hyper's; the bounds around it are
+//! ours ([`Limits`], enforced per connection in [`serve`]).
 
 mod binding;
 mod bound;
 mod review;
+mod serve;
 mod slots;
 
 use std::{
@@ -25,20 +27,17 @@ use std::{
     time::{Duration, SystemTime},
 };
 
+use http::{Method, StatusCode};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject as _};
 use thiserror::Error;
-use tokio::{
-    io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _},
-    net::{TcpListener, TcpStream},
-    sync::Notify,
-    time::{Instant, timeout, timeout_at},
-};
+use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::profile::validate::{SelinuxPolicy, Validator};
 pub use binding::{Binding, MAX_BOUND_CONTAINERS, matches, mutate};
 pub use review::{MAX_VALUES, ReviewError, review};
-use slots::{Phase, Refusal, Slots};
+use serve::{Conn, handshake, serve_connection};
+use slots::Slots;
 
 #[derive(Debug, clap::Args)]
 pub struct WebhookArgs {
@@ -159,16 +158,47 @@ pub const MAX_RESPONSE: usize = 64 * 1024;
 /// Longest request.uid echoed (the API server's are 36 characters).
 pub const MAX_UID: usize = 128;
 
-/// The deadlines, from the constants above (a test shortens them).
+/// The webhook's bounds: the constants above by default; `--max-connections` and
+/// `--max-connections-per-peer` set the first two (a test shortens the deadlines).
 #[derive(Debug, Clone, Copy)]
-struct Deadlines {
-    first_byte: Duration,
-    handshake: Duration,
-    head: Duration,
-    request: Duration,
-    write: Duration,
-    idle: Duration,
-    linger: Duration,
+pub struct Limits {
+    /// Connections held at once ([`MAX_CONNECTIONS`]).
+    pub max_connections: usize,
+    /// Connections held at once from one IP address ([`MAX_CONNECTIONS_PER_PEER`]).
+    pub max_connections_per_peer: usize,
+    /// Largest request head, blank line included ([`MAX_HEAD`]).
+    pub max_head: usize,
+    /// Largest request body ([`MAX_BODY`]).
+    pub max_body: usize,
+    /// Request bodies held at once, in KiB ([`BODY_BUDGET_KIB`]).
+    pub body_budget_kib: usize,
+    pub deadlines: Deadlines,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: MAX_CONNECTIONS,
+            max_connections_per_peer: MAX_CONNECTIONS_PER_PEER,
+            max_head: MAX_HEAD,
+            max_body: MAX_BODY,
+            body_budget_kib: BODY_BUDGET_KIB,
+            deadlines: Deadlines::default(),
+        }
+    }
+}
+
+/// The time each step of a connection may take ([`FIRST_BYTE`], [`HANDSHAKE`], [`HEAD`],
+/// [`REQUEST`], [`WRITE`], [`IDLE`], [`LINGER`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Deadlines {
+    pub first_byte: Duration,
+    pub handshake: Duration,
+    pub head: Duration,
+    pub request: Duration,
+    pub write: Duration,
+    pub idle: Duration,
+    pub linger: Duration,
 }
 
 impl Default for Deadlines {
@@ -187,7 +217,7 @@ impl Default for Deadlines {
 
 /// What every connection shares.
 struct Shared {
-    deadlines: Deadlines,
+    limits: Limits,
     validator: Arc<Mutex<Validator>>,
     counters: Counters,
     /// KiB of request bodies that may still be read.
@@ -267,12 +297,16 @@ impl Refused {
             Refused::Busy => "busy",
         }
     }
-    fn status(self) -> &'static str {
+    /// The status and its reason phrase (RFC 9110's: 413 is "Content Too Large" now).
+    fn status(self) -> (StatusCode, &'static str) {
         match self {
-            Refused::HeadTooLarge => "431 Request Header Fields Too Large",
-            Refused::BodyTooLarge => "413 Content Too Large",
-            Refused::LengthRequired => "411 Length Required",
-            Refused::Busy => "503 Service Unavailable",
+            Refused::HeadTooLarge => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "Request Header Fields Too Large",
+            ),
+            Refused::BodyTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "Content Too Large"),
+            Refused::LengthRequired => (StatusCode::LENGTH_REQUIRED, "Length Required"),
+            Refused::Busy => (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable"),
         }
     }
 }
@@ -460,17 +494,12 @@ pub async fn run(args: WebhookArgs) -> Result<(), WebhookError> {
         })?;
     // The actual address (a test binds port 0).
     eprintln!("syscribe: webhook listening on https://{local}/validate");
-    let shared = Arc::new(Shared {
-        deadlines: Deadlines::default(),
-        validator: Arc::new(Mutex::new(validator)),
-        counters: Counters::default(),
-        bodies: tokio::sync::Semaphore::new(BODY_BUDGET_KIB),
-        slots: Mutex::new(Slots::new(
-            args.max_connections,
-            args.max_connections_per_peer,
-        )),
-        bindings,
-    });
+    let limits = Limits {
+        max_connections: args.max_connections,
+        max_connections_per_peer: args.max_connections_per_peer,
+        ..Limits::default()
+    };
+    let shared = Arc::new(Shared::new(limits, validator, bindings));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|source| WebhookError::Listen {
             addr: args.addr,
@@ -508,304 +537,60 @@ pub async fn run(args: WebhookArgs) -> Result<(), WebhookError> {
     Ok(())
 }
 
-/// One connection's slot; given back when dropped.
-struct Conn {
-    shared: Arc<Shared>,
-    id: u64,
-    /// Notified when the slot is needed for another connection.
-    close: Arc<Notify>,
-}
-
-impl Conn {
-    /// A slot for a connection from `peer`, or none (refused and counted).
-    fn admit(shared: &Arc<Shared>, peer: SocketAddr) -> Option<Conn> {
-        let admitted = shared
-            .slots
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .admit(peer.ip(), std::time::Instant::now());
-        let counters = &shared.counters;
-        match admitted {
-            Ok(admitted) => {
-                if admitted.evicted {
-                    counters.close(Closed::Evicted);
-                }
-                Some(Conn {
-                    shared: shared.clone(),
-                    id: admitted.id,
-                    close: admitted.close,
-                })
-            }
-            Err(refusal) => {
-                let counter = match refusal {
-                    Refusal::Full => &counters.refused_full,
-                    Refusal::Peer => &counters.refused_peer,
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(%peer, ?refusal, "connection refused");
-                None
-            }
+impl Shared {
+    fn new(limits: Limits, validator: Validator, bindings: Option<bound::BindingCache>) -> Self {
+        Self {
+            limits,
+            validator: Arc::new(Mutex::new(validator)),
+            counters: Counters::default(),
+            bodies: tokio::sync::Semaphore::new(limits.body_budget_kib),
+            slots: Mutex::new(Slots::new(
+                limits.max_connections,
+                limits.max_connections_per_peer,
+            )),
+            bindings,
         }
     }
 
-    /// Enters `phase`; false if the slot was taken for another connection meanwhile.
-    fn phase(&self, phase: Phase) -> bool {
-        self.shared
-            .slots
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .set_phase(self.id, phase, std::time::Instant::now())
-    }
-}
-
-impl Drop for Conn {
-    fn drop(&mut self) {
-        self.shared
-            .slots
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(self.id);
-    }
-}
-
-/// The TLS handshake: its first byte within [`FIRST_BYTE`], all of it within [`HANDSHAKE`],
-/// given up at once if the slot is needed.
-async fn handshake(
-    conn: &Conn,
-    shared: &Shared,
-    acceptor: &TlsAcceptor,
-    stream: TcpStream,
-) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
-    let counters = &shared.counters;
-    let deadline = Instant::now() + shared.deadlines.handshake;
-    let steps = async {
-        match timeout(shared.deadlines.first_byte, stream.peek(&mut [0u8; 1])).await {
-            Err(_) => return Err(Some(Closed::FirstByte)),
-            Ok(Ok(0) | Err(_)) => return Err(None),
-            Ok(Ok(_)) => {}
-        }
-        match timeout_at(deadline, acceptor.accept(stream)).await {
-            Err(_) => Err(Some(Closed::Handshake)),
-            Ok(Err(_)) => {
-                counters.tls_failures.fetch_add(1, Ordering::Relaxed);
-                Err(None)
-            }
-            Ok(Ok(tls)) => Ok(tls),
-        }
-    };
-    tokio::select! {
-        // Counted when it was chosen.
-        _ = conn.close.notified() => None,
-        done = steps => match done {
-            Ok(tls) => Some(tls),
-            Err(why) => {
-                if let Some(why) = why {
-                    counters.close(why);
-                }
-                None
-            }
-        },
-    }
-}
-
-/// What ended a read.
-enum ReadEnd {
-    /// The client closed, or the connection failed: nothing to say.
-    Gone,
-    /// The deadline passed.
-    Late,
-}
-
-async fn read_until<S: AsyncRead + Unpin>(
-    stream: &mut S,
-    deadline: Instant,
-    into: &mut [u8],
-) -> Result<usize, ReadEnd> {
-    match timeout_at(deadline, stream.read(into)).await {
-        Err(_) => Err(ReadEnd::Late),
-        Ok(Ok(0) | Err(_)) => Err(ReadEnd::Gone),
-        Ok(Ok(n)) => Ok(n),
-    }
-}
-
-/// HTTP/1.1 requests on one connection, kept alive until the client closes it or asks to,
-/// or a bound closes it.
-async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
-    mut stream: S,
-    shared: &Shared,
-    conn: &Conn,
-) {
-    let counters = &shared.counters;
-    let deadlines = &shared.deadlines;
-    // Only heads (and what follows them in the same reads) gather here: at most MAX_HEAD
-    // plus one read.
-    let mut buffer: Vec<u8> = Vec::with_capacity(4096);
-    let mut chunk = vec![0u8; 16 * 1024];
-    let mut served = false;
-    loop {
-        // Between requests: a new connection's first request comes within FIRST_BYTE, the
-        // next ones within IDLE; the slot may be taken for another connection meanwhile.
-        if buffer.is_empty() {
-            let (wait, why) = if served {
-                (deadlines.idle, Closed::Idle)
-            } else {
-                (deadlines.first_byte, Closed::FirstByte)
-            };
-            let read = tokio::select! {
-                _ = conn.close.notified() => return,
-                read = read_until(&mut stream, Instant::now() + wait, &mut chunk) => read,
-            };
-            match read {
-                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-                Err(ReadEnd::Late) => return counters.close(why),
-                Err(ReadEnd::Gone) => return,
-            }
-        }
-        if !conn.phase(Phase::Busy) {
-            return; // its slot went to another connection just now
-        }
-        let first_byte = Instant::now();
-        // The head, up to its blank line.
-        let mut scanned = 0;
-        let head_end = loop {
-            if let Some(at) = buffer[scanned..].windows(4).position(|w| w == b"\r\n\r\n") {
-                break scanned + at + 4;
-            }
-            scanned = buffer.len().saturating_sub(3);
-            if buffer.len() >= MAX_HEAD {
-                break usize::MAX;
-            }
-            match read_until(&mut stream, first_byte + deadlines.head, &mut chunk).await {
-                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-                Err(ReadEnd::Late) => return counters.close(Closed::Head),
-                Err(ReadEnd::Gone) => return,
-            }
-        };
-        if head_end > MAX_HEAD {
-            let detail = format!("the request head is over {} KiB\n", MAX_HEAD / 1024);
-            return refuse(&mut stream, shared, Refused::HeadTooLarge, &detail).await;
-        }
-        let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
-        buffer.drain(..head_end);
-        let mut lines = head.split("\r\n");
-        let mut request_line = lines.next().unwrap_or_default().split(' ');
-        let (method, path) = (
-            request_line.next().unwrap_or_default().to_owned(),
-            request_line.next().unwrap_or_default().to_owned(),
-        );
-        let mut length: Option<usize> = None;
-        let mut close = false;
-        let mut chunked = false;
-        let mut expect_continue = false;
-        for line in lines {
-            let Some((name, value)) = line.split_once(':') else {
-                continue;
-            };
-            let value = value.trim();
-            match name.trim().to_ascii_lowercase().as_str() {
-                "content-length" => length = value.parse().ok(),
-                "connection" => close = value.eq_ignore_ascii_case("close"),
-                "transfer-encoding" => chunked = !value.eq_ignore_ascii_case("identity"),
-                "expect" => expect_continue = value.eq_ignore_ascii_case("100-continue"),
-                _ => {}
-            }
-        }
-        if chunked || (method == "POST" && length.is_none()) {
-            let detail = "a Content-Length is needed (chunked bodies are not taken)\n";
-            return refuse(&mut stream, shared, Refused::LengthRequired, detail).await;
-        }
-        let length = length.unwrap_or(0);
-        if length > MAX_BODY {
-            let detail = format!(
-                "the request body ({length} bytes) is over {} KiB\n",
-                MAX_BODY / 1024
-            );
-            return refuse(&mut stream, shared, Refused::BodyTooLarge, &detail).await;
-        }
-        // The body counts against the budget shared by all connections while it is held.
-        let Ok(_body_permit) = shared
-            .bodies
-            .try_acquire_many(u32::try_from(length.div_ceil(1024)).unwrap_or(u32::MAX))
-        else {
-            let detail = "too many request bodies held at once; try again\n";
-            return refuse(&mut stream, shared, Refused::Busy, detail).await;
-        };
-        if expect_continue && length > buffer.len() {
-            let written = timeout(
-                deadlines.write,
-                stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n"),
-            )
-            .await;
-            if !matches!(written, Ok(Ok(()))) {
-                return;
-            }
-        }
-        // Exactly the body's size, never more: what the budget counts.
-        let mut body: Vec<u8> = Vec::with_capacity(length);
-        body.extend(buffer.drain(..length.min(buffer.len())));
-        while body.len() < length {
-            let want = (length - body.len()).min(chunk.len());
-            match read_until(
-                &mut stream,
-                first_byte + deadlines.request,
-                &mut chunk[..want],
-            )
-            .await
-            {
-                Ok(n) => body.extend_from_slice(&chunk[..n]),
-                Err(ReadEnd::Late) => return counters.close(Closed::Request),
-                Err(ReadEnd::Gone) => return,
-            }
-        }
-        let path = path.split('?').next().unwrap_or_default();
-        let (status, content_type, answer): (&str, &str, Vec<u8>) = match (method.as_str(), path) {
-            ("POST", "/validate") => {
+    /// The answer to a request read whole: its status, content type and body.
+    async fn route(
+        &self,
+        method: &Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, &'static str, Vec<u8>) {
+        match (method, path) {
+            (&Method::POST, "/validate") => {
                 // Off the connections' thread: a large profile does not stall the others.
                 // One at a time (the validator's lock): one review's working set is the
                 // memory bound.
-                let validator = shared.validator.clone();
+                let validator = self.validator.clone();
                 let answer = tokio::task::spawn_blocking(move || match validator.lock() {
                     Ok(mut validator) => review(&mut validator, &body),
                     Err(_) => Err(ReviewError::Json("the validator failed earlier".into())),
                 })
                 .await
                 .unwrap_or_else(|_| Err(ReviewError::Json("the validator failed".into())));
-                answered(counters, answer)
+                answered(&self.counters, answer)
             }
-            ("POST", "/mutate") => mutate_route(shared, body).await,
-            ("GET", "/readyz") if !shared.bindings_ready() => (
-                "503 Service Unavailable",
+            (&Method::POST, "/mutate") => mutate_route(self, body).await,
+            (&Method::GET, "/readyz") if !self.bindings_ready() => (
+                StatusCode::SERVICE_UNAVAILABLE,
                 "text/plain",
                 b"the ProfileBinding caches are not listed yet\n".to_vec(),
             ),
-            ("GET", "/healthz" | "/readyz") => ("200 OK", "text/plain", b"ok\n".to_vec()),
-            ("GET", "/metrics") => (
-                "200 OK",
+            (&Method::GET, "/healthz" | "/readyz") => {
+                (StatusCode::OK, "text/plain", b"ok\n".to_vec())
+            }
+            (&Method::GET, "/metrics") => (
+                StatusCode::OK,
                 "text/plain; version=0.0.4",
-                counters.render().into_bytes(),
+                self.counters.render().into_bytes(),
             ),
-            _ => ("404 Not Found", "text/plain", b"not found\n".to_vec()),
-        };
-        drop(_body_permit);
-        match timeout(
-            deadlines.write,
-            write_response(&mut stream, status, content_type, &answer, close),
-        )
-        .await
-        {
-            Err(_) => return counters.close(Closed::Write),
-            Ok(Err(_)) => return,
-            Ok(Ok(())) => {}
+            _ => (StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec()),
         }
-        if close {
-            return;
-        }
-        served = true;
-        conn.phase(Phase::Waiting);
     }
-}
 
-impl Shared {
     /// Without `--bindings`, always; with it, once its caches are listed.
     fn bindings_ready(&self) -> bool {
         self.bindings
@@ -817,18 +602,18 @@ impl Shared {
 /// `POST /mutate`: 404 without `--bindings`, 503 until its caches are listed (the API
 /// server then refuses the pod, failurePolicy Fail: an empty cache would let it through
 /// unbound), else the review [`binding::mutate`] answers.
-async fn mutate_route(shared: &Shared, body: Vec<u8>) -> (&'static str, &'static str, Vec<u8>) {
+async fn mutate_route(shared: &Shared, body: Vec<u8>) -> (StatusCode, &'static str, Vec<u8>) {
     let counters = &shared.counters;
     let Some(cache) = &shared.bindings else {
         return (
-            "404 Not Found",
+            StatusCode::NOT_FOUND,
             "text/plain",
             b"pod binding is not enabled (syscribe webhook --bindings)\n".to_vec(),
         );
     };
     if !shared.bindings_ready() {
         return (
-            "503 Service Unavailable",
+            StatusCode::SERVICE_UNAVAILABLE,
             "text/plain",
             b"the ProfileBinding caches are not listed yet; try again\n".to_vec(),
         );
@@ -856,7 +641,7 @@ async fn mutate_route(shared: &Shared, body: Vec<u8>) -> (&'static str, &'static
 fn answered(
     counters: &Counters,
     answer: Result<(serde_json::Value, u64), ReviewError>,
-) -> (&'static str, &'static str, Vec<u8>) {
+) -> (StatusCode, &'static str, Vec<u8>) {
     match answer {
         Ok((answer, omitted)) => {
             let counter = if answer["response"]["allowed"] == true {
@@ -869,58 +654,17 @@ fn answered(
                 .problems_omitted
                 .fetch_add(omitted, Ordering::Relaxed);
             let bytes = serde_json::to_vec(&answer).expect("reviews serialize");
-            ("200 OK", "application/json", bytes)
+            (StatusCode::OK, "application/json", bytes)
         }
         Err(err) => {
             counters.bad_requests.fetch_add(1, Ordering::Relaxed);
             (
-                "400 Bad Request",
+                StatusCode::BAD_REQUEST,
                 "text/plain",
                 format!("{err}\n").into_bytes(),
             )
         }
     }
-}
-
-/// Refuses a request that will not be read (its reason counted and said), then reads and
-/// drops what the client still sends for [`LINGER`], so it reads the refusal rather than
-/// a connection reset.
-async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: &mut S,
-    shared: &Shared,
-    why: Refused,
-    detail: &str,
-) {
-    shared.counters.refuse(why);
-    let written = timeout(
-        shared.deadlines.write,
-        write_response(stream, why.status(), "text/plain", detail.as_bytes(), true),
-    )
-    .await;
-    if !matches!(written, Ok(Ok(()))) {
-        return;
-    }
-    let deadline = Instant::now() + shared.deadlines.linger;
-    let _ = timeout_at(deadline, stream.shutdown()).await;
-    let mut sink = [0u8; 4096];
-    while read_until(stream, deadline, &mut sink).await.is_ok() {}
-}
-
-async fn write_response<S: AsyncWrite + Unpin>(
-    stream: &mut S,
-    status: &str,
-    content_type: &str,
-    body: &[u8],
-    close: bool,
-) -> std::io::Result<()> {
-    let connection = if close { "close" } else { "keep-alive" };
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: {connection}\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body).await?;
-    stream.flush().await
 }
 
 #[cfg(test)]

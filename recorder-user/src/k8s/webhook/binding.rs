@@ -13,7 +13,9 @@
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
+use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation, jsonptr::PointerBuf};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::core::admission::Operation;
 use serde::{Deserialize, de::IgnoredAny};
 use serde_json::{Value, json};
 
@@ -186,10 +188,13 @@ pub fn mutate<'a>(
         serde_json::from_slice(body).map_err(|e| ReviewError::Json(e.to_string()))?;
     let mut request = incoming.request_checked()?;
     let uid = request.uid.as_str().ok_or(ReviewError::NoUid)?.to_owned();
-    let kind = request.kind.as_ref().and_then(|k| k.kind.as_str());
+    let kind = request.kind.as_ref().map(|k| k.kind.as_str());
     // Only a pod's creation is bound (a running pod's securityContext cannot change); the
     // webhook configuration sends nothing else, and anything else passes untouched.
-    if request.operation != "CREATE" || kind != Some("Pod") || !request.sub_resource.is_null() {
+    if request.operation != Some(Operation::Create)
+        || kind != Some("Pod")
+        || !request.sub_resource.is_null()
+    {
         return Ok(respond(&uid, true, None, Vec::new()));
     }
     let namespace = request.namespace.as_str().unwrap_or_default().to_owned();
@@ -227,7 +232,9 @@ pub fn mutate<'a>(
                 continue;
             }
             bound += 1;
-            let base = format!("/spec/{list}/{index}/securityContext");
+            let base = PointerBuf::from_tokens(["spec", list])
+                .with_trailing_token(index)
+                .with_trailing_token("securityContext");
             let mut context = serde_json::Map::new();
             if let Some((profile, names)) = &chosen.seccomp {
                 let value = json!({"type": "Localhost", "localhostProfile": format!("operator/{profile}.json")});
@@ -244,12 +251,10 @@ pub fn mutate<'a>(
             if container.security_context.is_some() {
                 // `add` on an object member sets it, whether it was there or not.
                 for (field, value) in context {
-                    ops.push(
-                        json!({"op": "add", "path": format!("{base}/{field}"), "value": value}),
-                    );
+                    ops.push(add(base.with_trailing_token(field), value));
                 }
             } else {
-                ops.push(json!({"op": "add", "path": base, "value": context}));
+                ops.push(add(base, Value::Object(context)));
             }
         }
     }
@@ -294,33 +299,44 @@ pub fn mutate<'a>(
         .annotations
         .as_ref()
         .is_some_and(|a| a.contains_key(ANNOTATION_BINDINGS));
-    let escaped = |key: &str| key.replace('~', "~0").replace('/', "~1");
+    // A key is one token of a pointer (its `/` escaped by jsonptr).
+    let labels = PointerBuf::from_tokens(["metadata", "labels"]);
+    let annotations = PointerBuf::from_tokens(["metadata", "annotations"]);
     if bound_by.is_empty() {
         if has_label {
-            ops.push(json!({"op": "remove", "path": format!("/metadata/labels/{}", escaped(LABEL_BOUND))}));
+            ops.push(remove(labels.with_trailing_token(LABEL_BOUND)));
         }
         if has_annotation {
-            ops.push(json!({"op": "remove", "path": format!("/metadata/annotations/{}", escaped(ANNOTATION_BINDINGS))}));
+            ops.push(remove(annotations.with_trailing_token(ANNOTATION_BINDINGS)));
         }
     } else {
         bound_by.sort_unstable();
         bound_by.dedup();
         let names = bound_by.join(",");
         if pod.metadata.labels.is_some() {
-            ops.push(json!({"op": "add", "path": format!("/metadata/labels/{}", escaped(LABEL_BOUND)), "value": "true"}));
+            ops.push(add(labels.with_trailing_token(LABEL_BOUND), json!("true")));
         } else {
-            ops.push(
-                json!({"op": "add", "path": "/metadata/labels", "value": {LABEL_BOUND: "true"}}),
-            );
+            ops.push(add(labels, json!({LABEL_BOUND: "true"})));
         }
         if pod.metadata.annotations.is_some() {
-            ops.push(json!({"op": "add", "path": format!("/metadata/annotations/{}", escaped(ANNOTATION_BINDINGS)), "value": names}));
+            ops.push(add(
+                annotations.with_trailing_token(ANNOTATION_BINDINGS),
+                json!(names),
+            ));
         } else {
-            ops.push(json!({"op": "add", "path": "/metadata/annotations", "value": {ANNOTATION_BINDINGS: names}}));
+            ops.push(add(annotations, json!({ANNOTATION_BINDINGS: names})));
         }
     }
-    let patch = (!ops.is_empty()).then_some(Value::Array(ops));
+    let patch = (!ops.is_empty()).then_some(Patch(ops));
     Ok(respond_with(&uid, true, None, warnings, patch.as_ref()))
+}
+
+fn add(path: PointerBuf, value: Value) -> PatchOperation {
+    PatchOperation::Add(AddOperation { path, value })
+}
+
+fn remove(path: PointerBuf) -> PatchOperation {
+    PatchOperation::Remove(RemoveOperation { path })
 }
 
 /// Warns when a container's own setting is replaced: a binding is the SRE's rule for these
@@ -349,7 +365,7 @@ fn replaced(
 }
 
 /// The JSONPatch as the API server takes it in an AdmissionResponse.
-pub(super) fn encode_patch(patch: &Value) -> String {
+pub(super) fn encode_patch(patch: &Patch) -> String {
     base64::engine::general_purpose::STANDARD
         .encode(serde_json::to_vec(patch).expect("patches serialize"))
 }

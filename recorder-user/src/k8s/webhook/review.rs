@@ -1,8 +1,12 @@
 //! The review itself: an AdmissionReview in, the AdmissionReview answering it out, bounded
 //! in memory ([`MAX_VALUES`]) and in size ([`MAX_RESPONSE`]), whatever the request holds.
 
-use serde::{Deserialize, de::IgnoredAny};
-use serde_json::{Value, json};
+use kube::core::{
+    GroupVersionKind, Status,
+    admission::{META_API_VERSION_V1, META_KIND, Operation, PatchType},
+};
+use serde::{Deserialize, Serialize, de::IgnoredAny};
+use serde_json::Value;
 use thiserror::Error;
 
 #[cfg(doc)]
@@ -23,9 +27,13 @@ pub enum ReviewError {
     LongUid { len: usize },
 }
 
-/// The parts of an AdmissionReview read; the rest is skipped unread. The object (`O`) goes
-/// straight into the validator's tree, with no intermediate JSON tree: a review's memory is
-/// one tree and its problems; or it is skipped (`IgnoredAny`) when too large to check.
+/// The parts of an AdmissionReview read, typed as kube's admission types type them; the rest
+/// is skipped unread. kube's `AdmissionRequest<DynamicObject>` itself is not used: it holds
+/// the object as a JSON tree (read through serde's buffering of flattened fields), where this
+/// reads it (`O`) straight into the validator's tree, so a review's memory is one tree and its
+/// problems; or skips it (`IgnoredAny`) when too large to check. Nor does it require what
+/// only the API server's reviews carry (`userInfo`, `resource`): a bad review is a 400 that
+/// says what is wrong with it ([`ReviewError`]), not a serde error.
 #[derive(Deserialize)]
 #[serde(bound = "O: Deserialize<'de>")]
 pub(super) struct Incoming<O> {
@@ -45,7 +53,7 @@ pub(super) struct Request<O> {
     #[serde(default)]
     pub(super) kind: Option<GroupVersionKind>,
     #[serde(default)]
-    pub(super) operation: Value,
+    pub(super) operation: Option<Operation>,
     #[serde(default)]
     name: Value,
     #[serde(default)]
@@ -60,12 +68,6 @@ pub(super) struct Request<O> {
 
 fn none<T>() -> Option<T> {
     None
-}
-
-#[derive(Deserialize)]
-pub(super) struct GroupVersionKind {
-    #[serde(default)]
-    pub(super) kind: Value,
 }
 
 #[derive(Deserialize)]
@@ -133,7 +135,7 @@ pub fn review(validator: &mut Validator, body: &[u8]) -> Result<(Value, u64), Re
     // A change that leaves the spec alone (finalizers, labels, annotations) passes: a profile
     // admitted before this webhook existed must still be deletable.
     let old_spec = request.old_object.take().and_then(|o| o.spec);
-    if request.operation == "UPDATE" && old_spec.as_ref() == object.get("spec") {
+    if request.operation == Some(Operation::Update) && old_spec.as_ref() == object.get("spec") {
         return Ok((allow(&uid), 0));
     }
     drop(old_spec);
@@ -172,7 +174,7 @@ impl<O> Incoming<O> {
     /// The request of an admission.k8s.io/v1 AdmissionReview with a uid.
     pub(super) fn request_checked(self) -> Result<Request<O>, ReviewError> {
         let api_version = self.api_version.as_str().unwrap_or_default();
-        if api_version != "admission.k8s.io/v1" || self.kind != "AdmissionReview" {
+        if api_version != META_API_VERSION_V1 || self.kind != META_KIND {
             return Err(ReviewError::NotAReview(format!(
                 "apiVersion {:?}, kind {}",
                 cut(api_version),
@@ -195,14 +197,15 @@ fn ours<O>(request: &Request<O>) -> Result<Option<(String, String)>, ReviewError
     let kind = request
         .kind
         .as_ref()
-        .and_then(|k| k.kind.as_str())
+        .map(|k| k.kind.as_str())
         .unwrap_or_default();
-    let operation = request.operation.as_str().unwrap_or_default();
-    Ok((matches!(operation, "CREATE" | "UPDATE")
-        && matches!(
-            kind,
-            "SeccompProfile" | "SelinuxProfile" | "RawSelinuxProfile"
-        ))
+    Ok((matches!(
+        request.operation,
+        Some(Operation::Create | Operation::Update)
+    ) && matches!(
+        kind,
+        "SeccompProfile" | "SelinuxProfile" | "RawSelinuxProfile"
+    ))
     .then(|| (uid.to_owned(), kind.to_owned())))
 }
 
@@ -220,6 +223,33 @@ pub(super) fn respond(
     respond_with(uid, allowed, status, warnings, None)
 }
 
+/// An AdmissionReview answer as the API server reads it, with kube's status and patch type.
+/// kube's `AdmissionResponse` is not what is written: it always writes a `status` (empty when
+/// allowed) and its patch as an array of numbers, where this writes a status only to refuse
+/// and the patch in base64, as Go's `[]byte` is written.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Answer {
+    api_version: &'static str,
+    kind: &'static str,
+    response: Response,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Response {
+    uid: String,
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<Status>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warnings: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<PatchType>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<String>,
+}
+
 /// An answer with a status (code, reason, message) when refused, at most [`MAX_WARNINGS`]
 /// warnings (then one saying how many more) and a JSONPatch when it changes the object.
 pub(super) fn respond_with(
@@ -227,25 +257,31 @@ pub(super) fn respond_with(
     allowed: bool,
     status: Option<(u16, &str, String)>,
     mut warnings: Vec<String>,
-    patch: Option<&Value>,
+    patch: Option<&json_patch::Patch>,
 ) -> Value {
-    let mut response = json!({"uid": uid, "allowed": allowed});
-    if let Some((code, reason, message)) = status {
-        response["status"] = json!({"code": code, "reason": reason, "message": message});
-    }
     if warnings.len() > MAX_WARNINGS + 1 {
         let more = warnings.len() - MAX_WARNINGS;
         warnings.truncate(MAX_WARNINGS);
         warnings.push(format!("and {more} more warnings"));
     }
-    if !warnings.is_empty() {
-        response["warnings"] = json!(warnings);
-    }
-    if let Some(patch) = patch {
-        response["patchType"] = json!("JSONPatch");
-        response["patch"] = json!(super::binding::encode_patch(patch));
-    }
-    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response})
+    let answer = Answer {
+        api_version: META_API_VERSION_V1,
+        kind: META_KIND,
+        response: Response {
+            uid: uid.to_owned(),
+            allowed,
+            status: status.map(|(code, reason, message)| Status {
+                code,
+                reason: reason.to_owned(),
+                message,
+                ..Status::default()
+            }),
+            warnings: (!warnings.is_empty()).then_some(warnings),
+            patch_type: patch.map(|_| PatchType::JsonPatch),
+            patch: patch.map(super::binding::encode_patch),
+        },
+    };
+    serde_json::to_value(answer).expect("answers serialize")
 }
 
 /// The first `max` problems of a severity as lines, and how many more there are.

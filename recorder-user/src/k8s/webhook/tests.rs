@@ -1,4 +1,8 @@
 use serde_json::{Value, json};
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    time::Instant,
+};
 
 use super::review::{cut, json_values};
 use super::*;
@@ -248,14 +252,13 @@ fn a_long_uid_is_a_bad_request() {
 const SHORT: Duration = Duration::from_millis(300);
 
 fn server(deadlines: Deadlines) -> Arc<Shared> {
-    Arc::new(Shared {
+    let limits = Limits {
+        max_connections: 4,
+        max_connections_per_peer: 4,
         deadlines,
-        validator: Arc::new(Mutex::new(Validator::default())),
-        counters: Counters::default(),
-        bodies: tokio::sync::Semaphore::new(BODY_BUDGET_KIB),
-        slots: Mutex::new(Slots::new(4, 4)),
-        bindings: None,
-    })
+        ..Limits::default()
+    };
+    Arc::new(Shared::new(limits, Validator::default(), None))
 }
 
 fn short() -> Deadlines {
