@@ -7,6 +7,7 @@
 pub mod cluster;
 pub mod containers;
 pub mod fake_api;
+pub mod samples;
 
 use std::{
     collections::BTreeSet,

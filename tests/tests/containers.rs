@@ -1,146 +1,14 @@
 //! Recording real containers (runc, crun) below a pod's cgroup (root, real kernel).
 
-use std::{
-    io::{BufRead as _, BufReader},
-    path::{Path, PathBuf},
-    process::{Child, Stdio},
-    sync::mpsc,
-    time::{Duration, Instant},
-};
+use std::{path::Path, time::Duration};
 
 use syscribe_tests::{
-    containers::{Bundle, PodCgroup},
+    containers::{
+        Bundle, PodCgroup, PodRecording, assert_no_container_leftovers, assert_pod_gone,
+        profile_of, recording_profile,
+    },
     *,
 };
-
-/// A running `syscribe record --cgroup`.
-struct PodRecording {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    log: Vec<String>,
-}
-
-impl PodRecording {
-    fn start(pod: &PodCgroup, out: &Path) -> Self {
-        Self::start_with(pod, out, &[])
-    }
-
-    fn start_with(pod: &PodCgroup, out: &Path, extra: &[&str]) -> Self {
-        let mut child = syscribe()
-            .args([
-                "--log-format",
-                "json",
-                "record",
-                "--cgroup",
-                &pod.path(),
-                "-o",
-            ])
-            .arg(out)
-            .args(extra)
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn syscribe record --cgroup");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut recording = Self {
-            child,
-            lines,
-            log: Vec::new(),
-        };
-        recording.wait_for_line("recording the containers");
-        recording
-    }
-
-    fn wait_for_line(&mut self, needle: &str) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(100)) {
-                self.log.push(line.clone());
-                if line.contains(needle) {
-                    return;
-                }
-            }
-        }
-        panic!(
-            "syscribe never said {needle:?}; it said:\n{}",
-            self.log.join("\n")
-        );
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    /// Waits (up to 10 s) for syscribe to end by itself; returns the whole log.
-    fn finished(mut self) -> Vec<String> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "syscribe did not end: {}",
-                self.log.join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        self.log.extend(self.lines.try_iter());
-        assert!(
-            status.success(),
-            "syscribe record --cgroup failed: {}",
-            self.log.join("\n")
-        );
-        self.log
-    }
-
-    /// SIGTERM, then the whole log.
-    /// It took over a killed syscribe's pinned state.
-    fn assert_adopted(&self) {
-        assert!(
-            self.log
-                .iter()
-                .any(|l| l.contains("adopted the recorder state")),
-            "{:?}",
-            self.log
-        );
-    }
-
-    fn stop(self) -> Vec<String> {
-        // SAFETY: kill has no memory-safety preconditions.
-        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
-        self.finished()
-    }
-}
-
-/// Waits for the profile syscribe writes when the container's cgroup goes away.
-fn profile_of(out: &Path, bundle: &Bundle) -> serde_json::Value {
-    let path: PathBuf = out.join(format!("{}.json", bundle.id));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !path.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "no profile at {} (there: {:?})",
-            path.display(),
-            std::fs::read_dir(out).map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
-}
-
-/// The seccomp profile containers are recorded under: allows everything, but makes the runtime
-/// install a filter, which is where the runtime's own setup ends.
-fn recording_profile() -> serde_json::Value {
-    serde_json::json!({ "defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"] })
-}
 
 fn bundle(pod: &PodCgroup, args: &[&str]) -> Bundle {
     let bundle = Bundle::new(pod, args);
@@ -252,47 +120,6 @@ fn a_containers_first_syscall_is_recorded() {
     recording.stop();
     drop(container);
     assert_no_container_leftovers(pod);
-}
-
-/// After a test: no container left in any runtime, no pod cgroup in any hierarchy, no bundle,
-/// nothing of syscribe's (see `assert_no_leftovers`).
-fn assert_no_container_leftovers(pod: PodCgroup) {
-    let relative = pod.path();
-    drop(pod);
-    assert_pod_gone(&relative);
-}
-
-fn assert_pod_gone(relative: &str) {
-    for runtime in ["runc", "crun"] {
-        let list = std::process::Command::new(runtime)
-            .args(["list", "-q"])
-            .output()
-            .unwrap();
-        assert!(
-            stdout(&list).trim().is_empty(),
-            "{runtime} still has containers: {}",
-            stdout(&list)
-        );
-    }
-    for hierarchy in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-        let dir = hierarchy.path().join(relative.trim_start_matches('/'));
-        assert!(!dir.exists(), "{} was left behind", dir.display());
-    }
-    let bundles: Vec<_> = std::fs::read_dir(std::env::temp_dir())
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with("syscribe-test-bundle-")
-        })
-        .collect();
-    assert!(
-        bundles.is_empty(),
-        "bundles left: {:?}",
-        bundles.iter().map(|b| b.path()).collect::<Vec<_>>()
-    );
-    assert_no_leftovers();
 }
 
 fn assert_no_warnings(log: &[String]) {

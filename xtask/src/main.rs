@@ -7,11 +7,13 @@
 //! `cargo xtask bench recorder`   recorder overhead, side by side
 //! `cargo xtask bench storm`      a real seccomp denial storm read by syscribe and plain readers
 //! `cargo xtask cluster up|down|status`, `cargo xtask kubectl ARGS…`   a real Kubernetes here
+//! `cargo xtask samples [SERVER…]`  record the sample profiles (deploy/profiles) again
 
 mod bench;
 mod bench_enricher;
 mod bench_storm;
 mod cluster;
+mod samples;
 mod setup;
 
 use std::{
@@ -80,6 +82,21 @@ enum Task {
         /// Put this syscribe binary in instead of building the release one.
         #[arg(long)]
         bin: Option<PathBuf>,
+    },
+    /// Record the sample profiles (deploy/profiles/<SERVER>.yaml) again: each server's Debian
+    /// package in a root filesystem built by debootstrap and apt-get (cached in
+    /// ~/.cache/syscribe/samples), run by runc under its load while syscribe records it.
+    Samples {
+        /// nginx, httpd, haproxy (default: all).
+        servers: Vec<String>,
+        #[command(flatten)]
+        source: samples::Source,
+        /// Build the root filesystems again (a newer package version of the release).
+        #[arg(long)]
+        rebuild: bool,
+        /// Only build the root filesystems and print their directory (SYSCRIBE_SAMPLES).
+        #[arg(long)]
+        rootfs_only: bool,
     },
     Bench {
         #[arg(value_enum)]
@@ -170,6 +187,34 @@ fn main() -> Result<()> {
                 None => build_syscribe(true)?,
             };
             cluster::syscribe_rootfs(&bin)?.write_to(&dir)
+        }
+        Task::Samples {
+            servers,
+            source,
+            rebuild,
+            rootfs_only,
+        } => {
+            let servers = samples::selected(&servers)?;
+            require_root("recording the sample servers (debootstrap, chroot, runc, eBPF)")?;
+            setup::setup()?;
+            let cache = samples::Cache::new(source)?;
+            for server in &servers {
+                cache.ensure(server, rebuild)?;
+            }
+            if rootfs_only {
+                println!("{}", cache.suite_dir().display());
+                return Ok(());
+            }
+            let bin = build_syscribe(false)?;
+            run(Command::new("cargo").args([
+                "build",
+                "--package",
+                "syscribe-tests",
+                "--bin",
+                "sample-record",
+            ]))?;
+            let sample_record = target_dir().join("debug/sample-record");
+            samples::record(&cache, &servers, &bin, &sample_record)
         }
         Task::Fuzz { seconds, targets } => {
             setup::setup()?;
@@ -265,6 +310,11 @@ fn test(args: &[String]) -> Result<()> {
     ]))?;
     run(Command::new("cargo").args(["test", "--package", "recorder-user", "--package", "xtask"]))?;
     let bin = build_syscribe(false)?;
+    // The sample servers' root filesystems (tests/samples.rs), built once and cached.
+    let samples = samples::Cache::new(samples::Source::default())?;
+    for (server, _) in samples::SERVERS {
+        samples.ensure(server, false)?;
+    }
     // The image's files, for the tests that run its tools in a container (tests/selinux.rs).
     let rootfs = std::env::temp_dir().join(format!("syscribe-rootfs-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&rootfs);
@@ -279,7 +329,8 @@ fn test(args: &[String]) -> Result<()> {
         ])
         .args(args)
         .env("SYSCRIBE_BIN", &bin)
-        .env("SYSCRIBE_ROOTFS", &rootfs));
+        .env("SYSCRIBE_ROOTFS", &rootfs)
+        .env("SYSCRIBE_SAMPLES", samples.suite_dir()));
     let _ = std::fs::remove_dir_all(&rootfs);
     tests?;
     cluster_tests(&bin, args)

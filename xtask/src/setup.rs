@@ -30,6 +30,8 @@ use crate::{run, stdout_of};
 /// - semodule-utils, policycoreutils, selinux-policy-default, setools, secilc: SELinux modules
 ///   are built into an offline copy of Debian's reference policy store (semodule) and read
 ///   back (sesearch); SELinux itself stays off.
+/// - debootstrap: the sample servers' root filesystems (Debian's nginx, apache2, haproxy) are
+///   built with it (`cargo xtask samples`, tests/samples.rs).
 /// - chromium: a real browser renders `syscribe report --format html` headless (`--dump-dom`)
 ///   in the cluster test, which reads what the page shows.
 pub const TEST_PACKAGES: &[&str] = &[
@@ -49,6 +51,7 @@ pub const TEST_PACKAGES: &[&str] = &[
     "setools",
     "secilc",
     "chromium",
+    "debootstrap",
 ];
 
 /// Packages only the benchmarks need: the peers they are compared with (bpftrace, and auditd
