@@ -99,13 +99,12 @@ impl Source {
 
 /// The network devices a `/proc/<pid>/net/dev` lists (its network namespace's).
 fn interfaces(path: &Path) -> Option<std::collections::BTreeSet<String>> {
-    let text = std::fs::read_to_string(path).ok()?;
-    Some(
-        text.lines()
-            .skip(2)
-            .filter_map(|l| Some(l.split_once(':')?.0.trim().to_owned()))
-            .collect(),
-    )
+    use procfs_core::FromBufRead as _;
+    let file = std::fs::File::open(path).ok()?;
+    let devices =
+        procfs_core::net::InterfaceDeviceStatus::from_buf_read(std::io::BufReader::new(file))
+            .ok()?;
+    Some(devices.0.into_keys().collect())
 }
 
 /// Whether auditd runs: its pid file names a live process, or (seeing the host's processes,

@@ -29,6 +29,7 @@ pub enum CgroupError {
 /// Finds the mount point of the cgroup2 filesystem in a mountinfo file
 /// (`/proc/self/mountinfo`): `/sys/fs/cgroup` on unified hosts, `/sys/fs/cgroup/unified` on
 /// hybrid ones.
+// By hand, not procfs's MountInfo: it leaves mount points escaped (`\040`), which this decodes.
 pub fn find_cgroup2_mount(mountinfo: impl BufRead) -> io::Result<Option<PathBuf>> {
     for line in mountinfo.lines() {
         let line = line?;

@@ -12,6 +12,8 @@
 
 use std::io::{self, BufRead};
 
+use procfs_core::{FromBufRead as _, ProcError, ProcessCGroups};
+
 /// Who a cgroup belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerRef {
@@ -54,22 +56,21 @@ pub fn container_of_path(path: &str) -> Option<ContainerRef> {
     })
 }
 
-/// The container of a process from its `/proc/<pid>/cgroup`: the cgroup v2 line (`0::/path`)
-/// if it names one, else the first v1 line that does (`4:memory:/path`).
+/// The container of a process from its `/proc/<pid>/cgroup` (read by procfs): the cgroup v2
+/// line (`0::/path`) if it names one, else the first v1 line that does (`4:memory:/path`). A
+/// file that is not one names no container.
 pub fn container_of_proc_cgroup(reader: impl BufRead) -> io::Result<Option<ContainerRef>> {
+    let cgroups = match ProcessCGroups::from_buf_read(reader) {
+        Ok(cgroups) => cgroups,
+        Err(ProcError::Io(err, _)) => return Err(err),
+        Err(_) => return Ok(None),
+    };
     let mut v1 = None;
-    for line in reader.lines() {
-        let line = line?;
-        let mut fields = line.splitn(3, ':');
-        let (Some(hierarchy), Some(_controllers), Some(path)) =
-            (fields.next(), fields.next(), fields.next())
-        else {
+    for cgroup in &cgroups {
+        let Some(found) = container_of_path(&cgroup.pathname) else {
             continue;
         };
-        let Some(found) = container_of_path(path) else {
-            continue;
-        };
-        if hierarchy == "0" {
+        if cgroup.hierarchy == 0 {
             return Ok(Some(found));
         }
         v1.get_or_insert(found);

@@ -165,6 +165,8 @@ impl ProcResolver {
 
 /// Field 22 (`starttime`, clock ticks after boot) of `/proc/<pid>/stat`; the command name
 /// (field 2) may hold spaces and parentheses, so fields are counted after its last `)`.
+// By hand, not procfs's Stat: one field of a process-named line, no panic on any input
+// (procfs slices around the parentheses at fixed offsets and needs all 52 fields).
 fn start_ticks(stat: &str) -> Option<u64> {
     let (_, rest) = stat.rsplit_once(')')?;
     rest.split_ascii_whitespace().nth(19)?.parse().ok()
