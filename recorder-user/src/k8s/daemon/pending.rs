@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use kube::{Client, ResourceExt as _};
 
-use crate::keyed_store::KeyedStore;
 use crate::k8s::{
     crd::{SeccompProfile, SelinuxProfile},
     publish::{self, PublishError},
 };
+use crate::keyed_store::KeyedStore;
 
 /// The most read back of a file in the state directory (written by a previous daemon).
 pub const MAX_STATE_FILE: u64 = 64 << 20;
