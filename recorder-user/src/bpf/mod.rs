@@ -1,9 +1,11 @@
-//! Everything that touches aya: loading the recorder object, attaching it to `sys_enter`, the
-//! `RECORDED` map, and forwarding the eBPF side's aya-log diagnostics into tracing.
+//! Everything that touches aya: loading the eBPF object, the recorder (its `INDEX`, `SETS` and
+//! discovery maps, attached to `sys_enter`), the enricher's exit memory (`EXITED`) and AVC
+//! tracer (`AVC_EVENTS`), and forwarding the eBPF side's aya-log diagnostics into tracing.
 //!
 //! The seams: `recorder` (the [`Recorder`]: its maps, attaching and detaching), `exit_memory`
-//! and `avc` (what the log enricher asks the kernel), `ebpf_log` (aya-log into tracing), `maps`
-//! (typed access to the object's maps and programs). Here: the object and how it is loaded.
+//! and `avc` (what the log enricher asks the kernel; `avc_format` checks the running kernel's
+//! tracepoint format first), `ebpf_log` (aya-log into tracing), `maps` (typed access to the
+//! object's maps and programs). Here: the object and how it is loaded.
 
 use std::{io, path::Path};
 
