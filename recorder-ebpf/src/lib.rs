@@ -41,8 +41,9 @@ pub const MAX_SUBTREES: u32 = 8;
 /// rest stay for cgroups userspace records itself.
 pub const DISCOVERY_SLOTS: u32 = MAX_RECORDED_CGROUPS / 2;
 
-/// Indexes of the per-CPU `COUNTERS`.
+/// Index in the per-CPU `COUNTERS`: a discovered container found no free set to claim.
 pub const COUNTER_CLAIM_FAILED: u32 = 0;
+/// How many `COUNTERS` there are.
 pub const COUNTER_SLOTS: u32 = 1;
 
 /// Slots of the direct-mapped `INDEX` (a power of two; 16 bytes each).
@@ -51,9 +52,13 @@ pub const INDEX_SLOTS: u32 = 4096;
 /// Processes whose exit is remembered (least recently exited ones are forgotten first).
 pub const EXITED_ENTRIES: u32 = 16384;
 
-/// Map names, shared with userspace.
+// Map and program names, shared with userspace.
+
+/// The direct-mapped index: `INDEX_SLOTS` [`IndexEntry`]s, by [`index_slot`].
 pub const INDEX_MAP: &str = "INDEX";
+/// The recorded sets: one [`SyscallSet`] per slot.
 pub const SETS_MAP: &str = "SETS";
+/// Recorded cgroup id → its `SETS` slot, for ids whose `INDEX` slot another one holds.
 pub const COLLIDED_MAP: &str = "COLLIDED";
 /// Recorded subtrees (`SubtreeEntry`, packed from index 0).
 pub const SUBTREES_MAP: &str = "SUBTREES";
@@ -67,18 +72,22 @@ pub const COUNTERS_MAP: &str = "COUNTERS";
 pub const TASK_CACHE_MAP: &str = "TASK_CACHE";
 /// One-entry array holding the current generation.
 pub const GENERATION_MAP: &str = "GENERATION";
-/// Per-CPU map `cgroup id → count of out-of-range syscall entries`.
+/// Per-CPU array: out-of-range syscall entries counted per `SETS` slot.
 pub const OUT_OF_RANGE_MAP: &str = "OUT_OF_RANGE";
-/// Name of the program that records syscalls (raw tracepoint `sys_enter`).
 /// `EXITED`: process id (tgid) → [`ExitEntry`].
 pub const EXITED_MAP: &str = "EXITED";
+/// Name of the program that records syscalls (raw tracepoint `sys_enter`).
 pub const RECORDER_PROGRAM: &str = "syscribe_sys_enter";
-/// Programs that change `GENERATION` (raw tracepoints `task_newtask`, `cgroup_attach_task`).
+/// The program that changes `GENERATION` when a task is created (raw tracepoint
+/// `task_newtask`).
 pub const NEW_TASK_PROGRAM: &str = "syscribe_task_new";
+/// The program that changes `GENERATION` when a task changes cgroup (raw tracepoint
+/// `cgroup_attach_task`).
 pub const CGROUP_ATTACH_PROGRAM: &str = "syscribe_cgroup_attach";
-/// Name of the empty raw `sys_enter` program: the benchmark's floor, never used to record.
-/// Remembers each exiting process's cgroup (for the log enricher).
+/// Remembers each exiting process's cgroup in `EXITED`, for the log enricher (raw tracepoint
+/// `sched_process_exit`).
 pub const TASK_EXIT_PROGRAM: &str = "syscribe_task_exit";
+/// Name of the empty raw `sys_enter` program: the benchmark's floor, never used to record.
 pub const FLOOR_PROGRAM: &str = "syscribe_floor";
 
 /// The `INDEX` slot a cgroup id belongs to.
@@ -192,14 +201,19 @@ pub const AVC_COUNTER_DROPPED: u32 = 0;
 pub const AVC_COUNTER_TRUNCATED: u32 = 1;
 /// Denials whose trace entry could not be read (sent nothing).
 pub const AVC_COUNTER_UNREADABLE: u32 = 2;
+/// How many `AVC_COUNTERS` there are.
 pub const AVC_COUNTER_SLOTS: u32 = 3;
 
-/// Bytes kept of `scontext` / `tcontext` (NUL included) and of `tclass`.
+/// Bytes kept of `scontext` and of `tcontext` (NUL included).
 pub const AVC_CONTEXT_BYTES: usize = 256;
+/// Bytes kept of `tclass` (NUL included).
 pub const AVC_CLASS_BYTES: usize = 64;
-/// `AvcEvent::truncated` bits: which string was longer than its bound.
+// `AvcEvent::truncated` bits: which string was longer than its bound.
+/// `AvcEvent::truncated`: `scontext` was cut to `AVC_CONTEXT_BYTES`.
 pub const AVC_TRUNCATED_SCONTEXT: u32 = 1;
+/// `AvcEvent::truncated`: `tcontext` was cut to `AVC_CONTEXT_BYTES`.
 pub const AVC_TRUNCATED_TCONTEXT: u32 = 2;
+/// `AvcEvent::truncated`: `tclass` was cut to `AVC_CLASS_BYTES`.
 pub const AVC_TRUNCATED_TCLASS: u32 = 4;
 
 /// Offsets in the `avc:selinux_audited` trace entry (its `format` file, Linux 6.18; checked
