@@ -138,22 +138,198 @@ pub struct ExitEntry {
     pub boot_ns: u64,
 }
 
-/// `SyscallSet::flags`: a container's set, which forgets what was recorded before the container
-/// runtime installed the container's seccomp filter (the runtime's own setup) and records from
-/// there on. Set by the kernel side when it claims a set for a discovered container.
-pub const SET_AWAIT_FILTER: u64 = 1;
+/// # Where a container's profile starts (the runtime boundary)
+///
+/// A container runtime makes many syscalls in the container's cgroup before the workload starts:
+/// namespaces, mounts, the root switch, capabilities. The profile must leave out what only the
+/// runtime's setup needs, and keep everything from where the runtime installs the container's
+/// seccomp filter on, since that is where the profile will be enforced: what the runtime does
+/// after its filter (runc's and crun's last steps before the final `execve`) must be allowed.
+///
+/// What runc 1.1 and crun 1.8 do in the container's init process (strace, busybox bundles,
+/// with and without a filter, `noNewPrivileges` true and false), after it joined the cgroup:
+/// - runc: `pivot_root(".", ".")`, `mount`/`umount2` of the old root, `sethostname` (only with
+///   a UTS namespace of its own: a Kubernetes app container joins its sandbox's and does not),
+///   ~20 `mount`s of masked and read-only paths, then `prctl`, a sync `write`/`read`, **the
+///   filter when `noNewPrivileges` is false** (Kubernetes' default), fd cleanup, `capget`,
+///   bounding-set `prctl`s, `setgroups`/`setgid`/`setuid`, `capset`, ambient `prctl`s, the exec
+///   fifo, **the filter when `noNewPrivileges` is true**, `execve` of the entrypoint.
+/// - crun: masks and read-only remounts *before* `pivot_root`; after it `mount`, `umount2` ×2,
+///   console and cwd, `setsid`, `sethostname`, `umask`, **the filter when `noNewPrivileges`
+///   is false**, `prctl` ×39, `setresgid`/`setresuid`, `capset`, `rt_sigaction` ×62, sync
+///   `write`, **the filter when it is true** (read from a file: `lseek`, `statx`, `read`),
+///   `execve`.
+///
+/// In every case the last root or namespace setup step comes at or before the filter, and the
+/// filter before the entrypoint's `execve`. So each discovered container's set runs this
+/// state machine (the `SET_*` flags), matching no process name:
+/// - `SET_AWAIT_BOUNDARY` (claimed, nothing seen yet): a seccomp filter install
+///   (`seccomp(SECCOMP_SET_MODE_FILTER, …, prog)` or `prctl(PR_SET_SECCOMP,
+///   SECCOMP_MODE_FILTER, prog)` with a program; libseccomp's probes pass none) → the set is
+///   emptied, `SET_FILTER_SEEN`: recorded from the next syscall on (the boundary is the filter
+///   itself). `pivot_root` or `chroot` entered → `SET_ROOT_SWITCHED`, the set is emptied.
+/// - `SET_AWAIT_BOUNDARY | SET_ROOT_SWITCHED`: each root or namespace setup syscall
+///   ([`Abi::is_setup`]: mount, umount2, pivot_root, chroot, sethostname, setdomainname,
+///   unshare, setns and the new mount API) empties the set again, so the profile keeps only
+///   what follows the runtime's last setup step, which is at or before where either runtime
+///   installs its filter: the runtime still starts under the profile. A filter install →
+///   `SET_FILTER_SEEN` as above. `execve`/`execveat` entered → `SET_EXECED`: the boundary was
+///   the last setup step; the exec itself is recorded.
+/// - `SET_FILTER_SEEN` or `SET_EXECED`: final; nothing is emptied again. A filter the workload
+///   installs itself after its exec is not a boundary, and processes that join the container
+///   later (`runc exec`, `kubectl exec`) never switch root: they only add to the set.
+///
+/// "Emptied" keeps the earlier syscalls as [`SEEN_BEFORE`], so a container whose boundary is
+/// never found — its root switch was not seen (it started before the recording, or its runtime
+/// does not switch roots), or nothing was exec'd after it (created, never started) — still
+/// gets its whole recording as its profile, and userspace warns naming which of the two
+/// ([`boundary_of`]). A filter install empties for good: it is a boundary for sure.
+///
+/// Syscalls are matched on entry (`sys_enter`): a setup step that fails still counts, as does
+/// an exec that fails (a runtime whose exec fails has no container to record anyway).
+///
+/// `SyscallSet::flags`: a discovered container whose boundary is not found yet (set by the
+/// kernel side when it claims the set).
+pub const SET_AWAIT_BOUNDARY: u64 = 1;
 /// `SyscallSet::flags`: the container's seccomp filter was installed; recorded from then on.
 pub const SET_FILTER_SEEN: u64 = 2;
+/// `SyscallSet::flags`: the container's root was switched (`pivot_root`/`chroot`).
+pub const SET_ROOT_SWITCHED: u64 = 4;
+/// `SyscallSet::flags`: after the root switch, something was exec'd: recorded from the last
+/// setup step before it.
+pub const SET_EXECED: u64 = 8;
+
+/// `SyscallSet::seen` bit: entered since the boundary (or since the recording began).
+pub const SEEN: u8 = 1;
+/// `SyscallSet::seen` bit: entered before the last boundary step (see the boundary docs).
+pub const SEEN_BEFORE: u8 = 2;
+
+/// Where a container's recording starts, from its set's flags (see the boundary docs above).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Boundary {
+    /// The runtime's seccomp filter install.
+    Filter,
+    /// The runtime's last root or namespace setup step before the exec that followed its root
+    /// switch.
+    Exec,
+    /// Not found: no root switch was seen.
+    RootNotSwitched,
+    /// Not found: the root was switched, but nothing was exec'd after it.
+    NotExeced,
+}
+
+/// The boundary a set's `flags` say was found.
+pub const fn boundary_of(flags: u64) -> Boundary {
+    if flags & SET_FILTER_SEEN != 0 {
+        Boundary::Filter
+    } else if flags & SET_EXECED != 0 {
+        Boundary::Exec
+    } else if flags & SET_ROOT_SWITCHED != 0 {
+        Boundary::NotExeced
+    } else {
+        Boundary::RootNotSwitched
+    }
+}
+
+/// Syscall numbers the boundary watches, for one architecture (the kernel side uses the
+/// target's; userspace checks both tables against libseccomp).
+pub struct Abi {
+    pub seccomp: u64,
+    pub prctl: u64,
+    pub execve: u64,
+    pub execveat: u64,
+    /// Root switches: the start of the runtime's last stretch.
+    pub root_switch: [u64; 2],
+    /// Root and namespace setup steps (root switches included).
+    pub setup: [u64; 15],
+    /// Offsets of the first three syscall arguments in `struct pt_regs`.
+    pub arg_offsets: [u64; 3],
+}
+
+impl Abi {
+    /// Whether `nr` is a root or namespace setup step.
+    #[inline(always)]
+    pub fn is_setup(&self, nr: u64) -> bool {
+        let mut i = 0;
+        while i < self.setup.len() {
+            if self.setup[i] == nr {
+                return true;
+            }
+            i += 1;
+        }
+        false
+    }
+}
+
+/// Setup steps numbered alike on every architecture (the new mount API, Linux 5.2+):
+/// open_tree, move_mount, fsopen, fsconfig, fsmount, mount_setattr, open_tree_attr.
+const NEW_MOUNT_API: [u64; 7] = [428, 429, 430, 431, 432, 442, 467];
+
+/// Names of [`Abi::setup`], in order (for the tests).
+pub const SETUP_NAMES: [&str; 15] = [
+    "mount",
+    "umount2",
+    "pivot_root",
+    "chroot",
+    "sethostname",
+    "setdomainname",
+    "unshare",
+    "setns",
+    "open_tree",
+    "move_mount",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "mount_setattr",
+    "open_tree_attr",
+];
+
+const fn setup(own: [u64; 8]) -> [u64; 15] {
+    let mut all = [0; 15];
+    let mut i = 0;
+    while i < 8 {
+        all[i] = own[i];
+        i += 1;
+    }
+    while i < 15 {
+        all[i] = NEW_MOUNT_API[i - 8];
+        i += 1;
+    }
+    all
+}
+
+pub const ABI_X86_64: Abi = Abi {
+    seccomp: 317,
+    prctl: 157,
+    execve: 59,
+    execveat: 322,
+    root_switch: [155, 161],
+    setup: setup([165, 166, 155, 161, 170, 171, 272, 308]),
+    // di, si, dx
+    arg_offsets: [14 * 8, 13 * 8, 12 * 8],
+};
+
+pub const ABI_AARCH64: Abi = Abi {
+    seccomp: 277,
+    prctl: 167,
+    execve: 221,
+    execveat: 281,
+    root_switch: [41, 51],
+    setup: setup([40, 39, 41, 51, 161, 162, 97, 268]),
+    // regs[0..3]
+    arg_offsets: [0, 8, 16],
+};
 
 /// What one recorded cgroup did: a value of `SETS`.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct SyscallSet {
-    /// `seen[nr] != 0` once syscall `nr` was entered by a task of this cgroup.
+    /// `seen[nr] & SEEN != 0` once syscall `nr` was entered by a task of this cgroup (since its
+    /// boundary, for a container); `SEEN_BEFORE` marks it entered before the boundary.
     ///
-    /// One byte per syscall rather than one bit: setting a byte to 1 is idempotent, so CPUs
+    /// One byte per syscall rather than one bit: setting a byte's `SEEN` is idempotent, so CPUs
     /// racing on the same set need no atomic read-modify-write (which the bpf target lacks),
-    /// and the hot path stores only when the byte is still 0 (no cache-line ping-pong once a
+    /// and the hot path stores only when `SEEN` is still clear (no cache-line ping-pong once a
     /// syscall is known).
     pub seen: [u8; MAX_SYSCALLS],
     /// The last syscall number `>= MAX_SYSCALLS` entered (0: none).
@@ -169,12 +345,61 @@ impl SyscallSet {
         flags: 0,
     };
 
-    /// The syscall numbers marked as seen, ascending.
+    /// The syscall numbers seen since the boundary (or since the recording began), ascending.
     pub fn numbers(&self) -> impl Iterator<Item = u32> + '_ {
+        self.numbers_with(SEEN)
+    }
+
+    /// Every syscall number seen, before the boundary too, ascending.
+    pub fn all_numbers(&self) -> impl Iterator<Item = u32> + '_ {
+        self.numbers_with(SEEN | SEEN_BEFORE)
+    }
+
+    /// What the profile holds: since the boundary when one was found, else everything.
+    pub fn profile_numbers(&self) -> impl Iterator<Item = u32> + '_ {
+        match boundary_of(self.flags) {
+            Boundary::Filter | Boundary::Exec => self.numbers_with(SEEN),
+            Boundary::RootNotSwitched | Boundary::NotExeced => {
+                self.numbers_with(SEEN | SEEN_BEFORE)
+            }
+        }
+    }
+
+    fn numbers_with(&self, bits: u8) -> impl Iterator<Item = u32> + '_ {
         (0u32..)
             .zip(self.seen.iter())
-            .filter(|(_, seen)| **seen != 0)
+            .filter(move |(_, seen)| **seen & bits != 0)
             .map(|(nr, _)| nr)
+    }
+
+    /// A boundary step: what was seen so far becomes `SEEN_BEFORE` only. Works on 8 bytes at a
+    /// time (the kernel side runs it while the runtime sets the container up).
+    #[inline(always)]
+    pub fn forget_before(&mut self) {
+        const BEFORE: u64 = u64::from_ne_bytes([SEEN_BEFORE; 8]);
+        let words = self.seen.as_mut_ptr().cast::<u64>();
+        let mut i = 0;
+        while i < MAX_SYSCALLS / 8 {
+            // SAFETY: `seen` starts the 8-aligned struct and is a multiple of 8 bytes long.
+            unsafe {
+                let word = words.add(i);
+                // Per byte: SEEN moves up to SEEN_BEFORE, SEEN_BEFORE stays, bits above go.
+                *word = (*word | (*word << 1)) & BEFORE;
+            }
+            i += 1;
+        }
+    }
+
+    /// The filter boundary: everything seen so far is forgotten.
+    #[inline(always)]
+    pub fn forget_all(&mut self) {
+        let words = self.seen.as_mut_ptr().cast::<u64>();
+        let mut i = 0;
+        while i < MAX_SYSCALLS / 8 {
+            // SAFETY: as in `forget_before`.
+            unsafe { *words.add(i) = 0 };
+            i += 1;
+        }
     }
 }
 
@@ -298,6 +523,43 @@ mod tests {
         assert!(INDEX_SLOTS.is_power_of_two());
         assert_eq!(index_slot(5), 5);
         assert_eq!(index_slot(INDEX_SLOTS as u64 + 5), 5);
+    }
+
+    #[test]
+    fn boundary_steps_keep_what_came_before_apart() {
+        let mut set = SyscallSet::EMPTY;
+        set.seen[0] = SEEN;
+        set.seen[8] = SEEN_BEFORE;
+        set.seen[9] = SEEN | SEEN_BEFORE;
+        set.seen[MAX_SYSCALLS - 1] = SEEN;
+        set.forget_before();
+        assert_eq!(set.numbers().count(), 0);
+        assert!(set.all_numbers().eq([0, 8, 9, MAX_SYSCALLS as u32 - 1]));
+        assert!(set.seen.iter().all(|b| *b == 0 || *b == SEEN_BEFORE));
+        set.seen[1] = SEEN;
+        set.flags = SET_AWAIT_BOUNDARY | SET_ROOT_SWITCHED;
+        assert_eq!(boundary_of(set.flags), Boundary::NotExeced);
+        assert_eq!(set.profile_numbers().count(), 5, "no boundary: everything");
+        set.flags = SET_ROOT_SWITCHED | SET_EXECED;
+        assert_eq!(boundary_of(set.flags), Boundary::Exec);
+        assert!(set.profile_numbers().eq([1]));
+        assert_eq!(boundary_of(SET_AWAIT_BOUNDARY), Boundary::RootNotSwitched);
+        assert_eq!(boundary_of(0), Boundary::RootNotSwitched);
+        assert_eq!(boundary_of(SET_FILTER_SEEN), Boundary::Filter);
+        set.forget_all();
+        assert_eq!(set.all_numbers().count(), 0);
+    }
+
+    #[test]
+    fn setup_tables_hold_the_root_switches() {
+        for abi in [&ABI_X86_64, &ABI_AARCH64] {
+            assert_eq!(abi.setup.len(), SETUP_NAMES.len());
+            for nr in abi.root_switch {
+                assert!(abi.is_setup(nr));
+            }
+            assert!(!abi.is_setup(abi.execve) && !abi.is_setup(abi.seccomp));
+        }
+        assert_eq!(ABI_X86_64.setup[2], 155, "pivot_root");
     }
 
     #[test]

@@ -153,16 +153,26 @@ impl Bundle {
 
     /// Sets (or with `None` removes) the container's seccomp profile.
     pub fn set_seccomp(&self, profile: Option<&serde_json::Value>) {
-        let config_path = self.dir.join("config.json");
-        let mut config: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
-        match profile {
+        self.edit(|config| match profile {
             Some(profile) => config["linux"]["seccomp"] = profile.clone(),
             None => {
                 config["linux"].as_object_mut().unwrap().remove("seccomp");
             }
-        }
+        });
+    }
+
+    /// Changes the bundle's config.json.
+    pub fn edit(&self, change: impl FnOnce(&mut serde_json::Value)) {
+        let config_path = self.dir.join("config.json");
+        let mut config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+        change(&mut config);
         std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    }
+
+    /// The container's root filesystem (busybox).
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.join("rootfs")
     }
 
     /// Sets the OCI annotations a CRI runtime would (containerd's names for the pod).

@@ -13,7 +13,7 @@ use crate::{
     profile::{
         build::{BuiltProfile, add_runtime_handoff, build_profile},
         crd::{SeccompProfileDoc, name_for_command},
-        seccomp::{ContainerMetadata, Dropped},
+        seccomp::{Boundary, ContainerMetadata, Dropped},
     },
     record::{HostPaths, RecordError, record_command, require_root, subtree::record_subtree},
 };
@@ -121,9 +121,9 @@ fn record_cgroup(
             .as_deref()
             .map_or(recording.name.as_str(), |id| &id[..12]);
         let mut built = build_profile(&recording.syscalls, Vec::new());
-        // Only when the recording starts at the runtime's filter: else the runtime's whole
-        // setup is in the profile anyway.
-        let runtime_handoff = if recording.filter_seen {
+        // Only when the recording starts at a boundary: else the runtime's whole setup is in
+        // the profile anyway.
+        let runtime_handoff = if recording.boundary.found() {
             add_runtime_handoff(&mut built.seccomp)
         } else {
             Vec::new()
@@ -133,7 +133,7 @@ fn record_cgroup(
                 cgroup: recording.name.clone(),
                 id: recording.container_id.clone(),
                 pod_uid: recording.pod_uid.clone(),
-                filter_seen: recording.filter_seen,
+                boundary: recording.boundary,
                 runtime_handoff,
             });
         }
@@ -148,12 +148,12 @@ fn record_cgroup(
         let file = format!("{file_stem}.{extension}");
         let path = dir.join(&file);
         let text = render(&built, args.format, name_for_command(label));
-        if !recording.filter_seen {
+        if let Boundary::None { reason } = recording.boundary {
             tracing::warn!(
                 container = %recording.name,
-                "no seccomp filter was installed in this container while it was recorded, so its \
-                 profile also holds the runtime's own setup; record containers under a seccomp \
-                 profile (even defaultAction SCMP_ACT_ALLOW) to leave that out"
+                reason = reason.code(),
+                "where the container's own syscalls begin was not found ({reason}), so its profile \
+                 holds everything recorded in it, the runtime's setup included"
             );
         }
         if let Err(err) = out_dir

@@ -17,8 +17,11 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::{HostPaths, RecordError, require_root};
 use crate::{
-    bpf::{LogForwarder, Recorder, SET_FILTER_SEEN},
-    profile::build::RecordedSyscalls,
+    bpf::{LogForwarder, Recorder},
+    profile::{
+        build::RecordedSyscalls,
+        seccomp::{Boundary, NoBoundary},
+    },
     resolve::{
         cgroup::{cgroup_id, cgroup2_mount},
         container::container_of_path,
@@ -41,10 +44,10 @@ pub struct ContainerRecording {
     pub syscalls: RecordedSyscalls,
     /// Whether the container is still running (a snapshot), or finished.
     pub running: bool,
-    /// Whether the runtime installed a seccomp filter in the container: what was recorded
-    /// before it (the runtime's setup) was left out. Without one, the profile holds the
-    /// runtime's setup syscalls too.
-    pub filter_seen: bool,
+    /// Where the recording starts: what was recorded before it (the runtime's setup) was left
+    /// out; without one, `syscalls` holds everything (older state files say `filter_seen`).
+    #[serde(alias = "filter_seen")]
+    pub boundary: Boundary,
 }
 
 /// Why a subtree recording ended.
@@ -473,12 +476,27 @@ fn read(
         name,
         cgroup_id,
         syscalls: RecordedSyscalls {
-            numbers: set.numbers().collect(),
+            numbers: set.profile_numbers().collect(),
             out_of_range,
         },
         running,
-        filter_seen: set.flags & SET_FILTER_SEEN != 0,
+        boundary: boundary(set.flags),
     })
+}
+
+/// The boundary the kernel side's flags say it found.
+fn boundary(flags: u64) -> Boundary {
+    use recorder_ebpf::Boundary as Found;
+    match recorder_ebpf::boundary_of(flags) {
+        Found::Filter => Boundary::Filter,
+        Found::Exec => Boundary::Exec,
+        Found::RootNotSwitched => Boundary::None {
+            reason: NoBoundary::RootNotSwitched,
+        },
+        Found::NotExeced => Boundary::None {
+            reason: NoBoundary::NotExeced,
+        },
+    }
 }
 
 /// What the namer thread shares: the watched directories, and the names it learnt.
@@ -671,6 +689,48 @@ mod tests {
         assert!(
             parse_inotify_events(&buf[..20]).is_empty(),
             "a truncated record is dropped"
+        );
+    }
+
+    /// The kernel side's boundary tables (numbers per architecture) against libseccomp's names.
+    #[test]
+    fn boundary_syscall_numbers_are_libseccomps() {
+        use libseccomp::{ScmpArch, ScmpSyscall};
+        use recorder_ebpf::{ABI_AARCH64, ABI_X86_64, SETUP_NAMES};
+        for (arch, abi) in [
+            (ScmpArch::X8664, ABI_X86_64),
+            (ScmpArch::Aarch64, ABI_AARCH64),
+        ] {
+            let nr = |name: &str| {
+                let nr: i32 = ScmpSyscall::from_name_by_arch(name, arch)
+                    .unwrap_or_else(|e| panic!("{name} on {arch:?}: {e}"))
+                    .into();
+                u64::try_from(nr).unwrap_or_else(|_| panic!("{name} on {arch:?}: {nr}"))
+            };
+            assert_eq!(abi.seccomp, nr("seccomp"), "{arch:?}");
+            assert_eq!(abi.prctl, nr("prctl"), "{arch:?}");
+            assert_eq!(abi.execve, nr("execve"), "{arch:?}");
+            assert_eq!(abi.execveat, nr("execveat"), "{arch:?}");
+            assert_eq!(
+                abi.root_switch,
+                [nr("pivot_root"), nr("chroot")],
+                "{arch:?}"
+            );
+            for (name, number) in SETUP_NAMES.iter().zip(abi.setup) {
+                if *name == "open_tree_attr" {
+                    // Linux 6.15, newer than this libseccomp: the kernel's shared table, 467
+                    // on every architecture (include/uapi/asm-generic/unistd.h).
+                    assert_eq!(number, 467);
+                    continue;
+                }
+                assert_eq!(number, nr(name), "{name} on {arch:?}");
+            }
+        }
+        assert_eq!(
+            boundary(recorder_ebpf::SET_AWAIT_BOUNDARY | recorder_ebpf::SET_ROOT_SWITCHED),
+            Boundary::None {
+                reason: NoBoundary::NotExeced
+            }
         );
     }
 
