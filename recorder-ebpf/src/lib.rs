@@ -21,6 +21,16 @@
 //! `GENERATION` changes to a never-seen value whenever a decision could change: a task is
 //! created (a new task may reuse a freed kernel stack), a task moves to another cgroup, or
 //! userspace starts or stops recording a cgroup.
+//!
+//! ## Subtrees: a node's worth of pods
+//! A decision not in the cache, for a cgroup userspace does not record itself, then asks
+//! whether the task lives below a recorded subtree (a pod's cgroup). `SUBTREES` is a hash map
+//! keyed by the subtree's cgroup id, and `SUBTREE_LEVELS` lists the few distinct depths the
+//! subtrees sit at (a node's pods: one to three): at each depth, shallowest first, the task's
+//! ancestor there (`bpf_get_current_ancestor_cgroup_id`) is looked up in `SUBTREES`; the first
+//! hit makes the task's ancestor one level deeper its container (`DISCOVERED`, or claimed from
+//! `FREE_SLOTS`). A miss costs at most `levels × (helper call + hash lookup)`, the same for 1
+//! recorded pod as for 110 (at most `MAX_SUBTREES`), and a cached decision nothing more.
 #![no_std]
 
 /// Syscall numbers `0..MAX_SYSCALLS` are recorded; larger ones (x32 ABI numbers carry bit 30,
@@ -30,16 +40,29 @@ pub const MAX_SYSCALLS: usize = 1024;
 
 /// How many cgroups can be recorded at once (entries of `SETS` and `COLLIDED`). Registering
 /// one more fails with a named error in userspace; nothing is silently dropped.
-pub const MAX_RECORDED_CGROUPS: u32 = 1024;
+pub const MAX_RECORDED_CGROUPS: u32 = 2048;
 
 /// How many cgroup subtrees (e.g. pods) can be recorded at once: every container cgroup that
 /// appears directly below one gets its own set, claimed by the kernel side at the container's
-/// first syscall.
-pub const MAX_SUBTREES: u32 = 8;
+/// first syscall. A node runs up to 110 pods by the kubelet's default (`maxPods`, which some
+/// clusters raise to 250).
+pub const MAX_SUBTREES: u32 = 512;
+
+/// How many distinct depths (below the cgroup2 root) the recorded subtrees may sit at: pods sit
+/// at one to three (the kubelet's QoS classes, cgroupfs or systemd driver). The kernel side
+/// looks a task's ancestor up at each, so this bounds its cost, whatever the number of subtrees.
+pub const MAX_SUBTREE_LEVELS: u32 = 8;
 
 /// `SETS` slots userspace hands to the kernel side (`FREE_SLOTS`) for subtree discovery; the
-/// rest stay for cgroups userspace records itself.
+/// rest stay for cgroups userspace records itself. A full node's 512 containers and the 110
+/// pods' sandboxes hold 622 at once, and a finished container's set comes back at the next
+/// poll (50 ms).
 pub const DISCOVERY_SLOTS: u32 = MAX_RECORDED_CGROUPS / 2;
+
+/// The layout of the pinned maps (`record --pin`, the daemon): a recorder finding maps pinned
+/// with another layout (a syscribe from before a map changed type or size) does not adopt
+/// them. Bump it whenever a pinned map changes.
+pub const PIN_LAYOUT: u32 = 2;
 
 /// Indexes of the per-CPU `COUNTERS`.
 pub const COUNTER_CLAIM_FAILED: u32 = 0;
@@ -55,8 +78,14 @@ pub const EXITED_ENTRIES: u32 = 16384;
 pub const INDEX_MAP: &str = "INDEX";
 pub const SETS_MAP: &str = "SETS";
 pub const COLLIDED_MAP: &str = "COLLIDED";
-/// Recorded subtrees (`SubtreeEntry`, packed from index 0).
+/// Recorded subtrees: subtree cgroup id → `SubtreeEntry`.
 pub const SUBTREES_MAP: &str = "SUBTREES";
+/// The distinct levels of the recorded subtrees, shallowest first, packed from index 0 (a 0
+/// ends the list: a subtree is never the root).
+pub const SUBTREE_LEVELS_MAP: &str = "SUBTREE_LEVELS";
+/// One-entry array: the `PIN_LAYOUT` of the pinned maps.
+pub const LAYOUT_MAP: &str = "LAYOUT";
+pub const LAYOUT_MAP_ENTRIES: u32 = 1;
 /// Queue of free `SETS` slots the kernel side may claim for discovered containers.
 pub const FREE_SLOTS_MAP: &str = "FREE_SLOTS";
 /// Discovered container cgroup id → its `SETS` slot.
@@ -103,13 +132,12 @@ pub struct IndexEntry {
 /// writes `USER_GENERATION_TAG | its own count` (no CPU number reaches 0xffff).
 pub const USER_GENERATION_TAG: u64 = 0xffff << 48;
 
-/// One recorded subtree: the cgroup (a pod's, say) and its depth below the cgroup2 root.
-/// Tasks whose ancestor at `level` is `cgroup_id` belong to the container whose cgroup is
-/// their ancestor at `level + 1`.
+/// One recorded subtree (a value of `SUBTREES`, keyed by `cgroup_id`): the cgroup (a pod's,
+/// say) and its depth below the cgroup2 root. Tasks whose ancestor at `level` is `cgroup_id`
+/// belong to the container whose cgroup is their ancestor at `level + 1`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SubtreeEntry {
-    /// 0: unused (entries are packed: the first unused one ends the list).
     pub cgroup_id: u64,
     pub level: u32,
     pub reserved: u32,
@@ -516,6 +544,22 @@ mod tests {
         assert_eq!(core::mem::offset_of!(AvcEvent, tclass), 576);
         assert_eq!(AVC_EVENTS_BYTES % 4096, 0);
         assert!(AVC_EVENTS_BYTES.is_power_of_two());
+    }
+
+    /// A node's worth: 110 pods (the kubelet's default `maxPods`) with 512 containers and a
+    /// sandbox each, recorded at once, with sets left for userspace's own recordings.
+    #[test]
+    fn the_tables_hold_a_node() {
+        const PODS: u32 = 110;
+        const CONTAINERS: u32 = 512;
+        assert!(MAX_SUBTREES >= PODS);
+        assert!(DISCOVERY_SLOTS >= CONTAINERS + PODS);
+        assert!(DISCOVERY_SLOTS < MAX_RECORDED_CGROUPS);
+        assert!(
+            MAX_SUBTREE_LEVELS >= 3,
+            "guaranteed, burstable and best-effort pods"
+        );
+        assert!(INDEX_SLOTS >= MAX_RECORDED_CGROUPS - DISCOVERY_SLOTS);
     }
 
     #[test]

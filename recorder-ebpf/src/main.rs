@@ -24,9 +24,9 @@ use recorder_ebpf::{
     AVC_COUNTER_DROPPED, AVC_COUNTER_SLOTS, AVC_COUNTER_TRUNCATED, AVC_COUNTER_UNREADABLE,
     AVC_EVENTS_BYTES, AVC_TRUNCATED_SCONTEXT, AVC_TRUNCATED_TCLASS, AVC_TRUNCATED_TCONTEXT,
     AvcEvent, COUNTER_CLAIM_FAILED, COUNTER_SLOTS, EXITED_ENTRIES, ExitEntry, INDEX_SLOTS,
-    IndexEntry, MAX_RECORDED_CGROUPS, MAX_SUBTREES, SEEN, SEEN_BEFORE, SET_AWAIT_BOUNDARY,
-    SET_EXECED, SET_FILTER_SEEN, SET_ROOT_SWITCHED, SubtreeEntry, SyscallSet, TaskCache,
-    avc_format, index_slot,
+    IndexEntry, LAYOUT_MAP_ENTRIES, MAX_RECORDED_CGROUPS, MAX_SUBTREE_LEVELS, MAX_SUBTREES, SEEN,
+    SEEN_BEFORE, SET_AWAIT_BOUNDARY, SET_EXECED, SET_FILTER_SEEN, SET_ROOT_SWITCHED, SubtreeEntry,
+    SyscallSet, TaskCache, avc_format, index_slot,
 };
 
 /// Direct-mapped `cgroup id % INDEX_SLOTS → IndexEntry`. Written by userspace only.
@@ -46,9 +46,18 @@ static COLLIDED: HashMap<u64, u32> = HashMap::with_max_entries(MAX_RECORDED_CGRO
 #[map]
 static OUT_OF_RANGE: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_RECORDED_CGROUPS, 0);
 
-/// Recorded subtrees, packed from index 0. Written by userspace only.
+/// Recorded subtrees: subtree cgroup id → entry. Written by userspace only.
 #[map]
-static SUBTREES: Array<SubtreeEntry> = Array::with_max_entries(MAX_SUBTREES, 0);
+static SUBTREES: HashMap<u64, SubtreeEntry> = HashMap::with_max_entries(MAX_SUBTREES, 0);
+
+/// The distinct levels of the recorded subtrees, shallowest first, packed from index 0 (0 ends
+/// the list). Written by userspace only.
+#[map]
+static SUBTREE_LEVELS: Array<u32> = Array::with_max_entries(MAX_SUBTREE_LEVELS, 0);
+
+/// `LAYOUT[0]`: the `PIN_LAYOUT` of these maps, written by userspace (read only by userspace).
+#[map]
+static LAYOUT: Array<u32> = Array::with_max_entries(LAYOUT_MAP_ENTRIES, 0);
 
 /// Free `SETS` slots (zeroed by userspace) for containers discovered in a subtree.
 #[map]
@@ -95,20 +104,27 @@ fn lookup_slot() -> Option<u32> {
 }
 
 /// The `SETS` slot of the container the current task belongs to, if it lives in a recorded
-/// subtree: the container is the task's ancestor one level below the subtree's root.
+/// subtree: the container is the task's ancestor one level below the subtree's root. One
+/// ancestor and one hash lookup per distinct subtree level (see the crate docs).
 #[inline(always)]
 fn subtree_slot() -> Option<u32> {
-    for i in 0..MAX_SUBTREES {
-        let subtree = SUBTREES.get(i)?;
-        if subtree.cgroup_id == 0 {
+    for i in 0..MAX_SUBTREE_LEVELS {
+        let level = *SUBTREE_LEVELS.get(i)?;
+        if level == 0 {
             return None;
         }
-        let level = subtree.level as i32;
+        let level = level as i32;
         // SAFETY: the helper has no preconditions (0 when the task is not that deep).
-        if unsafe { bpf_get_current_ancestor_cgroup_id(level) } != subtree.cgroup_id {
+        let ancestor = unsafe { bpf_get_current_ancestor_cgroup_id(level) };
+        if ancestor == 0 {
+            // Not that deep: not deeper either (levels ascend).
+            return None;
+        }
+        // SAFETY: a plain value, only tested for presence.
+        if unsafe { SUBTREES.get(ancestor) }.is_none() {
             continue;
         }
-        // SAFETY: as above.
+        // SAFETY: the helper has no preconditions.
         let container = unsafe { bpf_get_current_ancestor_cgroup_id(level + 1) };
         if container == 0 {
             // In the subtree's root itself (not in a container).

@@ -573,6 +573,54 @@ fn a_killed_recorder_is_taken_over_without_losing_syscalls() {
     assert_no_leftovers();
 }
 
+/// Maps pinned with another layout (a syscribe from before a pinned map changed: here the
+/// layout mark of a killed one's pins, rewritten) are not adopted: said in a warning, their
+/// pins replaced, and the pod is recorded as usual.
+#[test]
+fn pins_of_another_layout_are_not_adopted() {
+    require_root();
+    let bpffs = BpfFs::ensure();
+    let pin = format!("{}/syscribe-test-layout-{}", BpfFs::DIR, std::process::id());
+    let pod = PodCgroup::new();
+    let out = TempDir::new("layout");
+    let first = PodRecording::start_with(&pod, out.path(), &["--pin", &pin]);
+    let mut child = first.child;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    {
+        let data = aya::maps::MapData::from_pin(Path::new(&pin).join("LAYOUT")).unwrap();
+        let mut layout: aya::maps::Array<_, u32> =
+            aya::maps::Array::try_from(aya::maps::Map::Array(data)).unwrap();
+        layout.set(0, 1, 0).unwrap();
+    }
+    let second = PodRecording::start_with(&pod, out.path(), &["--pin", &pin]);
+    assert!(
+        !second
+            .log
+            .iter()
+            .any(|l| l.contains("adopted the recorder state")),
+        "{:?}",
+        second.log
+    );
+    let container = bundle(&pod, &["/bin/sh", "-c", "sync"]);
+    let ran = container.run("runc");
+    assert!(ran.status.success(), "{}", stderr(&ran));
+    let names = allowed_names(&profile_of(out.path(), &container));
+    assert!(names.contains("sync"), "{names:?}");
+    let log = second.stop();
+    let (layout, others): (Vec<&String>, Vec<&String>) = log
+        .iter()
+        .filter(|l| l.contains("\"level\":\"WARN\"") || l.contains("\"level\":\"ERROR\""))
+        .partition(|l| l.contains("has another layout"));
+    assert_eq!(layout.len(), 1, "said once: {log:#?}");
+    assert!(others.is_empty(), "{others:#?}");
+    assert!(!Path::new(&pin).exists(), "a clean end removes the pins");
+    drop(container);
+    assert_no_container_leftovers(pod);
+    drop(bpffs);
+    assert_no_leftovers();
+}
+
 /// A killed syscribe's subtree whose pod ended while nothing ran is not wanted by the next
 /// one: pruned (said once), not left in the kernel's table; the next one's own pod is
 /// recorded as usual and a clean end removes the pins.

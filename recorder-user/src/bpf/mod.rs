@@ -21,17 +21,20 @@ use aya_log::EbpfLogger;
 use recorder_ebpf::{
     AVC_COUNTER_DROPPED, AVC_COUNTER_TRUNCATED, AVC_COUNTER_UNREADABLE, AVC_COUNTERS_MAP,
     AVC_EVENTS_MAP, AVC_PROGRAM, CGROUP_ATTACH_PROGRAM, COLLIDED_MAP, COUNTER_CLAIM_FAILED,
-    COUNTERS_MAP, DISCOVERED_MAP, DISCOVERY_SLOTS, EXITED_MAP, ExitEntry, FLOOR_PROGRAM,
-    FREE_SLOTS_MAP, GENERATION_MAP, INDEX_MAP, IndexEntry, MAX_SUBTREES, NEW_TASK_PROGRAM,
-    OUT_OF_RANGE_MAP, RECORDER_PROGRAM, SETS_MAP, SUBTREES_MAP, SubtreeEntry, SyscallSet,
-    TASK_CACHE_MAP, TASK_EXIT_PROGRAM, USER_GENERATION_TAG, index_slot,
+    COUNTERS_MAP, DISCOVERED_MAP, EXITED_MAP, ExitEntry, FLOOR_PROGRAM, FREE_SLOTS_MAP,
+    GENERATION_MAP, INDEX_MAP, IndexEntry, LAYOUT_MAP, NEW_TASK_PROGRAM, OUT_OF_RANGE_MAP,
+    PIN_LAYOUT, RECORDER_PROGRAM, SETS_MAP, SUBTREE_LEVELS_MAP, SUBTREES_MAP, SubtreeEntry,
+    SyscallSet, TASK_CACHE_MAP, TASK_EXIT_PROGRAM, USER_GENERATION_TAG, index_slot,
 };
 use thiserror::Error;
 use tokio::io::unix::AsyncFd;
 use tracing::Instrument as _;
 
 /// Bounds of the kernel maps.
-pub use recorder_ebpf::{INDEX_SLOTS, MAX_RECORDED_CGROUPS, MAX_SYSCALLS, SET_FILTER_SEEN};
+pub use recorder_ebpf::{
+    DISCOVERY_SLOTS, INDEX_SLOTS, MAX_RECORDED_CGROUPS, MAX_SUBTREE_LEVELS, MAX_SUBTREES,
+    MAX_SYSCALLS, SET_FILTER_SEEN,
+};
 
 /// Reads the eBPF side's aya-log records (see [`LogForwarder`]).
 pub type EbpfLog = EbpfLogger<&'static dyn log::Log>;
@@ -73,6 +76,10 @@ pub enum BpfError {
     TableFull { cgroup_id: u64 },
     #[error("{MAX_SUBTREES} subtrees are already being recorded; cgroup {cgroup_id} was not added")]
     SubtreesFull { cgroup_id: u64 },
+    #[error(
+        "the recorded subtrees already sit at {MAX_SUBTREE_LEVELS} different depths; cgroup {cgroup_id} (depth {level}) was not added"
+    )]
+    SubtreeLevelsFull { cgroup_id: u64, level: u32 },
     #[error("map {map}: cannot {op} slot {slot}: {source}")]
     Slot {
         map: &'static str,
@@ -173,8 +180,16 @@ impl Recorder {
         btf_path: &Path,
         pin_dir: Option<&Path>,
     ) -> Result<(Self, Option<EbpfLog>), BpfError> {
-        let adopting = pin_dir.is_some_and(|dir| dir.join(SUBTREES_MAP).exists());
+        let adopting = match pin_dir {
+            Some(dir) => same_pin_layout(dir)?,
+            None => false,
+        };
         let mut ebpf = load_object_pinned(btf_path, pin_dir)?;
+        if pin_dir.is_some() {
+            array::<u32>(&mut ebpf, LAYOUT_MAP)?
+                .set(0, PIN_LAYOUT, 0)
+                .map_err(slot_err(LAYOUT_MAP, "write", 0))?;
+        }
         let logger = match EbpfLogger::init(&mut ebpf) {
             Ok(logger) => Some(logger),
             Err(err) => {
@@ -210,14 +225,11 @@ impl Recorder {
     /// sets the kernel side holds (discovered containers' and the free queue's). Its
     /// generations are not reused: ours start from the clock.
     fn adopt(&mut self) -> Result<(), BpfError> {
-        let entries: Vec<SubtreeEntry> = {
-            let map = array::<SubtreeEntry>(&mut self.ebpf, SUBTREES_MAP)?;
-            (0..MAX_SUBTREES)
-                .filter_map(|i| map.get(&i, 0).ok())
-                .take_while(|e| e.cgroup_id != 0)
-                .collect()
-        };
-        self.subtrees = entries.iter().map(|e| (e.cgroup_id, e.level)).collect();
+        self.subtrees = subtrees(&mut self.ebpf)?
+            .iter()
+            .map(|entry| entry.map(|(id, e)| (id, e.level)))
+            .collect::<Result<_, _>>()
+            .map_err(cgroup_err(SUBTREES_MAP, "list", 0))?;
         let mut kernel_held: Vec<u32> = self
             .discovered()?
             .into_iter()
@@ -350,6 +362,11 @@ impl Recorder {
         if self.subtrees.len() >= MAX_SUBTREES as usize {
             return Err(BpfError::SubtreesFull { cgroup_id });
         }
+        if subtree_levels(self.subtrees.iter().chain([&(cgroup_id, level)])).len()
+            > MAX_SUBTREE_LEVELS as usize
+        {
+            return Err(BpfError::SubtreeLevelsFull { cgroup_id, level });
+        }
         if !self.discovery_reserved {
             // Hand the kernel side its share of the sets, emptied.
             for _ in 0..DISCOVERY_SLOTS {
@@ -360,8 +377,16 @@ impl Recorder {
             }
             self.discovery_reserved = true;
         }
+        let entry = SubtreeEntry {
+            cgroup_id,
+            level,
+            reserved: 0,
+        };
+        subtrees(&mut self.ebpf)?
+            .insert(cgroup_id, entry, 0)
+            .map_err(cgroup_err(SUBTREES_MAP, "add", cgroup_id))?;
         self.subtrees.push((cgroup_id, level));
-        self.write_subtrees(cgroup_id)?;
+        self.write_subtree_levels(cgroup_id)?;
         self.new_generation(cgroup_id)
     }
 
@@ -374,24 +399,25 @@ impl Recorder {
     /// [`Recorder::release`]d).
     pub fn unwatch_subtree(&mut self, cgroup_id: u64) -> Result<(), BpfError> {
         self.subtrees.retain(|(id, _)| *id != cgroup_id);
-        self.write_subtrees(cgroup_id)?;
+        match subtrees(&mut self.ebpf)?.remove(&cgroup_id) {
+            Ok(()) | Err(MapError::KeyNotFound) => {}
+            Err(source) => return Err(cgroup_err(SUBTREES_MAP, "remove", cgroup_id)(source)),
+        }
+        self.write_subtree_levels(cgroup_id)?;
         self.new_generation(cgroup_id)
     }
 
-    fn write_subtrees(&mut self, cgroup_id: u64) -> Result<(), BpfError> {
-        let mut map = array::<SubtreeEntry>(&mut self.ebpf, SUBTREES_MAP)?;
-        for i in 0..MAX_SUBTREES {
-            let entry = self
-                .subtrees
-                .get(i as usize)
-                .map(|&(cgroup_id, level)| SubtreeEntry {
-                    cgroup_id,
-                    level,
-                    reserved: 0,
-                })
-                .unwrap_or_default();
-            map.set(i, entry, 0)
-                .map_err(cgroup_err(SUBTREES_MAP, "update for", cgroup_id))?;
+    /// Writes the distinct levels of the recorded subtrees, shallowest first, 0 after them.
+    fn write_subtree_levels(&mut self, cgroup_id: u64) -> Result<(), BpfError> {
+        let levels = subtree_levels(&self.subtrees);
+        let mut map = array::<u32>(&mut self.ebpf, SUBTREE_LEVELS_MAP)?;
+        for i in 0..MAX_SUBTREE_LEVELS {
+            let level = levels.iter().nth(i as usize).copied().unwrap_or(0);
+            map.set(i, level, 0).map_err(cgroup_err(
+                SUBTREE_LEVELS_MAP,
+                "update for",
+                cgroup_id,
+            ))?;
         }
         Ok(())
     }
@@ -544,12 +570,14 @@ fn load_object(btf_path: &Path) -> Result<Ebpf, BpfError> {
 }
 
 /// The recorder's maps, by name: what is pinned in pinned mode.
-const PINNED_MAPS: [&str; 12] = [
+const PINNED_MAPS: [&str; 14] = [
     INDEX_MAP,
     SETS_MAP,
     COLLIDED_MAP,
     OUT_OF_RANGE_MAP,
     SUBTREES_MAP,
+    SUBTREE_LEVELS_MAP,
+    LAYOUT_MAP,
     FREE_SLOTS_MAP,
     DISCOVERED_MAP,
     COUNTERS_MAP,
@@ -579,6 +607,45 @@ fn load_object_pinned(btf_path: &Path, pin_dir: Option<&Path>) -> Result<Ebpf, B
     loader
         .load(OBJECT)
         .map_err(|source| BpfError::Load { source })
+}
+
+/// Whether `dir` holds maps a recorder of this layout pinned (to adopt). Maps pinned there
+/// with another layout (an older syscribe's) cannot be: their pins are removed (the kernel
+/// frees them once the old programs' links are replaced), said in a warning.
+fn same_pin_layout(dir: &Path) -> Result<bool, BpfError> {
+    if !dir.join(SUBTREES_MAP).exists() {
+        return Ok(false);
+    }
+    let layout = aya::maps::MapData::from_pin(dir.join(LAYOUT_MAP))
+        .ok()
+        .and_then(|data| Array::<_, u32>::try_from(Map::Array(data)).ok())
+        .and_then(|map| map.get(&0, 0).ok());
+    if layout == Some(PIN_LAYOUT) {
+        return Ok(true);
+    }
+    tracing::warn!(
+        dir = %dir.display(),
+        found = layout,
+        expected = PIN_LAYOUT,
+        "the recorder state pinned here has another layout (an older syscribe's): it cannot be adopted, its recordings are dropped"
+    );
+    for name in PINNED_MAPS {
+        let path = dir.join(name);
+        if path.exists() {
+            std::fs::remove_file(&path).map_err(|source| BpfError::Pin {
+                path: path.clone(),
+                source,
+            })?;
+        }
+    }
+    Ok(false)
+}
+
+/// The distinct levels of `subtrees`, ascending.
+fn subtree_levels<'a>(
+    subtrees: impl IntoIterator<Item = &'a (u64, u32)>,
+) -> std::collections::BTreeSet<u32> {
+    subtrees.into_iter().map(|(_, level)| *level).collect()
 }
 
 /// Whether `dir` is on a bpf filesystem (where maps and links can be pinned).
@@ -777,6 +844,10 @@ fn array<'a, V: aya::Pod>(
 
 fn collided(ebpf: &mut Ebpf) -> Result<HashMap<&mut MapData, u64, u32>, BpfError> {
     HashMap::try_from(map(ebpf, COLLIDED_MAP)?).map_err(open_err(COLLIDED_MAP))
+}
+
+fn subtrees(ebpf: &mut Ebpf) -> Result<HashMap<&mut MapData, u64, SubtreeEntry>, BpfError> {
+    HashMap::try_from(map(ebpf, SUBTREES_MAP)?).map_err(open_err(SUBTREES_MAP))
 }
 
 fn per_cpu_array<'a>(

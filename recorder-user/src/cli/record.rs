@@ -35,9 +35,10 @@ pub struct RecordArgs {
     /// `/kubepods/besteffort/pod<uid>`, relative to the cgroup2 mount or under it), each from its
     /// first syscall, one profile per container, written when the container's cgroup goes away.
     /// Runs until SIGINT/SIGTERM or until the cgroup is removed; SIGUSR1 writes the profiles of
-    /// the running containers as they are so far.
+    /// the running containers as they are so far. Repeat it to record several pods at once (up
+    /// to 512): each is recorded until it is removed, the recording ends when all are.
     #[arg(long, value_name = "PATH", conflicts_with = "command")]
-    pub cgroup: Option<PathBuf>,
+    pub cgroup: Vec<PathBuf>,
     /// With --cgroup: keep the recorder's kernel state pinned in DIR (on a bpf filesystem,
     /// e.g. /sys/fs/bpf/syscribe), so the recording goes on if syscribe is killed, and a
     /// syscribe started again with the same DIR and cgroup takes it over.
@@ -61,8 +62,8 @@ pub fn record(paths: &HostPaths, args: RecordArgs) -> Result<i32, CliError> {
         .enable_all()
         .build()
         .map_err(|source| CliError::Runtime { source })?;
-    if let Some(cgroup) = &args.cgroup {
-        return record_cgroup(&runtime, paths, cgroup, &args);
+    if !args.cgroup.is_empty() {
+        return record_cgroup(&runtime, paths, &args.cgroup, &args);
     }
     // Everything that can be known wrong is found before the command runs.
     if let Some(name) = &args.name {
@@ -96,7 +97,7 @@ pub fn record(paths: &HostPaths, args: RecordArgs) -> Result<i32, CliError> {
 fn record_cgroup(
     runtime: &tokio::runtime::Runtime,
     paths: &HostPaths,
-    cgroup: &Path,
+    cgroups: &[PathBuf],
     args: &RecordArgs,
 ) -> Result<i32, CliError> {
     let dir = args.output.clone().unwrap_or_else(|| PathBuf::from("."));
@@ -115,7 +116,7 @@ fn record_cgroup(
     // A directory that cannot be written is found now, not after the recording.
     drop(out_dir.stage("profile.json").map_err(write_err)?);
     let mut failed = None;
-    let ended = runtime.block_on(record_subtree(paths, cgroup, args.pin.as_deref(), |recording| {
+    let ended = runtime.block_on(record_subtree(paths, cgroups, args.pin.as_deref(), |recording| {
         let label = recording
             .container_id
             .as_deref()

@@ -69,16 +69,20 @@ pub fn subtree_dir(root: &Path, path: &Path) -> (PathBuf, u32) {
     (root.join(relative), level)
 }
 
-/// Records the containers under `path` until SIGINT/SIGTERM or until `path` is removed.
-/// `deliver` gets each container's recording (SIGUSR1 asks for snapshots of running ones).
+/// Records the containers under each of `cgroups` until SIGINT/SIGTERM or until every one of
+/// them is removed (a removed one's containers are handed over then). `deliver` gets each
+/// container's recording (SIGUSR1 asks for snapshots of running ones).
 pub async fn record_subtree(
     paths: &HostPaths,
-    path: &Path,
+    cgroups: &[PathBuf],
     pin_dir: Option<&Path>,
     mut deliver: impl FnMut(ContainerRecording),
 ) -> Result<Ended, RecordError> {
     let mut subtrees = Subtrees::start_in(paths, pin_dir)?;
-    let subtree = subtrees.add(path)?;
+    let mut live = Vec::with_capacity(cgroups.len());
+    for path in cgroups {
+        live.push(subtrees.add(path)?);
+    }
     // Everything wanted is added: another subtree a previous syscribe left is an orphan.
     subtrees.prune_adopted()?;
 
@@ -99,7 +103,15 @@ pub async fn record_subtree(
                 continue;
             }
         };
-        if subtrees.is_gone(subtree) {
+        let (gone, kept): (Vec<u64>, Vec<u64>) = live.iter().partition(|id| subtrees.is_gone(**id));
+        for id in gone {
+            for recording in subtrees.remove(id)? {
+                finished += usize::from(!recording.running);
+                deliver(recording);
+            }
+        }
+        live = kept;
+        if live.is_empty() {
             break Ended::SubtreeRemoved;
         }
         for (_, recording) in subtrees.poll(snapshot)? {
@@ -108,7 +120,10 @@ pub async fn record_subtree(
         }
     };
     // The end: what is still running is handed over as it is.
-    let left = subtrees.remove(subtree)?;
+    let mut left = Vec::new();
+    for id in live {
+        left.extend(subtrees.remove(id)?);
+    }
     tracing::info!(
         containers = finished,
         still_running = left.len(),
@@ -648,17 +663,22 @@ fn parse_inotify_events(mut buf: &[u8]) -> Vec<(i32, String)> {
     events
 }
 
-/// The cgroups directly below `dir`: id → directory name.
+/// The cgroups directly below `dir`: id → directory name. From the directory entries alone (a
+/// cgroup's id is its inode number): no stat of the dozens of control files beside them,
+/// since every recorded pod is listed at each poll.
 fn child_cgroups(dir: &Path) -> BTreeMap<u64, String> {
+    use std::os::unix::fs::DirEntryExt as _;
     let Ok(entries) = fs::read_dir(dir) else {
         return BTreeMap::new();
     };
     entries
         .flatten()
-        .filter_map(|entry| {
-            let meta = entry.metadata().ok()?;
-            meta.is_dir()
-                .then(|| (meta.ino(), entry.file_name().to_string_lossy().into_owned()))
+        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|entry| {
+            (
+                entry.ino(),
+                entry.file_name().to_string_lossy().into_owned(),
+            )
         })
         .collect()
 }
