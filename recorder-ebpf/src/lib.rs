@@ -21,6 +21,16 @@
 //! `GENERATION` changes to a never-seen value whenever a decision could change: a task is
 //! created (a new task may reuse a freed kernel stack), a task moves to another cgroup, or
 //! userspace starts or stops recording a cgroup.
+//!
+//! ## Subtrees: a node's worth of pods
+//! A decision not in the cache, for a cgroup userspace does not record itself, then asks
+//! whether the task lives below a recorded subtree (a pod's cgroup). `SUBTREES` is a hash map
+//! keyed by the subtree's cgroup id, and `SUBTREE_LEVELS` lists the few distinct depths the
+//! subtrees sit at (a node's pods: one to three): at each depth, shallowest first, the task's
+//! ancestor there (`bpf_get_current_ancestor_cgroup_id`) is looked up in `SUBTREES`; the first
+//! hit makes the task's ancestor one level deeper its container (`DISCOVERED`, or claimed from
+//! `FREE_SLOTS`). A miss costs at most `levels × (helper call + hash lookup)`, the same for 1
+//! recorded pod as for 110 (at most `MAX_SUBTREES`), and a cached decision nothing more.
 #![no_std]
 
 /// Syscall numbers `0..MAX_SYSCALLS` are recorded; larger ones (x32 ABI numbers carry bit 30,
@@ -30,16 +40,29 @@ pub const MAX_SYSCALLS: usize = 1024;
 
 /// How many cgroups can be recorded at once (entries of `SETS` and `COLLIDED`). Registering
 /// one more fails with a named error in userspace; nothing is silently dropped.
-pub const MAX_RECORDED_CGROUPS: u32 = 1024;
+pub const MAX_RECORDED_CGROUPS: u32 = 2048;
 
 /// How many cgroup subtrees (e.g. pods) can be recorded at once: every container cgroup that
 /// appears directly below one gets its own set, claimed by the kernel side at the container's
-/// first syscall.
-pub const MAX_SUBTREES: u32 = 8;
+/// first syscall. A node runs up to 110 pods by the kubelet's default (`maxPods`, which some
+/// clusters raise to 250).
+pub const MAX_SUBTREES: u32 = 512;
+
+/// How many distinct depths (below the cgroup2 root) the recorded subtrees may sit at: pods sit
+/// at one to three (the kubelet's QoS classes, cgroupfs or systemd driver). The kernel side
+/// looks a task's ancestor up at each, so this bounds its cost, whatever the number of subtrees.
+pub const MAX_SUBTREE_LEVELS: u32 = 8;
 
 /// `SETS` slots userspace hands to the kernel side (`FREE_SLOTS`) for subtree discovery; the
-/// rest stay for cgroups userspace records itself.
+/// rest stay for cgroups userspace records itself. A full node's 512 containers and the 110
+/// pods' sandboxes hold 622 at once, and a finished container's set comes back at the next
+/// poll (50 ms).
 pub const DISCOVERY_SLOTS: u32 = MAX_RECORDED_CGROUPS / 2;
+
+/// The layout of the pinned maps (`record --pin`, the daemon): a recorder finding maps pinned
+/// with another layout (a syscribe from before a map changed type or size) does not adopt
+/// them. Bump it whenever a pinned map changes.
+pub const PIN_LAYOUT: u32 = 2;
 
 /// Index in the per-CPU `COUNTERS`: a discovered container found no free set to claim.
 pub const COUNTER_CLAIM_FAILED: u32 = 0;
@@ -60,8 +83,14 @@ pub const INDEX_MAP: &str = "INDEX";
 pub const SETS_MAP: &str = "SETS";
 /// Recorded cgroup id → its `SETS` slot, for ids whose `INDEX` slot another one holds.
 pub const COLLIDED_MAP: &str = "COLLIDED";
-/// Recorded subtrees (`SubtreeEntry`, packed from index 0).
+/// Recorded subtrees: subtree cgroup id → `SubtreeEntry`.
 pub const SUBTREES_MAP: &str = "SUBTREES";
+/// The distinct levels of the recorded subtrees, shallowest first, packed from index 0 (a 0
+/// ends the list: a subtree is never the root).
+pub const SUBTREE_LEVELS_MAP: &str = "SUBTREE_LEVELS";
+/// One-entry array: the `PIN_LAYOUT` of the pinned maps.
+pub const LAYOUT_MAP: &str = "LAYOUT";
+pub const LAYOUT_MAP_ENTRIES: u32 = 1;
 /// Queue of free `SETS` slots the kernel side may claim for discovered containers.
 pub const FREE_SLOTS_MAP: &str = "FREE_SLOTS";
 /// Discovered container cgroup id → its `SETS` slot.
@@ -112,13 +141,12 @@ pub struct IndexEntry {
 /// writes `USER_GENERATION_TAG | its own count` (no CPU number reaches 0xffff).
 pub const USER_GENERATION_TAG: u64 = 0xffff << 48;
 
-/// One recorded subtree: the cgroup (a pod's, say) and its depth below the cgroup2 root.
-/// Tasks whose ancestor at `level` is `cgroup_id` belong to the container whose cgroup is
-/// their ancestor at `level + 1`.
+/// One recorded subtree (a value of `SUBTREES`, keyed by `cgroup_id`): the cgroup (a pod's,
+/// say) and its depth below the cgroup2 root. Tasks whose ancestor at `level` is `cgroup_id`
+/// belong to the container whose cgroup is their ancestor at `level + 1`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SubtreeEntry {
-    /// 0: unused (entries are packed: the first unused one ends the list).
     pub cgroup_id: u64,
     pub level: u32,
     pub reserved: u32,
@@ -147,22 +175,198 @@ pub struct ExitEntry {
     pub boot_ns: u64,
 }
 
-/// `SyscallSet::flags`: a container's set, which forgets what was recorded before the container
-/// runtime installed the container's seccomp filter (the runtime's own setup) and records from
-/// there on. Set by the kernel side when it claims a set for a discovered container.
-pub const SET_AWAIT_FILTER: u64 = 1;
+/// # Where a container's profile starts (the runtime boundary)
+///
+/// A container runtime makes many syscalls in the container's cgroup before the workload starts:
+/// namespaces, mounts, the root switch, capabilities. The profile must leave out what only the
+/// runtime's setup needs, and keep everything from where the runtime installs the container's
+/// seccomp filter on, since that is where the profile will be enforced: what the runtime does
+/// after its filter (runc's and crun's last steps before the final `execve`) must be allowed.
+///
+/// What runc 1.1 and crun 1.8 do in the container's init process (strace, busybox bundles,
+/// with and without a filter, `noNewPrivileges` true and false), after it joined the cgroup:
+/// - runc: `pivot_root(".", ".")`, `mount`/`umount2` of the old root, `sethostname` (only with
+///   a UTS namespace of its own: a Kubernetes app container joins its sandbox's and does not),
+///   ~20 `mount`s of masked and read-only paths, then `prctl`, a sync `write`/`read`, **the
+///   filter when `noNewPrivileges` is false** (Kubernetes' default), fd cleanup, `capget`,
+///   bounding-set `prctl`s, `setgroups`/`setgid`/`setuid`, `capset`, ambient `prctl`s, the exec
+///   fifo, **the filter when `noNewPrivileges` is true**, `execve` of the entrypoint.
+/// - crun: masks and read-only remounts *before* `pivot_root`; after it `mount`, `umount2` ×2,
+///   console and cwd, `setsid`, `sethostname`, `umask`, **the filter when `noNewPrivileges`
+///   is false**, `prctl` ×39, `setresgid`/`setresuid`, `capset`, `rt_sigaction` ×62, sync
+///   `write`, **the filter when it is true** (read from a file: `lseek`, `statx`, `read`),
+///   `execve`.
+///
+/// In every case the last root or namespace setup step comes at or before the filter, and the
+/// filter before the entrypoint's `execve`. So each discovered container's set runs this
+/// state machine (the `SET_*` flags), matching no process name:
+/// - `SET_AWAIT_BOUNDARY` (claimed, nothing seen yet): a seccomp filter install
+///   (`seccomp(SECCOMP_SET_MODE_FILTER, …, prog)` or `prctl(PR_SET_SECCOMP,
+///   SECCOMP_MODE_FILTER, prog)` with a program; libseccomp's probes pass none) → the set is
+///   emptied, `SET_FILTER_SEEN`: recorded from the next syscall on (the boundary is the filter
+///   itself). `pivot_root` or `chroot` entered → `SET_ROOT_SWITCHED`, the set is emptied.
+/// - `SET_AWAIT_BOUNDARY | SET_ROOT_SWITCHED`: each root or namespace setup syscall
+///   ([`Abi::is_setup`]: mount, umount2, pivot_root, chroot, sethostname, setdomainname,
+///   unshare, setns and the new mount API) empties the set again, so the profile keeps only
+///   what follows the runtime's last setup step, which is at or before where either runtime
+///   installs its filter: the runtime still starts under the profile. A filter install →
+///   `SET_FILTER_SEEN` as above. `execve`/`execveat` entered → `SET_EXECED`: the boundary was
+///   the last setup step; the exec itself is recorded.
+/// - `SET_FILTER_SEEN` or `SET_EXECED`: final; nothing is emptied again. A filter the workload
+///   installs itself after its exec is not a boundary, and processes that join the container
+///   later (`runc exec`, `kubectl exec`) never switch root: they only add to the set.
+///
+/// "Emptied" keeps the earlier syscalls as [`SEEN_BEFORE`], so a container whose boundary is
+/// never found — its root switch was not seen (it started before the recording, or its runtime
+/// does not switch roots), or nothing was exec'd after it (created, never started) — still
+/// gets its whole recording as its profile, and userspace warns naming which of the two
+/// ([`boundary_of`]). A filter install empties for good: it is a boundary for sure.
+///
+/// Syscalls are matched on entry (`sys_enter`): a setup step that fails still counts, as does
+/// an exec that fails (a runtime whose exec fails has no container to record anyway).
+///
+/// `SyscallSet::flags`: a discovered container whose boundary is not found yet (set by the
+/// kernel side when it claims the set).
+pub const SET_AWAIT_BOUNDARY: u64 = 1;
 /// `SyscallSet::flags`: the container's seccomp filter was installed; recorded from then on.
 pub const SET_FILTER_SEEN: u64 = 2;
+/// `SyscallSet::flags`: the container's root was switched (`pivot_root`/`chroot`).
+pub const SET_ROOT_SWITCHED: u64 = 4;
+/// `SyscallSet::flags`: after the root switch, something was exec'd: recorded from the last
+/// setup step before it.
+pub const SET_EXECED: u64 = 8;
+
+/// `SyscallSet::seen` bit: entered since the boundary (or since the recording began).
+pub const SEEN: u8 = 1;
+/// `SyscallSet::seen` bit: entered before the last boundary step (see the boundary docs).
+pub const SEEN_BEFORE: u8 = 2;
+
+/// Where a container's recording starts, from its set's flags (see the boundary docs above).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Boundary {
+    /// The runtime's seccomp filter install.
+    Filter,
+    /// The runtime's last root or namespace setup step before the exec that followed its root
+    /// switch.
+    Exec,
+    /// Not found: no root switch was seen.
+    RootNotSwitched,
+    /// Not found: the root was switched, but nothing was exec'd after it.
+    NotExeced,
+}
+
+/// The boundary a set's `flags` say was found.
+pub const fn boundary_of(flags: u64) -> Boundary {
+    if flags & SET_FILTER_SEEN != 0 {
+        Boundary::Filter
+    } else if flags & SET_EXECED != 0 {
+        Boundary::Exec
+    } else if flags & SET_ROOT_SWITCHED != 0 {
+        Boundary::NotExeced
+    } else {
+        Boundary::RootNotSwitched
+    }
+}
+
+/// Syscall numbers the boundary watches, for one architecture (the kernel side uses the
+/// target's; userspace checks both tables against libseccomp).
+pub struct Abi {
+    pub seccomp: u64,
+    pub prctl: u64,
+    pub execve: u64,
+    pub execveat: u64,
+    /// Root switches: the start of the runtime's last stretch.
+    pub root_switch: [u64; 2],
+    /// Root and namespace setup steps (root switches included).
+    pub setup: [u64; 15],
+    /// Offsets of the first three syscall arguments in `struct pt_regs`.
+    pub arg_offsets: [u64; 3],
+}
+
+impl Abi {
+    /// Whether `nr` is a root or namespace setup step.
+    #[inline(always)]
+    pub fn is_setup(&self, nr: u64) -> bool {
+        let mut i = 0;
+        while i < self.setup.len() {
+            if self.setup[i] == nr {
+                return true;
+            }
+            i += 1;
+        }
+        false
+    }
+}
+
+/// Setup steps numbered alike on every architecture (the new mount API, Linux 5.2+):
+/// open_tree, move_mount, fsopen, fsconfig, fsmount, mount_setattr, open_tree_attr.
+const NEW_MOUNT_API: [u64; 7] = [428, 429, 430, 431, 432, 442, 467];
+
+/// Names of [`Abi::setup`], in order (for the tests).
+pub const SETUP_NAMES: [&str; 15] = [
+    "mount",
+    "umount2",
+    "pivot_root",
+    "chroot",
+    "sethostname",
+    "setdomainname",
+    "unshare",
+    "setns",
+    "open_tree",
+    "move_mount",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "mount_setattr",
+    "open_tree_attr",
+];
+
+const fn setup(own: [u64; 8]) -> [u64; 15] {
+    let mut all = [0; 15];
+    let mut i = 0;
+    while i < 8 {
+        all[i] = own[i];
+        i += 1;
+    }
+    while i < 15 {
+        all[i] = NEW_MOUNT_API[i - 8];
+        i += 1;
+    }
+    all
+}
+
+pub const ABI_X86_64: Abi = Abi {
+    seccomp: 317,
+    prctl: 157,
+    execve: 59,
+    execveat: 322,
+    root_switch: [155, 161],
+    setup: setup([165, 166, 155, 161, 170, 171, 272, 308]),
+    // di, si, dx
+    arg_offsets: [14 * 8, 13 * 8, 12 * 8],
+};
+
+pub const ABI_AARCH64: Abi = Abi {
+    seccomp: 277,
+    prctl: 167,
+    execve: 221,
+    execveat: 281,
+    root_switch: [41, 51],
+    setup: setup([40, 39, 41, 51, 161, 162, 97, 268]),
+    // regs[0..3]
+    arg_offsets: [0, 8, 16],
+};
 
 /// What one recorded cgroup did: a value of `SETS`.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct SyscallSet {
-    /// `seen[nr] != 0` once syscall `nr` was entered by a task of this cgroup.
+    /// `seen[nr] & SEEN != 0` once syscall `nr` was entered by a task of this cgroup (since its
+    /// boundary, for a container); `SEEN_BEFORE` marks it entered before the boundary.
     ///
-    /// One byte per syscall rather than one bit: setting a byte to 1 is idempotent, so CPUs
+    /// One byte per syscall rather than one bit: setting a byte's `SEEN` is idempotent, so CPUs
     /// racing on the same set need no atomic read-modify-write (which the bpf target lacks),
-    /// and the hot path stores only when the byte is still 0 (no cache-line ping-pong once a
+    /// and the hot path stores only when `SEEN` is still clear (no cache-line ping-pong once a
     /// syscall is known).
     pub seen: [u8; MAX_SYSCALLS],
     /// The last syscall number `>= MAX_SYSCALLS` entered (0: none).
@@ -178,12 +382,61 @@ impl SyscallSet {
         flags: 0,
     };
 
-    /// The syscall numbers marked as seen, ascending.
+    /// The syscall numbers seen since the boundary (or since the recording began), ascending.
     pub fn numbers(&self) -> impl Iterator<Item = u32> + '_ {
+        self.numbers_with(SEEN)
+    }
+
+    /// Every syscall number seen, before the boundary too, ascending.
+    pub fn all_numbers(&self) -> impl Iterator<Item = u32> + '_ {
+        self.numbers_with(SEEN | SEEN_BEFORE)
+    }
+
+    /// What the profile holds: since the boundary when one was found, else everything.
+    pub fn profile_numbers(&self) -> impl Iterator<Item = u32> + '_ {
+        match boundary_of(self.flags) {
+            Boundary::Filter | Boundary::Exec => self.numbers_with(SEEN),
+            Boundary::RootNotSwitched | Boundary::NotExeced => {
+                self.numbers_with(SEEN | SEEN_BEFORE)
+            }
+        }
+    }
+
+    fn numbers_with(&self, bits: u8) -> impl Iterator<Item = u32> + '_ {
         (0u32..)
             .zip(self.seen.iter())
-            .filter(|(_, seen)| **seen != 0)
+            .filter(move |(_, seen)| **seen & bits != 0)
             .map(|(nr, _)| nr)
+    }
+
+    /// A boundary step: what was seen so far becomes `SEEN_BEFORE` only. Works on 8 bytes at a
+    /// time (the kernel side runs it while the runtime sets the container up).
+    #[inline(always)]
+    pub fn forget_before(&mut self) {
+        const BEFORE: u64 = u64::from_ne_bytes([SEEN_BEFORE; 8]);
+        let words = self.seen.as_mut_ptr().cast::<u64>();
+        let mut i = 0;
+        while i < MAX_SYSCALLS / 8 {
+            // SAFETY: `seen` starts the 8-aligned struct and is a multiple of 8 bytes long.
+            unsafe {
+                let word = words.add(i);
+                // Per byte: SEEN moves up to SEEN_BEFORE, SEEN_BEFORE stays, bits above go.
+                *word = (*word | (*word << 1)) & BEFORE;
+            }
+            i += 1;
+        }
+    }
+
+    /// The filter boundary: everything seen so far is forgotten.
+    #[inline(always)]
+    pub fn forget_all(&mut self) {
+        let words = self.seen.as_mut_ptr().cast::<u64>();
+        let mut i = 0;
+        while i < MAX_SYSCALLS / 8 {
+            // SAFETY: as in `forget_before`.
+            unsafe { *words.add(i) = 0 };
+            i += 1;
+        }
     }
 }
 
@@ -307,11 +560,64 @@ mod tests {
         assert!(AVC_EVENTS_BYTES.is_power_of_two());
     }
 
+    /// A node's worth: 110 pods (the kubelet's default `maxPods`) with 512 containers and a
+    /// sandbox each, recorded at once, with sets left for userspace's own recordings.
+    #[test]
+    fn the_tables_hold_a_node() {
+        const PODS: u32 = 110;
+        const CONTAINERS: u32 = 512;
+        assert!(MAX_SUBTREES >= PODS);
+        assert!(DISCOVERY_SLOTS >= CONTAINERS + PODS);
+        assert!(DISCOVERY_SLOTS < MAX_RECORDED_CGROUPS);
+        assert!(
+            MAX_SUBTREE_LEVELS >= 3,
+            "guaranteed, burstable and best-effort pods"
+        );
+        assert!(INDEX_SLOTS >= MAX_RECORDED_CGROUPS - DISCOVERY_SLOTS);
+    }
+
     #[test]
     fn index_slots_wrap() {
         assert!(INDEX_SLOTS.is_power_of_two());
         assert_eq!(index_slot(5), 5);
         assert_eq!(index_slot(INDEX_SLOTS as u64 + 5), 5);
+    }
+
+    #[test]
+    fn boundary_steps_keep_what_came_before_apart() {
+        let mut set = SyscallSet::EMPTY;
+        set.seen[0] = SEEN;
+        set.seen[8] = SEEN_BEFORE;
+        set.seen[9] = SEEN | SEEN_BEFORE;
+        set.seen[MAX_SYSCALLS - 1] = SEEN;
+        set.forget_before();
+        assert_eq!(set.numbers().count(), 0);
+        assert!(set.all_numbers().eq([0, 8, 9, MAX_SYSCALLS as u32 - 1]));
+        assert!(set.seen.iter().all(|b| *b == 0 || *b == SEEN_BEFORE));
+        set.seen[1] = SEEN;
+        set.flags = SET_AWAIT_BOUNDARY | SET_ROOT_SWITCHED;
+        assert_eq!(boundary_of(set.flags), Boundary::NotExeced);
+        assert_eq!(set.profile_numbers().count(), 5, "no boundary: everything");
+        set.flags = SET_ROOT_SWITCHED | SET_EXECED;
+        assert_eq!(boundary_of(set.flags), Boundary::Exec);
+        assert!(set.profile_numbers().eq([1]));
+        assert_eq!(boundary_of(SET_AWAIT_BOUNDARY), Boundary::RootNotSwitched);
+        assert_eq!(boundary_of(0), Boundary::RootNotSwitched);
+        assert_eq!(boundary_of(SET_FILTER_SEEN), Boundary::Filter);
+        set.forget_all();
+        assert_eq!(set.all_numbers().count(), 0);
+    }
+
+    #[test]
+    fn setup_tables_hold_the_root_switches() {
+        for abi in [&ABI_X86_64, &ABI_AARCH64] {
+            assert_eq!(abi.setup.len(), SETUP_NAMES.len());
+            for nr in abi.root_switch {
+                assert!(abi.is_setup(nr));
+            }
+            assert!(!abi.is_setup(abi.execve) && !abi.is_setup(abi.seccomp));
+        }
+        assert_eq!(ABI_X86_64.setup[2], 155, "pivot_root");
     }
 
     #[test]

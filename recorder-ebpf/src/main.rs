@@ -24,8 +24,9 @@ use recorder_ebpf::{
     AVC_COUNTER_DROPPED, AVC_COUNTER_SLOTS, AVC_COUNTER_TRUNCATED, AVC_COUNTER_UNREADABLE,
     AVC_EVENTS_BYTES, AVC_TRUNCATED_SCONTEXT, AVC_TRUNCATED_TCLASS, AVC_TRUNCATED_TCONTEXT,
     AvcEvent, COUNTER_CLAIM_FAILED, COUNTER_SLOTS, EXITED_ENTRIES, ExitEntry, INDEX_SLOTS,
-    IndexEntry, MAX_RECORDED_CGROUPS, MAX_SUBTREES, SET_AWAIT_FILTER, SET_FILTER_SEEN,
-    SubtreeEntry, SyscallSet, TaskCache, avc_format, index_slot,
+    IndexEntry, LAYOUT_MAP_ENTRIES, MAX_RECORDED_CGROUPS, MAX_SUBTREE_LEVELS, MAX_SUBTREES, SEEN,
+    SEEN_BEFORE, SET_AWAIT_BOUNDARY, SET_EXECED, SET_FILTER_SEEN, SET_ROOT_SWITCHED, SubtreeEntry,
+    SyscallSet, TaskCache, avc_format, index_slot,
 };
 
 /// Direct-mapped `cgroup id % INDEX_SLOTS → IndexEntry`. Written by userspace only.
@@ -45,9 +46,18 @@ static COLLIDED: HashMap<u64, u32> = HashMap::with_max_entries(MAX_RECORDED_CGRO
 #[map]
 static OUT_OF_RANGE: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_RECORDED_CGROUPS, 0);
 
-/// Recorded subtrees, packed from index 0. Written by userspace only.
+/// Recorded subtrees: subtree cgroup id → entry. Written by userspace only.
 #[map]
-static SUBTREES: Array<SubtreeEntry> = Array::with_max_entries(MAX_SUBTREES, 0);
+static SUBTREES: HashMap<u64, SubtreeEntry> = HashMap::with_max_entries(MAX_SUBTREES, 0);
+
+/// The distinct levels of the recorded subtrees, shallowest first, packed from index 0 (0 ends
+/// the list). Written by userspace only.
+#[map]
+static SUBTREE_LEVELS: Array<u32> = Array::with_max_entries(MAX_SUBTREE_LEVELS, 0);
+
+/// `LAYOUT[0]`: the `PIN_LAYOUT` of these maps, written by userspace (read only by userspace).
+#[map]
+static LAYOUT: Array<u32> = Array::with_max_entries(LAYOUT_MAP_ENTRIES, 0);
 
 /// Free `SETS` slots (zeroed by userspace) for containers discovered in a subtree.
 #[map]
@@ -94,20 +104,27 @@ fn lookup_slot() -> Option<u32> {
 }
 
 /// The `SETS` slot of the container the current task belongs to, if it lives in a recorded
-/// subtree: the container is the task's ancestor one level below the subtree's root.
+/// subtree: the container is the task's ancestor one level below the subtree's root. One
+/// ancestor and one hash lookup per distinct subtree level (see the crate docs).
 #[inline(always)]
 fn subtree_slot() -> Option<u32> {
-    for i in 0..MAX_SUBTREES {
-        let subtree = SUBTREES.get(i)?;
-        if subtree.cgroup_id == 0 {
+    for i in 0..MAX_SUBTREE_LEVELS {
+        let level = *SUBTREE_LEVELS.get(i)?;
+        if level == 0 {
             return None;
         }
-        let level = subtree.level as i32;
+        let level = level as i32;
         // SAFETY: the helper has no preconditions (0 when the task is not that deep).
-        if unsafe { bpf_get_current_ancestor_cgroup_id(level) } != subtree.cgroup_id {
+        let ancestor = unsafe { bpf_get_current_ancestor_cgroup_id(level) };
+        if ancestor == 0 {
+            // Not that deep: not deeper either (levels ascend).
+            return None;
+        }
+        // SAFETY: a plain value, only tested for presence.
+        if unsafe { SUBTREES.get(ancestor) }.is_none() {
             continue;
         }
-        // SAFETY: as above.
+        // SAFETY: the helper has no preconditions.
         let container = unsafe { bpf_get_current_ancestor_cgroup_id(level + 1) };
         if container == 0 {
             // In the subtree's root itself (not in a container).
@@ -136,7 +153,7 @@ fn claim(container: u64) -> Option<u32> {
     if DISCOVERED.insert(container, slot, BPF_NOEXIST).is_ok() {
         if let Some(set) = SETS.get_ptr_mut(slot) {
             // SAFETY: the set userspace emptied before handing the slot over.
-            unsafe { (*set).flags = SET_AWAIT_FILTER };
+            unsafe { (*set).flags = SET_AWAIT_BOUNDARY };
         }
         return Some(slot);
     }
@@ -182,18 +199,12 @@ pub fn syscribe_sys_enter(ctx: RawTracePointContext) -> i32 {
     // SAFETY: `set` points into a map value that stays valid for this program run.
     let set = unsafe { &mut *set };
     let nr: u64 = ctx.arg(1);
-    if set.flags & SET_AWAIT_FILTER != 0 && installs_seccomp_filter(regs, nr) {
-        // The runtime boundary: everything so far was the runtime setting the container up;
-        // from the next syscall on, the container runs under its filter.
-        for byte in set.seen.iter_mut() {
-            *byte = 0;
-        }
-        set.flags = SET_FILTER_SEEN;
+    if set.flags & SET_AWAIT_BOUNDARY != 0 && boundary_step(set, regs, nr) {
         return 0;
     }
     if let Some(seen) = set.seen.get_mut(nr as usize) {
-        if *seen == 0 {
-            *seen = 1;
+        if *seen & SEEN == 0 {
+            *seen |= SEEN;
         }
     } else {
         // Rare path: a number outside the recorded range. Counted, and logged the first time.
@@ -214,19 +225,42 @@ pub fn syscribe_sys_enter(ctx: RawTracePointContext) -> i32 {
 }
 
 #[cfg(bpf_target_arch = "x86_64")]
-mod abi {
-    pub const NR_SECCOMP: u64 = 317;
-    pub const NR_PRCTL: u64 = 157;
-    /// Offsets of the first three syscall arguments (`di`, `si`, `dx`) in `struct pt_regs`.
-    pub const ARG_OFFSETS: [u64; 3] = [14 * 8, 13 * 8, 12 * 8];
-}
+use recorder_ebpf::ABI_X86_64 as ABI;
 
 #[cfg(bpf_target_arch = "aarch64")]
-mod abi {
-    pub const NR_SECCOMP: u64 = 277;
-    pub const NR_PRCTL: u64 = 167;
-    /// Offsets of the first three syscall arguments (`regs[0..3]`) in `struct pt_regs`.
-    pub const ARG_OFFSETS: [u64; 3] = [0, 8, 16];
+use recorder_ebpf::ABI_AARCH64 as ABI;
+
+/// One step of a discovered container's boundary state machine (see "Where a container's
+/// profile starts" in the crate docs), for a set still awaiting its boundary. Returns whether
+/// the syscall was consumed (a boundary step: not recorded as seen since the boundary).
+#[inline(always)]
+fn boundary_step(set: &mut SyscallSet, regs: u64, nr: u64) -> bool {
+    let switched = set.flags & SET_ROOT_SWITCHED != 0;
+    if nr == ABI.seccomp || nr == ABI.prctl {
+        if !installs_seccomp_filter(regs, nr) {
+            return false;
+        }
+        // The runtime boundary: everything so far was the runtime setting the container up;
+        // from the next syscall on, the container runs under its filter.
+        set.forget_all();
+        set.flags = SET_FILTER_SEEN;
+        return true;
+    }
+    if nr == ABI.root_switch[0] || nr == ABI.root_switch[1] || (switched && ABI.is_setup(nr)) {
+        // The runtime is still setting the container up: what came before is its setup.
+        set.forget_before();
+        if let Some(seen) = set.seen.get_mut(nr as usize) {
+            *seen = SEEN_BEFORE;
+        }
+        set.flags = SET_AWAIT_BOUNDARY | SET_ROOT_SWITCHED;
+        return true;
+    }
+    if switched && (nr == ABI.execve || nr == ABI.execveat) {
+        // The entrypoint (or whatever runs next) is exec'd: the boundary was the last setup
+        // step. The exec itself is the container's.
+        set.flags = SET_ROOT_SWITCHED | SET_EXECED;
+    }
+    false
 }
 
 /// Whether this syscall installs a seccomp filter: `seccomp(SECCOMP_SET_MODE_FILTER, flags,
@@ -239,13 +273,13 @@ fn installs_seccomp_filter(regs: u64, nr: u64) -> bool {
     const PR_SET_SECCOMP: u64 = 22;
     const SECCOMP_MODE_FILTER: u64 = 2;
     let arg = |i: usize| -> u64 {
-        let ptr = (regs + abi::ARG_OFFSETS[i]) as *const u64;
+        let ptr = (regs + ABI.arg_offsets[i]) as *const u64;
         // SAFETY: a kernel pointer read through the helper, which fails instead of faulting.
         unsafe { bpf_probe_read_kernel(ptr) }.unwrap_or(u64::MAX)
     };
-    if nr == abi::NR_SECCOMP {
+    if nr == ABI.seccomp {
         arg(0) == SECCOMP_SET_MODE_FILTER && arg(2) != 0
-    } else if nr == abi::NR_PRCTL {
+    } else if nr == ABI.prctl {
         arg(0) == PR_SET_SECCOMP && arg(1) == SECCOMP_MODE_FILTER && arg(2) != 0
     } else {
         false

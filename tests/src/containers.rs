@@ -315,7 +315,7 @@ impl Drop for Overlay {
 pub struct PodRecording {
     pub child: Child,
     lines: mpsc::Receiver<String>,
-    log: Vec<String>,
+    pub log: Vec<String>,
 }
 
 impl PodRecording {

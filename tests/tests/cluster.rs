@@ -304,8 +304,8 @@ spec:
     };
     // RuntimeDefault, as clusters with `seccompDefault` run every pod: the runtime's filter
     // marks where the container's own syscalls begin. (An Unconfined pod — the kubelet's
-    // default otherwise — gets the runtime's setup syscalls in its profile: seen here, mount and
-    // pivot_root; docs/limitations.md.)
+    // default otherwise — is recorded from its runtime's last setup step instead: docs/design.md,
+    // "The runtime boundary"; proven with runc and crun in tests/containers.rs, not here yet.)
     let runtime_default = "  securityContext:\n    seccompProfile: {type: RuntimeDefault}\n";
     kube.apply(&pod(
         "web",

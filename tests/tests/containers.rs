@@ -1,6 +1,11 @@
 //! Recording real containers (runc, crun) below a pod's cgroup (root, real kernel).
 
-use std::{path::Path, time::Duration};
+use std::{
+    collections::BTreeSet,
+    path::Path,
+    process::Stdio,
+    time::{Duration, Instant},
+};
 
 use syscribe_tests::{
     containers::{
@@ -129,6 +134,16 @@ fn assert_no_warnings(log: &[String]) {
         "warnings:\n{}",
         log.join("\n")
     );
+}
+
+/// Asserts each (when, syscall) is in the profile's names.
+fn assert_recorded(names: &BTreeSet<String>, expected: &[(&str, &str)]) {
+    for (when, syscall) in expected {
+        assert!(
+            names.contains(*syscall),
+            "{syscall} ({when}) missing from {names:?}"
+        );
+    }
 }
 
 /// crun refuses hybrid cgroups unless `hugetlb` is a v1 hierarchy (../shared/RIG.md): mounted
@@ -300,7 +315,7 @@ fn snapshots_while_running_and_the_end_when_the_pod_cgroup_goes() {
         let meta = &snapshot["syscribe"]["container"];
         assert_eq!(meta["id"], container.id.as_str());
         assert_eq!(meta["podUid"], pod.uid.as_str());
-        assert_eq!(meta["filterSeen"], true);
+        assert_eq!(meta["boundary"]["kind"], "filter");
         // The runtime's hand-off is allowed whether or not this run happened to make it, and
         // the metadata says which of it was added without being seen.
         for added in meta["runtimeHandoff"].as_array().expect("runtimeHandoff") {
@@ -369,21 +384,67 @@ fn a_killed_recorder_is_taken_over_without_losing_syscalls() {
         assert!(ran.status.success(), "{}", stderr(&ran));
         let profile = profile_of(out.path(), &container);
         let names = allowed_names(&profile);
-        for (when, syscall) in [
-            ("before the kill", "sync"),
-            ("while no syscribe ran", "sysinfo"),
-            ("after the restart", "sched_getaffinity"),
-        ] {
-            assert!(
-                names.contains(syscall),
-                "{syscall} ({when}) missing from {names:?}"
-            );
-        }
+        assert_recorded(
+            &names,
+            &[
+                ("before the kill", "sync"),
+                ("while no syscribe ran", "sysinfo"),
+                ("after the restart", "sched_getaffinity"),
+            ],
+        );
         for setup in RUNTIME_SETUP_ONLY {
             assert!(!names.contains(setup), "runtime setup {setup} in {names:?}");
         }
         assert_no_warnings(&second.stop());
     });
+    assert!(!Path::new(&pin).exists(), "a clean end removes the pins");
+    drop(container);
+    assert_no_container_leftovers(pod);
+    drop(bpffs);
+    assert_no_leftovers();
+}
+
+/// Maps pinned with another layout (a syscribe from before a pinned map changed: here the
+/// layout mark of a killed one's pins, rewritten) are not adopted: said in a warning, their
+/// pins replaced, and the pod is recorded as usual.
+#[test]
+fn pins_of_another_layout_are_not_adopted() {
+    require_root();
+    let bpffs = BpfFs::ensure();
+    let pin = format!("{}/syscribe-test-layout-{}", BpfFs::DIR, std::process::id());
+    let pod = PodCgroup::new();
+    let out = TempDir::new("layout");
+    let first = PodRecording::start_with(&pod, out.path(), &["--pin", &pin]);
+    let mut child = first.child;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    {
+        let data = aya::maps::MapData::from_pin(Path::new(&pin).join("LAYOUT")).unwrap();
+        let mut layout: aya::maps::Array<_, u32> =
+            aya::maps::Array::try_from(aya::maps::Map::Array(data)).unwrap();
+        layout.set(0, 1, 0).unwrap();
+    }
+    let second = PodRecording::start_with(&pod, out.path(), &["--pin", &pin]);
+    assert!(
+        !second
+            .log
+            .iter()
+            .any(|l| l.contains("adopted the recorder state")),
+        "{:?}",
+        second.log
+    );
+    let container = bundle(&pod, &["/bin/sh", "-c", "sync"]);
+    let ran = container.run("runc");
+    assert!(ran.status.success(), "{}", stderr(&ran));
+    let names = allowed_names(&profile_of(out.path(), &container));
+    assert!(names.contains("sync"), "{names:?}");
+    let log = second.stop();
+    let (layout, others): (Vec<&String>, Vec<&String>) = log
+        .iter()
+        .filter(|l| l.contains("\"level\":\"WARN\"") || l.contains("\"level\":\"ERROR\""))
+        .partition(|l| l.contains("has another layout"));
+    assert_eq!(layout.len(), 1, "said once: {log:#?}");
+    assert!(others.is_empty(), "{others:#?}");
     assert!(!Path::new(&pin).exists(), "a clean end removes the pins");
     drop(container);
     assert_no_container_leftovers(pod);
@@ -427,4 +488,454 @@ fn an_orphaned_subtree_is_pruned_by_the_next_recorder() {
     assert_no_container_leftovers(pod);
     drop(bpffs);
     assert_no_leftovers();
+}
+
+// The runtime boundary without a filter (recorder-ebpf's crate docs, "Where a container's
+// profile starts").
+
+/// A runtime's root and namespace setup steps: in no profile, whatever the boundary.
+const SETUP_STEPS: [&str; 8] = [
+    "mount",
+    "umount2",
+    "pivot_root",
+    "chroot",
+    "sethostname",
+    "setdomainname",
+    "unshare",
+    "setns",
+];
+
+/// The workload of the boundary tests: file I/O, a child process, an applet of its own.
+const WORKLOAD: &str = "echo hello > /tmp/f; cat /tmp/f; nproc >/dev/null; echo done";
+
+/// How a container is started: under the allow-all filter or Unconfined, with the runtime's
+/// `noNewPrivileges` (Kubernetes sets false unless `allowPrivilegeEscalation: false`; `runc
+/// spec` writes true), each of which puts the runtime's filter elsewhere; with a UTS namespace
+/// of its own (the runtime sets its hostname) or, as a Kubernetes app container, its sandbox's
+/// (here: the host's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Start {
+    filter: bool,
+    no_new_privileges: bool,
+    own_uts: bool,
+}
+
+const STARTS: [Start; 5] = [
+    Start {
+        filter: false,
+        no_new_privileges: false,
+        own_uts: true,
+    },
+    Start {
+        filter: false,
+        no_new_privileges: true,
+        own_uts: true,
+    },
+    Start {
+        filter: true,
+        no_new_privileges: false,
+        own_uts: true,
+    },
+    Start {
+        filter: true,
+        no_new_privileges: true,
+        own_uts: true,
+    },
+    Start {
+        filter: false,
+        no_new_privileges: false,
+        own_uts: false,
+    },
+];
+
+fn started(pod: &PodCgroup, args: &[&str], start: Start) -> Bundle {
+    let bundle = Bundle::new(pod, args);
+    bundle.set_seccomp(start.filter.then(recording_profile).as_ref());
+    bundle.edit(|config| {
+        config["process"]["noNewPrivileges"] = start.no_new_privileges.into();
+        if !start.own_uts {
+            config.as_object_mut().unwrap().remove("hostname");
+            config["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .retain(|ns| ns["type"] != "uts");
+        }
+    });
+    bundle
+}
+
+/// Records [`WORKLOAD`] under `runtime` in each of [`STARTS`]: each profile has the expected
+/// boundary and no setup step, and (Unconfined ones) replays to the same output. Returns the
+/// profiles' names.
+fn record_each_start(runtime: &str) -> Vec<(Start, BTreeSet<String>)> {
+    let pod = PodCgroup::new();
+    let out = TempDir::new(&format!("boundary-{runtime}"));
+    let recording = PodRecording::start(&pod, out.path());
+    let mut recorded = Vec::new();
+    for start in STARTS {
+        let container = started(&pod, &["/bin/sh", "-c", WORKLOAD], start);
+        let ran = container.run(runtime);
+        assert!(
+            ran.status.success(),
+            "{runtime} {start:?}: {}",
+            stderr(&ran)
+        );
+        assert_eq!(stdout(&ran), "hello\ndone\n");
+        let profile = profile_of(out.path(), &container);
+        let kind = if start.filter { "filter" } else { "exec" };
+        assert_eq!(
+            profile["syscribe"]["container"]["boundary"],
+            serde_json::json!({ "kind": kind }),
+            "{runtime} {start:?}"
+        );
+        let names = allowed_names(&profile);
+        for setup in SETUP_STEPS {
+            assert!(
+                !names.contains(setup),
+                "{runtime} {start:?}: setup step {setup} in {names:?}"
+            );
+        }
+        if !start.filter {
+            // The runtime installs the recorded profile where it would have installed any:
+            // everything from there on was recorded.
+            container.set_seccomp(Some(&profile));
+            let replayed = container.run(runtime);
+            assert!(
+                replayed.status.success(),
+                "{runtime} {start:?} under its recorded profile: {}",
+                stderr(&replayed)
+            );
+            assert_eq!(stdout(&replayed), stdout(&ran), "{runtime} {start:?}");
+        }
+        recorded.push((start, names));
+    }
+    assert_no_warnings(&recording.stop());
+    drop(out);
+    assert_no_container_leftovers(pod);
+    recorded
+}
+
+/// What the runtimes do, as their profiles show it (runc 1.1.5, crun 1.8.1): (runc, crun).
+///
+/// Between where each installs its filter with `noNewPrivileges` false and where with true
+/// (user, groups and capabilities; runc's Go runtime also checks the entrypoint and reads its
+/// sync pipe): in the first profile only.
+const BETWEEN_FILTERS: (&[&str], &[&str]) = (
+    &[
+        "capget",
+        "capset",
+        "chdir",
+        "faccessat2",
+        "fstat",
+        "read",
+        "setgid",
+        "setgroups",
+        "setuid",
+    ],
+    &["capset", "setresgid", "setresuid"],
+);
+/// Unconfined, own UTS namespace: after the last setup step (runc: a masked path's mount;
+/// crun: sethostname) and before where the filter goes with `noNewPrivileges` false.
+const BEFORE_FILTER: (&[&str], &[&str]) = (&[], &["umask"]);
+/// Unconfined, the sandbox's UTS namespace (no sethostname): crun's last setup step is the
+/// mount after pivot_root, so its console, cwd and session set-up are in the profile too.
+const BEFORE_FILTER_SHARED_UTS: (&[&str], &[&str]) = (
+    &[],
+    &[
+        "access", "chdir", "fchown", "getegid", "geteuid", "getgid", "lseek", "read", "setsid",
+        "statx", "umask",
+    ],
+);
+/// After its filter, what only runc makes: its Go runtime closing the inherited fds.
+const RUNC_ONLY: [&str; 3] = ["epoll_ctl", "fstatfs", "getdents64"];
+
+fn with(names: &BTreeSet<String>, more: &[&str]) -> BTreeSet<String> {
+    let mut all = names.clone();
+    all.extend(more.iter().map(|s| (*s).to_owned()));
+    all
+}
+
+fn assert_same(what: &str, got: &BTreeSet<String>, want: &BTreeSet<String>) {
+    assert!(
+        got == want,
+        "{what}: +{:?} -{:?}",
+        got.difference(want).collect::<Vec<_>>(),
+        want.difference(got).collect::<Vec<_>>()
+    );
+}
+
+/// runc and crun, each Unconfined and under a filter, with `noNewPrivileges` false and true,
+/// with a UTS namespace of their own or not, run the same workload: each profile starts where
+/// it must (the filter, or the runtime's last setup step), holds no setup step, the Unconfined
+/// ones replay with the same output, and the profiles differ only by what the runtimes do
+/// differently (listed above).
+#[test]
+fn unconfined_containers_are_recorded_from_where_the_filter_would_be() {
+    require_root();
+    let runc = record_each_start("runc");
+    let crun = {
+        let _hugetlb = HugetlbV1::mount();
+        record_each_start("crun")
+    };
+    let of = |recorded: &[(Start, BTreeSet<String>)],
+              [filter, no_new_privileges, own_uts]: [bool; 3]| {
+        recorded
+            .iter()
+            .find(|(start, _)| {
+                *start
+                    == Start {
+                        filter,
+                        no_new_privileges,
+                        own_uts,
+                    }
+            })
+            .map(|(_, names)| names.clone())
+            .unwrap()
+    };
+    let mut filtered = Vec::new();
+    for (runtime, recorded) in [("runc", &runc), ("crun", &crun)] {
+        let pick = |(runc, crun): (&'static [&'static str], &'static [&'static str])| {
+            if runtime == "runc" { runc } else { crun }
+        };
+        let late_filter = of(recorded, [true, true, true]);
+        let early_filter = of(recorded, [true, false, true]);
+        assert_same(
+            &format!("{runtime}: filter with noNewPrivileges false, against true"),
+            &early_filter,
+            &with(&late_filter, pick(BETWEEN_FILTERS)),
+        );
+        for no_new_privileges in [false, true] {
+            assert_same(
+                &format!(
+                    "{runtime}: Unconfined (noNewPrivileges {no_new_privileges}), against its early filter"
+                ),
+                &of(recorded, [false, no_new_privileges, true]),
+                &with(&early_filter, pick(BEFORE_FILTER)),
+            );
+        }
+        assert_same(
+            &format!("{runtime}: Unconfined in a shared UTS namespace, against its early filter"),
+            &of(recorded, [false, false, false]),
+            &with(&early_filter, pick(BEFORE_FILTER_SHARED_UTS)),
+        );
+        filtered.push(late_filter);
+    }
+    assert_same(
+        "runc against crun, filter with noNewPrivileges true",
+        &filtered[0],
+        &with(&filtered[1], &RUNC_ONLY),
+    );
+}
+
+/// An Unconfined container whose workload installs a seccomp filter of its own (`syscribe run`
+/// with an allow-all profile, then `nproc`): that filter is no boundary, so what the workload
+/// did before it (`uptime`: sysinfo) stays in the profile beside what came after.
+#[test]
+fn a_workloads_own_filter_is_no_boundary() {
+    require_root();
+    let pod = PodCgroup::new();
+    let out = TempDir::new("own-filter");
+    let recording = PodRecording::start(&pod, out.path());
+    let container = Bundle::new(
+        &pod,
+        &[
+            "/bin/sh",
+            "-c",
+            "uptime >/dev/null; /syscribe run --profile /allow.json -- /bin/nproc >/dev/null; echo done",
+        ],
+    );
+    std::fs::write(
+        container.rootfs().join("allow.json"),
+        r#"{"defaultAction": "SCMP_ACT_ALLOW"}"#,
+    )
+    .unwrap();
+    // syscribe (dynamically linked) and the host's libraries, read-only.
+    let bin = syscribe_bin();
+    container.edit(|config| {
+        let mounts = config["mounts"].as_array_mut().unwrap();
+        for (source, destination) in [
+            (bin.to_str().unwrap(), "/syscribe"),
+            ("/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu"),
+            ("/usr/lib64", "/lib64"),
+        ] {
+            mounts.push(serde_json::json!({
+                "destination": destination, "type": "bind", "source": source,
+                "options": ["rbind", "ro"],
+            }));
+        }
+    });
+    let ran = container.run("runc");
+    assert!(ran.status.success(), "{}", stderr(&ran));
+    assert_eq!(stdout(&ran), "done\n");
+    let profile = profile_of(out.path(), &container);
+    assert_eq!(profile["syscribe"]["container"]["boundary"]["kind"], "exec");
+    let names = allowed_names(&profile);
+    assert_recorded(
+        &names,
+        &[
+            ("before the workload's filter", "sysinfo"),
+            ("the workload's filter", "seccomp"),
+            ("after it", "sched_getaffinity"),
+        ],
+    );
+    for setup in SETUP_STEPS {
+        assert!(!names.contains(setup), "setup step {setup} in {names:?}");
+    }
+    assert_no_warnings(&recording.stop());
+    drop(container);
+    assert_no_container_leftovers(pod);
+}
+
+/// The warnings of a `syscribe record --cgroup` log that say a container's boundary was not
+/// found, with their reason.
+fn boundary_warnings(log: &[String]) -> Vec<String> {
+    log.iter()
+        .filter(|l| l.contains("\"level\":\"WARN\""))
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| {
+            l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("was not found"))
+        })
+        .map(|l| {
+            l["fields"]["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
+}
+
+/// Containers whose boundary cannot be found still get their whole recording as a profile,
+/// with a warning naming why: one created by runc (and one by crun) and deleted without ever
+/// being started (root switched, nothing exec'd), and a process moved into a container cgroup
+/// by hand (no root switch at all).
+#[test]
+fn containers_without_a_boundary_get_everything_and_a_warning() {
+    require_root();
+    let pod = PodCgroup::new();
+    let out = TempDir::new("no-boundary");
+    let recording = PodRecording::start(&pod, out.path());
+    let _hugetlb = HugetlbV1::mount();
+    for runtime in ["runc", "crun"] {
+        let container = Bundle::new(&pod, &["/bin/sync"]);
+        // Created: the runtime's init sets the container up and waits to exec the entrypoint.
+        let created = std::process::Command::new(runtime)
+            .args(["create", "--bundle"])
+            .arg(container.path())
+            .arg(&container.id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(created.success(), "{runtime} create");
+        let deleted = std::process::Command::new(runtime)
+            .args(["delete", "--force", &container.id])
+            .output()
+            .unwrap();
+        assert!(
+            deleted.status.success(),
+            "{runtime} delete: {}",
+            stderr(&deleted)
+        );
+        let profile = profile_of(out.path(), &container);
+        assert_eq!(
+            profile["syscribe"]["container"]["boundary"],
+            serde_json::json!({ "kind": "none", "reason": "notExeced" }),
+            "{runtime}"
+        );
+        let names = allowed_names(&profile);
+        for setup in ["pivot_root", "mount"] {
+            assert!(
+                names.contains(setup),
+                "{runtime}: the whole recording, {setup} too: {names:?}"
+            );
+        }
+        assert!(
+            !names.contains("sync"),
+            "{runtime}: never started: {names:?}"
+        );
+    }
+
+    // A process moved into a container's cgroup: no runtime, no root switch.
+    let id = format!(
+        "{:064x}",
+        0x5eed_u128 << 64 | u128::from(std::process::id())
+    );
+    let cgroup = pod.unified_dir().join(&id);
+    std::fs::create_dir(&cgroup).unwrap();
+    let moved = std::process::Command::new("/bin/busybox")
+        .args(["sh", "-c", "echo $$ > \"$1\"; exec /bin/busybox sync", "sh"])
+        .arg(cgroup.join("cgroup.procs"))
+        .status()
+        .unwrap();
+    assert!(moved.success());
+    std::fs::remove_dir(&cgroup).unwrap();
+    let path = out.join(&format!("{id}.json"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "no profile for the moved process"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let profile: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(
+        profile["syscribe"]["container"]["boundary"],
+        serde_json::json!({ "kind": "none", "reason": "rootNotSwitched" })
+    );
+    let names = allowed_names(&profile);
+    assert!(
+        names.contains("sync") && names.contains("execve"),
+        "{names:?}"
+    );
+
+    let log = recording.stop();
+    let mut reasons = boundary_warnings(&log);
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        ["notExeced", "notExeced", "rootNotSwitched"],
+        "one warning per container, naming why:\n{}",
+        log.join("\n")
+    );
+    assert_no_container_leftovers(pod);
+}
+
+/// A process `runc exec` starts in a running Unconfined container joins its namespaces (setns)
+/// long after the boundary: it only adds to the profile.
+#[test]
+fn a_process_execd_into_a_running_container_adds_to_its_profile() {
+    require_root();
+    let pod = PodCgroup::new();
+    let out = TempDir::new("runc-exec");
+    let recording = PodRecording::start(&pod, out.path());
+    let container = Bundle::new(&pod, &["/bin/sh", "-c", "uptime >/dev/null; sleep 1.5"]);
+    std::thread::scope(|scope| {
+        let runner = scope.spawn(|| container.run("runc"));
+        std::thread::sleep(Duration::from_millis(700));
+        let joined = std::process::Command::new("runc")
+            .args(["exec", &container.id, "/bin/nproc"])
+            .output()
+            .unwrap();
+        assert!(joined.status.success(), "runc exec: {}", stderr(&joined));
+        let ran = runner.join().unwrap();
+        assert!(ran.status.success(), "{}", stderr(&ran));
+    });
+    let profile = profile_of(out.path(), &container);
+    assert_eq!(profile["syscribe"]["container"]["boundary"]["kind"], "exec");
+    let names = allowed_names(&profile);
+    assert_recorded(
+        &names,
+        &[
+            ("the container", "sysinfo"),
+            ("runc exec's process", "sched_getaffinity"),
+        ],
+    );
+    assert_no_warnings(&recording.stop());
+    drop(container);
+    assert_no_container_leftovers(pod);
 }

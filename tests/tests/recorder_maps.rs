@@ -209,3 +209,139 @@ fn subtree_containers_are_discovered_from_their_first_syscall() {
     assert!(recorder.discovered().unwrap().is_empty());
     drop(nested);
 }
+
+/// A cgroup tree removed (deepest first) on drop.
+struct Tree(Vec<PathBuf>);
+
+impl Tree {
+    fn dir(&mut self, path: PathBuf) -> PathBuf {
+        std::fs::create_dir_all(&path).expect("create a test cgroup");
+        self.0.push(path.clone());
+        path
+    }
+}
+
+impl Drop for Tree {
+    fn drop(&mut self) {
+        for dir in self.0.iter().rev() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+/// A node's worth of pods at once: 110 pod subtrees at two depths (guaranteed pods one level
+/// above burstable and best-effort ones, as the kubelet lays them out) with 512 containers
+/// between them, each a cgroup with a short busybox process: every container gets a set of
+/// its own holding its own applet's syscall, and no claim fails.
+#[test]
+fn a_node_of_110_pods_and_512_containers_is_recorded_at_once() {
+    require_root();
+    const PODS: usize = 110;
+    const CONTAINERS: usize = 512;
+    let applets: [(&str, &str); 4] = [
+        ("sync", "sync"),
+        ("nproc", "sched_getaffinity"),
+        ("uptime", "sysinfo"),
+        ("uname", "uname"),
+    ];
+    let root = PathBuf::from(format!(
+        "/sys/fs/cgroup/unified/syscribe-test-node-{}",
+        std::process::id()
+    ));
+    let mut tree = Tree(Vec::new());
+    let mut pods = Vec::new();
+    for i in 0..PODS {
+        let dir = match i % 3 {
+            0 => root.join(format!("pod{i}")),
+            1 => root.join("burstable").join(format!("pod{i}")),
+            _ => root.join("besteffort").join(format!("pod{i}")),
+        };
+        pods.push(tree.dir(dir));
+    }
+    let (mut recorder, _log) = Recorder::load(BTF.as_ref()).unwrap();
+    for pod in &pods {
+        let level = pod
+            .strip_prefix("/sys/fs/cgroup/unified")
+            .unwrap()
+            .components()
+            .count() as u32;
+        recorder
+            .watch_subtree(cgroup_id(pod).unwrap(), level)
+            .unwrap();
+    }
+    recorder.attach().unwrap();
+
+    // Containers dealt round-robin over the pods (4 or 5 each).
+    let mut expected = std::collections::HashMap::new();
+    for c in 0..CONTAINERS {
+        let container = tree.dir(pods[c % PODS].join(format!("c{c}")));
+        let (applet, syscall) = applets[c % applets.len()];
+        let script = format!(
+            "echo $$ > {}/cgroup.procs && exec /bin/busybox {applet} >/dev/null",
+            container.display()
+        );
+        let status = Command::new("/bin/busybox")
+            .args(["sh", "-c", &script])
+            .status()
+            .unwrap();
+        assert!(status.success(), "{applet} in {}", container.display());
+        expected.insert(cgroup_id(&container).unwrap(), (container, syscall));
+    }
+
+    let discovered = recorder.discovered().unwrap();
+    assert_eq!(
+        discovered.len(),
+        CONTAINERS,
+        "every container has a set, nothing else does"
+    );
+    let mut slots = std::collections::HashSet::new();
+    for (id, slot) in discovered {
+        let (container, syscall) = expected
+            .get(&id)
+            .unwrap_or_else(|| panic!("cgroup {id} is no test container"));
+        assert!(slots.insert(slot), "slot {slot} given twice");
+        let (set, _) = recorder.read_slot(slot).unwrap();
+        let names: Vec<String> = set.all_numbers().filter_map(syscall_name).collect();
+        assert!(
+            names.iter().any(|n| n == syscall) && names.iter().any(|n| n == "execve"),
+            "{}: {syscall} missing from {names:?}",
+            container.display()
+        );
+    }
+    assert_eq!(recorder.claim_failures().unwrap(), 0);
+    recorder.detach().unwrap();
+}
+
+/// The subtree tables say when they are full: subtrees beyond `MAX_SUBTREES`, and depths
+/// beyond `MAX_SUBTREE_LEVELS` (fake cgroup ids: nothing runs in them).
+#[test]
+fn the_subtree_tables_are_bounded_and_say_so() {
+    use syscribe::bpf::{MAX_SUBTREE_LEVELS, MAX_SUBTREES};
+    require_root();
+    let (mut recorder, _log) = Recorder::load(BTF.as_ref()).unwrap();
+    for level in 1..=MAX_SUBTREE_LEVELS {
+        recorder.watch_subtree(u64::from(level), level).unwrap();
+    }
+    let err = recorder
+        .watch_subtree(100, MAX_SUBTREE_LEVELS + 1)
+        .unwrap_err();
+    assert!(
+        matches!(err, BpfError::SubtreeLevelsFull { cgroup_id: 100, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("different depths"), "{err}");
+    for id in u64::from(MAX_SUBTREE_LEVELS) + 1..=u64::from(MAX_SUBTREES) {
+        recorder.watch_subtree(1_000 + id, 3).unwrap();
+    }
+    let err = recorder.watch_subtree(42, 3).unwrap_err();
+    assert!(
+        matches!(err, BpfError::SubtreesFull { cgroup_id: 42 }),
+        "{err}"
+    );
+    recorder
+        .unwatch_subtree(1_003 + u64::from(MAX_SUBTREE_LEVELS))
+        .unwrap();
+    recorder
+        .watch_subtree(42, 3)
+        .expect("a freed subtree entry is reusable");
+}

@@ -5,7 +5,7 @@ use aya::{
     maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray},
     programs::RawTracePoint,
 };
-use recorder_ebpf::COLLIDED_MAP;
+use recorder_ebpf::{COLLIDED_MAP, SUBTREES_MAP, SubtreeEntry};
 
 use super::BpfError;
 
@@ -55,6 +55,12 @@ pub(super) fn array<'a, V: aya::Pod>(
 
 pub(super) fn collided(ebpf: &mut Ebpf) -> Result<HashMap<&mut MapData, u64, u32>, BpfError> {
     HashMap::try_from(map(ebpf, COLLIDED_MAP)?).map_err(open_err(COLLIDED_MAP))
+}
+
+pub(super) fn subtrees(
+    ebpf: &mut Ebpf,
+) -> Result<HashMap<&mut MapData, u64, SubtreeEntry>, BpfError> {
+    HashMap::try_from(map(ebpf, SUBTREES_MAP)?).map_err(open_err(SUBTREES_MAP))
 }
 
 pub(super) fn per_cpu_array<'a>(

@@ -15,7 +15,8 @@ use aya::{
 };
 use recorder_ebpf::{
     COLLIDED_MAP, COUNTERS_MAP, DISCOVERED_MAP, EXITED_MAP, FREE_SLOTS_MAP, GENERATION_MAP,
-    INDEX_MAP, MAX_SUBTREES, OUT_OF_RANGE_MAP, SETS_MAP, SUBTREES_MAP, TASK_CACHE_MAP,
+    INDEX_MAP, LAYOUT_MAP, OUT_OF_RANGE_MAP, PIN_LAYOUT, SETS_MAP, SUBTREE_LEVELS_MAP,
+    SUBTREES_MAP, TASK_CACHE_MAP,
 };
 use thiserror::Error;
 
@@ -33,7 +34,10 @@ pub use recorder::Recorder;
 pub mod avc_format;
 
 /// Bounds of the kernel maps.
-pub use recorder_ebpf::{INDEX_SLOTS, MAX_RECORDED_CGROUPS, MAX_SYSCALLS, SET_FILTER_SEEN};
+pub use recorder_ebpf::{
+    DISCOVERY_SLOTS, INDEX_SLOTS, MAX_RECORDED_CGROUPS, MAX_SUBTREE_LEVELS, MAX_SUBTREES,
+    MAX_SYSCALLS, SET_FILTER_SEEN,
+};
 
 /// The eBPF object built by build.rs (empty when built with `AYA_BUILD_SKIP=1`).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/recorder"));
@@ -72,6 +76,10 @@ pub enum BpfError {
     TableFull { cgroup_id: u64 },
     #[error("{MAX_SUBTREES} subtrees are already being recorded; cgroup {cgroup_id} was not added")]
     SubtreesFull { cgroup_id: u64 },
+    #[error(
+        "the recorded subtrees already sit at {MAX_SUBTREE_LEVELS} different depths; cgroup {cgroup_id} (depth {level}) was not added"
+    )]
+    SubtreeLevelsFull { cgroup_id: u64, level: u32 },
     #[error("map {map}: cannot {op} slot {slot}: {source}")]
     Slot {
         map: &'static str,
@@ -124,12 +132,14 @@ pub(super) fn load_object(btf_path: &Path) -> Result<Ebpf, BpfError> {
 }
 
 /// The recorder's maps, by name: what is pinned in pinned mode.
-const PINNED_MAPS: [&str; 12] = [
+const PINNED_MAPS: [&str; 14] = [
     INDEX_MAP,
     SETS_MAP,
     COLLIDED_MAP,
     OUT_OF_RANGE_MAP,
     SUBTREES_MAP,
+    SUBTREE_LEVELS_MAP,
+    LAYOUT_MAP,
     FREE_SLOTS_MAP,
     DISCOVERED_MAP,
     COUNTERS_MAP,
@@ -162,6 +172,45 @@ pub(super) fn load_object_pinned(
     loader
         .load(OBJECT)
         .map_err(|source| BpfError::Load { source })
+}
+
+/// Whether `dir` holds maps a recorder of this layout pinned (to adopt). Maps pinned there
+/// with another layout (an older syscribe's) cannot be: their pins are removed (the kernel
+/// frees them once the old programs' links are replaced), said in a warning.
+pub(super) fn same_pin_layout(dir: &Path) -> Result<bool, BpfError> {
+    if !dir.join(SUBTREES_MAP).exists() {
+        return Ok(false);
+    }
+    let layout = aya::maps::MapData::from_pin(dir.join(LAYOUT_MAP))
+        .ok()
+        .and_then(|data| aya::maps::Array::<_, u32>::try_from(aya::maps::Map::Array(data)).ok())
+        .and_then(|map| map.get(&0, 0).ok());
+    if layout == Some(PIN_LAYOUT) {
+        return Ok(true);
+    }
+    tracing::warn!(
+        dir = %dir.display(),
+        found = layout,
+        expected = PIN_LAYOUT,
+        "the recorder state pinned here has another layout (an older syscribe's): it cannot be adopted, its recordings are dropped"
+    );
+    for name in PINNED_MAPS {
+        let path = dir.join(name);
+        if path.exists() {
+            std::fs::remove_file(&path).map_err(|source| BpfError::Pin {
+                path: path.clone(),
+                source,
+            })?;
+        }
+    }
+    Ok(false)
+}
+
+/// The distinct levels of `subtrees`, ascending.
+pub(super) fn subtree_levels<'a>(
+    subtrees: impl IntoIterator<Item = &'a (u64, u32)>,
+) -> std::collections::BTreeSet<u32> {
+    subtrees.into_iter().map(|(_, level)| *level).collect()
 }
 
 /// Whether `dir` is on a bpf filesystem (where maps and links can be pinned).

@@ -8,7 +8,7 @@ use std::{
 
 use aya::{
     Ebpf,
-    maps::{HashMap, MapData, PerCpuValues, Queue},
+    maps::{HashMap, MapData, MapError, PerCpuValues, Queue},
     programs::{
         links::{FdLink, PinnedLink},
         raw_trace_point::RawTracePointLinkId,
@@ -18,14 +18,17 @@ use aya_log::EbpfLogger;
 use recorder_ebpf::{
     CGROUP_ATTACH_PROGRAM, COLLIDED_MAP, COUNTER_CLAIM_FAILED, COUNTERS_MAP, DISCOVERED_MAP,
     DISCOVERY_SLOTS, FLOOR_PROGRAM, FREE_SLOTS_MAP, GENERATION_MAP, INDEX_MAP, IndexEntry,
-    MAX_SUBTREES, NEW_TASK_PROGRAM, OUT_OF_RANGE_MAP, RECORDER_PROGRAM, SETS_MAP, SUBTREES_MAP,
-    SubtreeEntry, SyscallSet, USER_GENERATION_TAG, index_slot,
+    LAYOUT_MAP, MAX_SUBTREE_LEVELS, MAX_SUBTREES, NEW_TASK_PROGRAM, OUT_OF_RANGE_MAP, PIN_LAYOUT,
+    RECORDER_PROGRAM, SETS_MAP, SUBTREE_LEVELS_MAP, SUBTREES_MAP, SubtreeEntry, SyscallSet,
+    USER_GENERATION_TAG, index_slot,
 };
 
 use super::{
     BpfError, EbpfLog, MAX_RECORDED_CGROUPS, load_object_pinned,
-    maps::{array, cgroup_err, collided, map, open_err, per_cpu_array, program, slot_err},
-    on_bpffs,
+    maps::{
+        array, cgroup_err, collided, map, open_err, per_cpu_array, program, slot_err, subtrees,
+    },
+    on_bpffs, same_pin_layout, subtree_levels,
 };
 
 /// The loaded recorder. Attached to `sys_enter` only while [`Recorder::attach`]ed: a machine
@@ -82,8 +85,16 @@ impl Recorder {
         btf_path: &Path,
         pin_dir: Option<&Path>,
     ) -> Result<(Self, Option<EbpfLog>), BpfError> {
-        let adopting = pin_dir.is_some_and(|dir| dir.join(SUBTREES_MAP).exists());
+        let adopting = match pin_dir {
+            Some(dir) => same_pin_layout(dir)?,
+            None => false,
+        };
         let mut ebpf = load_object_pinned(btf_path, pin_dir)?;
+        if pin_dir.is_some() {
+            array::<u32>(&mut ebpf, LAYOUT_MAP)?
+                .set(0, PIN_LAYOUT, 0)
+                .map_err(slot_err(LAYOUT_MAP, "write", 0))?;
+        }
         let logger = match EbpfLogger::init(&mut ebpf) {
             Ok(logger) => Some(logger),
             Err(err) => {
@@ -119,14 +130,11 @@ impl Recorder {
     /// sets the kernel side holds (discovered containers' and the free queue's). Its
     /// generations are not reused: ours start from the clock.
     fn adopt(&mut self) -> Result<(), BpfError> {
-        let entries: Vec<SubtreeEntry> = {
-            let map = array::<SubtreeEntry>(&mut self.ebpf, SUBTREES_MAP)?;
-            (0..MAX_SUBTREES)
-                .filter_map(|i| map.get(&i, 0).ok())
-                .take_while(|e| e.cgroup_id != 0)
-                .collect()
-        };
-        self.subtrees = entries.iter().map(|e| (e.cgroup_id, e.level)).collect();
+        self.subtrees = subtrees(&mut self.ebpf)?
+            .iter()
+            .map(|entry| entry.map(|(id, e)| (id, e.level)))
+            .collect::<Result<_, _>>()
+            .map_err(cgroup_err(SUBTREES_MAP, "list", 0))?;
         let mut kernel_held: Vec<u32> = self
             .discovered()?
             .into_iter()
@@ -259,6 +267,11 @@ impl Recorder {
         if self.subtrees.len() >= MAX_SUBTREES as usize {
             return Err(BpfError::SubtreesFull { cgroup_id });
         }
+        if subtree_levels(self.subtrees.iter().chain([&(cgroup_id, level)])).len()
+            > MAX_SUBTREE_LEVELS as usize
+        {
+            return Err(BpfError::SubtreeLevelsFull { cgroup_id, level });
+        }
         if !self.discovery_reserved {
             // Hand the kernel side its share of the sets, emptied.
             for _ in 0..DISCOVERY_SLOTS {
@@ -269,8 +282,16 @@ impl Recorder {
             }
             self.discovery_reserved = true;
         }
+        let entry = SubtreeEntry {
+            cgroup_id,
+            level,
+            reserved: 0,
+        };
+        subtrees(&mut self.ebpf)?
+            .insert(cgroup_id, entry, 0)
+            .map_err(cgroup_err(SUBTREES_MAP, "add", cgroup_id))?;
         self.subtrees.push((cgroup_id, level));
-        self.write_subtrees(cgroup_id)?;
+        self.write_subtree_levels(cgroup_id)?;
         self.new_generation(cgroup_id)
     }
 
@@ -283,24 +304,25 @@ impl Recorder {
     /// [`Recorder::release`]d).
     pub fn unwatch_subtree(&mut self, cgroup_id: u64) -> Result<(), BpfError> {
         self.subtrees.retain(|(id, _)| *id != cgroup_id);
-        self.write_subtrees(cgroup_id)?;
+        match subtrees(&mut self.ebpf)?.remove(&cgroup_id) {
+            Ok(()) | Err(MapError::KeyNotFound) => {}
+            Err(source) => return Err(cgroup_err(SUBTREES_MAP, "remove", cgroup_id)(source)),
+        }
+        self.write_subtree_levels(cgroup_id)?;
         self.new_generation(cgroup_id)
     }
 
-    fn write_subtrees(&mut self, cgroup_id: u64) -> Result<(), BpfError> {
-        let mut map = array::<SubtreeEntry>(&mut self.ebpf, SUBTREES_MAP)?;
-        for i in 0..MAX_SUBTREES {
-            let entry = self
-                .subtrees
-                .get(i as usize)
-                .map(|&(cgroup_id, level)| SubtreeEntry {
-                    cgroup_id,
-                    level,
-                    reserved: 0,
-                })
-                .unwrap_or_default();
-            map.set(i, entry, 0)
-                .map_err(cgroup_err(SUBTREES_MAP, "update for", cgroup_id))?;
+    /// Writes the distinct levels of the recorded subtrees, shallowest first, 0 after them.
+    fn write_subtree_levels(&mut self, cgroup_id: u64) -> Result<(), BpfError> {
+        let levels = subtree_levels(&self.subtrees);
+        let mut map = array::<u32>(&mut self.ebpf, SUBTREE_LEVELS_MAP)?;
+        for i in 0..MAX_SUBTREE_LEVELS {
+            let level = levels.iter().nth(i as usize).copied().unwrap_or(0);
+            map.set(i, level, 0).map_err(cgroup_err(
+                SUBTREE_LEVELS_MAP,
+                "update for",
+                cgroup_id,
+            ))?;
         }
         Ok(())
     }

@@ -266,7 +266,20 @@ mod tests {
         let Command::Record(args) = cli.command else {
             panic!("not record")
         };
-        assert_eq!(args.cgroup, Some(PathBuf::from("/kubepods/pod1")));
+        assert_eq!(args.cgroup, [PathBuf::from("/kubepods/pod1")]);
+        let cli = Cli::try_parse_from([
+            "syscribe",
+            "record",
+            "--cgroup",
+            "/kubepods/pod1",
+            "--cgroup",
+            "/kubepods/pod2",
+        ])
+        .unwrap();
+        let Command::Record(args) = cli.command else {
+            panic!("not record")
+        };
+        assert_eq!(args.cgroup.len(), 2, "several pods at once");
         assert!(Cli::try_parse_from(["syscribe", "record", "--cgroup", "/x", "--", "ls"]).is_err());
         assert!(Cli::try_parse_from(["syscribe", "record"]).is_err());
     }

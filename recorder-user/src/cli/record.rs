@@ -13,7 +13,7 @@ use crate::{
     profile::{
         build::{BuiltProfile, add_runtime_handoff, build_profile},
         crd::{SeccompProfileDoc, name_for_command},
-        seccomp::{ContainerMetadata, Dropped},
+        seccomp::{Boundary, ContainerMetadata, Dropped},
     },
     record::{HostPaths, RecordError, record_command, require_root, subtree::record_subtree},
 };
@@ -35,9 +35,10 @@ pub struct RecordArgs {
     /// `/kubepods/besteffort/pod<uid>`, relative to the cgroup2 mount or under it), each from its
     /// first syscall, one profile per container, written when the container's cgroup goes away.
     /// Runs until SIGINT/SIGTERM or until the cgroup is removed; SIGUSR1 writes the profiles of
-    /// the running containers as they are so far.
+    /// the running containers as they are so far. Repeat it to record several pods at once (up
+    /// to 512): each is recorded until it is removed, the recording ends when all are.
     #[arg(long, value_name = "PATH", conflicts_with = "command")]
-    pub cgroup: Option<PathBuf>,
+    pub cgroup: Vec<PathBuf>,
     /// With --cgroup: keep the recorder's kernel state pinned in DIR (on a bpf filesystem,
     /// e.g. /sys/fs/bpf/syscribe), so the recording goes on if syscribe is killed, and a
     /// syscribe started again with the same DIR and cgroup takes it over.
@@ -58,8 +59,8 @@ pub enum Format {
 
 pub fn record(paths: &HostPaths, args: RecordArgs) -> Result<i32, CliError> {
     let runtime = super::runtime()?;
-    if let Some(cgroup) = &args.cgroup {
-        return record_cgroup(&runtime, paths, cgroup, &args);
+    if !args.cgroup.is_empty() {
+        return record_cgroup(&runtime, paths, &args.cgroup, &args);
     }
     // Everything that can be known wrong is found before the command runs.
     if let Some(name) = &args.name {
@@ -93,7 +94,7 @@ pub fn record(paths: &HostPaths, args: RecordArgs) -> Result<i32, CliError> {
 fn record_cgroup(
     runtime: &tokio::runtime::Runtime,
     paths: &HostPaths,
-    cgroup: &Path,
+    cgroups: &[PathBuf],
     args: &RecordArgs,
 ) -> Result<i32, CliError> {
     let dir = args.output.clone().unwrap_or_else(|| PathBuf::from("."));
@@ -112,15 +113,15 @@ fn record_cgroup(
     // A directory that cannot be written is found now, not after the recording.
     drop(out_dir.stage("profile.json").map_err(write_err)?);
     let mut failed = None;
-    let ended = runtime.block_on(record_subtree(paths, cgroup, args.pin.as_deref(), |recording| {
+    let ended = runtime.block_on(record_subtree(paths, cgroups, args.pin.as_deref(), |recording| {
         let label = recording
             .container_id
             .as_deref()
             .map_or(recording.name.as_str(), |id| &id[..12]);
         let mut built = build_profile(&recording.syscalls, Vec::new());
-        // Only when the recording starts at the runtime's filter: else the runtime's whole
-        // setup is in the profile anyway.
-        let runtime_handoff = if recording.filter_seen {
+        // Only when the recording starts at a boundary: else the runtime's whole setup is in
+        // the profile anyway.
+        let runtime_handoff = if recording.boundary.found() {
             add_runtime_handoff(&mut built.seccomp)
         } else {
             Vec::new()
@@ -130,7 +131,7 @@ fn record_cgroup(
                 cgroup: recording.name.clone(),
                 id: recording.container_id.clone(),
                 pod_uid: recording.pod_uid.clone(),
-                filter_seen: recording.filter_seen,
+                boundary: recording.boundary,
                 runtime_handoff,
             });
         }
@@ -145,12 +146,12 @@ fn record_cgroup(
         let file = format!("{file_stem}.{extension}");
         let path = dir.join(&file);
         let text = render(&built, args.format, name_for_command(label));
-        if !recording.filter_seen {
+        if let Boundary::None { reason } = recording.boundary {
             tracing::warn!(
                 container = %recording.name,
-                "no seccomp filter was installed in this container while it was recorded, so its \
-                 profile also holds the runtime's own setup; record containers under a seccomp \
-                 profile (even defaultAction SCMP_ACT_ALLOW) to leave that out"
+                reason = reason.code(),
+                "where the container's own syscalls begin was not found ({reason}), so its profile \
+                 holds everything recorded in it, the runtime's setup included"
             );
         }
         if let Err(err) = out_dir

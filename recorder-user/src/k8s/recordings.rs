@@ -26,8 +26,11 @@ use crate::{
     keyed_store::KeyedStore,
     profile::{
         build::{RecordedSyscalls, add_runtime_handoff, build_profile},
-        crd::{ANNOTATION_CONTAINER_ID, ANNOTATION_DROPPED, ANNOTATION_POD_UID},
+        crd::{
+            ANNOTATION_BOUNDARY, ANNOTATION_CONTAINER_ID, ANNOTATION_DROPPED, ANNOTATION_POD_UID,
+        },
         naming::{NameError, recorded_profile_name, replica_suffix},
+        seccomp::Boundary,
     },
     record::{
         RecordError,
@@ -403,7 +406,7 @@ fn profiles_of(key: &Key, active: &Active, recordings: &[&ContainerRecording], o
             tracing::warn!(namespace = %key.0, pod = %key.1, cgroup = %recording.name, unnamed = unnamed.len(), "a recorded container is not in the pod's status (beyond its sandbox); no profile for it");
         }
     }
-    let mut by_name: BTreeMap<String, (RecordedSyscalls, bool, Vec<String>)> = BTreeMap::new();
+    let mut by_name: BTreeMap<String, (RecordedSyscalls, Boundary, Vec<String>)> = BTreeMap::new();
     for recording in recordings {
         let Some(name) = recording.container_id.as_ref().and_then(|id| names.get(id)) else {
             continue;
@@ -417,7 +420,7 @@ fn profiles_of(key: &Key, active: &Active, recordings: &[&ContainerRecording], o
                     numbers: BTreeSet::new(),
                     out_of_range: 0,
                 },
-                true,
+                recording.boundary,
                 Vec::new(),
             )
         });
@@ -426,23 +429,29 @@ fn profiles_of(key: &Key, active: &Active, recordings: &[&ContainerRecording], o
             .numbers
             .extend(recording.syscalls.numbers.iter().copied());
         entry.0.out_of_range += recording.syscalls.out_of_range;
-        entry.1 &= recording.filter_seen;
+        entry.1 = entry.1.merge(recording.boundary);
         entry.2.extend(recording.container_id.clone());
     }
     let selection = &active.selection;
-    for (container, (syscalls, filter_seen, ids)) in by_name {
+    for (container, (syscalls, boundary, ids)) in by_name {
         let Some(mut metadata) = recorded_metadata(key, selection, &active.pod, &container, out)
         else {
             continue;
         };
         let mut built = build_profile(&syscalls, Vec::new());
-        if filter_seen {
+        if boundary.found() {
             add_runtime_handoff(&mut built.seccomp);
         }
-        let mut annotations = BTreeMap::from([(
-            ANNOTATION_DROPPED.to_owned(),
-            (syscalls.out_of_range + built.unnamed.len() as u64).to_string(),
-        )]);
+        if let Boundary::None { reason } = boundary {
+            tracing::warn!(namespace = %key.0, pod = %key.1, %container, reason = reason.code(), "where the container's own syscalls begin was not found ({reason}), so its profile holds everything recorded in it, the runtime's setup included");
+        }
+        let mut annotations = BTreeMap::from([
+            (
+                ANNOTATION_DROPPED.to_owned(),
+                (syscalls.out_of_range + built.unnamed.len() as u64).to_string(),
+            ),
+            (ANNOTATION_BOUNDARY.to_owned(), boundary.annotation()),
+        ]);
         annotations.insert(ANNOTATION_CONTAINER_ID.to_owned(), ids.join(","));
         if let Some(uid) = &active.pod.metadata.uid {
             annotations.insert(ANNOTATION_POD_UID.to_owned(), uid.clone());

@@ -17,8 +17,11 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::{HostPaths, RecordError, require_root};
 use crate::{
-    bpf::{LogForwarder, Recorder, SET_FILTER_SEEN},
-    profile::build::RecordedSyscalls,
+    bpf::{LogForwarder, Recorder},
+    profile::{
+        build::RecordedSyscalls,
+        seccomp::{Boundary, NoBoundary},
+    },
     resolve::{
         cgroup::{cgroup_id, cgroup2_mount},
         container::container_of_path,
@@ -41,10 +44,10 @@ pub struct ContainerRecording {
     pub syscalls: RecordedSyscalls,
     /// Whether the container is still running (a snapshot), or finished.
     pub running: bool,
-    /// Whether the runtime installed a seccomp filter in the container: what was recorded
-    /// before it (the runtime's setup) was left out. Without one, the profile holds the
-    /// runtime's setup syscalls too.
-    pub filter_seen: bool,
+    /// Where the recording starts: what was recorded before it (the runtime's setup) was left
+    /// out; without one, `syscalls` holds everything (older state files say `filter_seen`).
+    #[serde(alias = "filter_seen")]
+    pub boundary: Boundary,
 }
 
 /// Why a subtree recording ended.
@@ -66,16 +69,20 @@ pub fn subtree_dir(root: &Path, path: &Path) -> (PathBuf, u32) {
     (root.join(relative), level)
 }
 
-/// Records the containers under `path` until SIGINT/SIGTERM or until `path` is removed.
-/// `deliver` gets each container's recording (SIGUSR1 asks for snapshots of running ones).
+/// Records the containers under each of `cgroups` until SIGINT/SIGTERM or until every one of
+/// them is removed (a removed one's containers are handed over then). `deliver` gets each
+/// container's recording (SIGUSR1 asks for snapshots of running ones).
 pub async fn record_subtree(
     paths: &HostPaths,
-    path: &Path,
+    cgroups: &[PathBuf],
     pin_dir: Option<&Path>,
     mut deliver: impl FnMut(ContainerRecording),
 ) -> Result<Ended, RecordError> {
     let mut subtrees = Subtrees::start_in(paths, pin_dir)?;
-    let subtree = subtrees.add(path)?;
+    let mut live = Vec::with_capacity(cgroups.len());
+    for path in cgroups {
+        live.push(subtrees.add(path)?);
+    }
     // Everything wanted is added: another subtree a previous syscribe left is an orphan.
     subtrees.prune_adopted()?;
 
@@ -96,7 +103,15 @@ pub async fn record_subtree(
                 continue;
             }
         };
-        if subtrees.is_gone(subtree) {
+        let (gone, kept): (Vec<u64>, Vec<u64>) = live.iter().partition(|id| subtrees.is_gone(**id));
+        for id in gone {
+            for recording in subtrees.remove(id)? {
+                finished += usize::from(!recording.running);
+                deliver(recording);
+            }
+        }
+        live = kept;
+        if live.is_empty() {
             break Ended::SubtreeRemoved;
         }
         for (_, recording) in subtrees.poll(snapshot)? {
@@ -105,7 +120,10 @@ pub async fn record_subtree(
         }
     };
     // The end: what is still running is handed over as it is.
-    let left = subtrees.remove(subtree)?;
+    let mut left = Vec::new();
+    for id in live {
+        left.extend(subtrees.remove(id)?);
+    }
     tracing::info!(
         containers = finished,
         still_running = left.len(),
@@ -473,12 +491,27 @@ fn read(
         name,
         cgroup_id,
         syscalls: RecordedSyscalls {
-            numbers: set.numbers().collect(),
+            numbers: set.profile_numbers().collect(),
             out_of_range,
         },
         running,
-        filter_seen: set.flags & SET_FILTER_SEEN != 0,
+        boundary: boundary(set.flags),
     })
+}
+
+/// The boundary the kernel side's flags say it found.
+fn boundary(flags: u64) -> Boundary {
+    use recorder_ebpf::Boundary as Found;
+    match recorder_ebpf::boundary_of(flags) {
+        Found::Filter => Boundary::Filter,
+        Found::Exec => Boundary::Exec,
+        Found::RootNotSwitched => Boundary::None {
+            reason: NoBoundary::RootNotSwitched,
+        },
+        Found::NotExeced => Boundary::None {
+            reason: NoBoundary::NotExeced,
+        },
+    }
 }
 
 /// What the namer thread shares: the watched directories, and the names it learnt.
@@ -630,17 +663,22 @@ fn parse_inotify_events(mut buf: &[u8]) -> Vec<(i32, String)> {
     events
 }
 
-/// The cgroups directly below `dir`: id → directory name.
+/// The cgroups directly below `dir`: id → directory name. From the directory entries alone (a
+/// cgroup's id is its inode number): no stat of the dozens of control files beside them,
+/// since every recorded pod is listed at each poll.
 fn child_cgroups(dir: &Path) -> BTreeMap<u64, String> {
+    use std::os::unix::fs::DirEntryExt as _;
     let Ok(entries) = fs::read_dir(dir) else {
         return BTreeMap::new();
     };
     entries
         .flatten()
-        .filter_map(|entry| {
-            let meta = entry.metadata().ok()?;
-            meta.is_dir()
-                .then(|| (meta.ino(), entry.file_name().to_string_lossy().into_owned()))
+        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|entry| {
+            (
+                entry.ino(),
+                entry.file_name().to_string_lossy().into_owned(),
+            )
         })
         .collect()
 }
@@ -671,6 +709,48 @@ mod tests {
         assert!(
             parse_inotify_events(&buf[..20]).is_empty(),
             "a truncated record is dropped"
+        );
+    }
+
+    /// The kernel side's boundary tables (numbers per architecture) against libseccomp's names.
+    #[test]
+    fn boundary_syscall_numbers_are_libseccomps() {
+        use libseccomp::{ScmpArch, ScmpSyscall};
+        use recorder_ebpf::{ABI_AARCH64, ABI_X86_64, SETUP_NAMES};
+        for (arch, abi) in [
+            (ScmpArch::X8664, ABI_X86_64),
+            (ScmpArch::Aarch64, ABI_AARCH64),
+        ] {
+            let nr = |name: &str| {
+                let nr: i32 = ScmpSyscall::from_name_by_arch(name, arch)
+                    .unwrap_or_else(|e| panic!("{name} on {arch:?}: {e}"))
+                    .into();
+                u64::try_from(nr).unwrap_or_else(|_| panic!("{name} on {arch:?}: {nr}"))
+            };
+            assert_eq!(abi.seccomp, nr("seccomp"), "{arch:?}");
+            assert_eq!(abi.prctl, nr("prctl"), "{arch:?}");
+            assert_eq!(abi.execve, nr("execve"), "{arch:?}");
+            assert_eq!(abi.execveat, nr("execveat"), "{arch:?}");
+            assert_eq!(
+                abi.root_switch,
+                [nr("pivot_root"), nr("chroot")],
+                "{arch:?}"
+            );
+            for (name, number) in SETUP_NAMES.iter().zip(abi.setup) {
+                if *name == "open_tree_attr" {
+                    // Linux 6.15, newer than this libseccomp: the kernel's shared table, 467
+                    // on every architecture (include/uapi/asm-generic/unistd.h).
+                    assert_eq!(number, 467);
+                    continue;
+                }
+                assert_eq!(number, nr(name), "{name} on {arch:?}");
+            }
+        }
+        assert_eq!(
+            boundary(recorder_ebpf::SET_AWAIT_BOUNDARY | recorder_ebpf::SET_ROOT_SWITCHED),
+            Boundary::None {
+                reason: NoBoundary::NotExeced
+            }
         );
     }
 
