@@ -1,6 +1,8 @@
 //! Everything that touches aya: loading the recorder object, attaching it to `sys_enter`, the
 //! `RECORDED` map, and forwarding the eBPF side's aya-log diagnostics into tracing.
 
+mod capable;
+
 use std::{
     collections::{HashMap as StdHashMap, VecDeque},
     io,
@@ -18,6 +20,7 @@ use aya::{
     },
 };
 use aya_log::EbpfLogger;
+use recorder_ebpf::SET_WHOLE_CGROUP;
 use recorder_ebpf::{
     AVC_COUNTER_DROPPED, AVC_COUNTER_TRUNCATED, AVC_COUNTER_UNREADABLE, AVC_COUNTERS_MAP,
     AVC_EVENTS_MAP, AVC_PROGRAM, CGROUP_ATTACH_PROGRAM, COLLIDED_MAP, COUNTER_CLAIM_FAILED,
@@ -142,6 +145,8 @@ pub struct Recorder {
     pin_dir: Option<std::path::PathBuf>,
     /// Pinned mode: the attached links, pinned (they outlive this process).
     pinned_links: Vec<PinnedLink>,
+    /// The capability program and its links to recorded cgroups.
+    capable: capable::Capable,
 }
 
 impl Recorder {
@@ -175,6 +180,7 @@ impl Recorder {
     ) -> Result<(Self, Option<EbpfLog>), BpfError> {
         let adopting = pin_dir.is_some_and(|dir| dir.join(SUBTREES_MAP).exists());
         let mut ebpf = load_object_pinned(btf_path, pin_dir)?;
+        let capable = capable::Capable::load(&mut ebpf);
         let logger = match EbpfLogger::init(&mut ebpf) {
             Ok(logger) => Some(logger),
             Err(err) => {
@@ -198,6 +204,7 @@ impl Recorder {
             free: (0..MAX_RECORDED_CGROUPS).collect(),
             pin_dir: pin_dir.map(Path::to_owned),
             pinned_links: Vec::new(),
+            capable,
         };
         if adopting {
             recorder.adopt()?;
@@ -286,6 +293,17 @@ impl Recorder {
     fn register(&mut self, cgroup_id: u64, slot: u32) -> Result<(), BpfError> {
         let err = |map, op| cgroup_err(map, op, cgroup_id);
         self.reset_slot(slot)?;
+        // Registered before anything runs in it: no runtime boundary to wait for.
+        array::<SyscallSet>(&mut self.ebpf, SETS_MAP)?
+            .set(
+                slot,
+                SyscallSet {
+                    flags: SET_WHOLE_CGROUP,
+                    ..SyscallSet::EMPTY
+                },
+                0,
+            )
+            .map_err(err(SETS_MAP, "initialize"))?;
         let pos = index_slot(cgroup_id);
         let index = array::<IndexEntry>(&mut self.ebpf, INDEX_MAP)?;
         let mut entry = index.get(&pos, 0).map_err(err(INDEX_MAP, "read"))?;
@@ -474,7 +492,9 @@ impl Recorder {
             return Ok(());
         }
         if let Some(dir) = self.pin_dir.clone() {
-            return self.attach_pinned(&dir);
+            self.attach_pinned(&dir)?;
+            self.attach_capabilities();
+            return Ok(());
         }
         // Cache keepers first: the recorder must never run without them.
         for name in ATTACHED_PROGRAMS.into_iter().rev() {
@@ -486,6 +506,7 @@ impl Recorder {
                 }
             }
         }
+        self.attach_capabilities();
         Ok(())
     }
 
@@ -520,6 +541,7 @@ impl Recorder {
 
     /// Detaches everything: from here on syscalls cost nothing.
     pub fn detach(&mut self) -> Result<(), BpfError> {
+        self.detach_capabilities()?;
         for link in self.pinned_links.drain(..) {
             let _ = link.unpin();
         }

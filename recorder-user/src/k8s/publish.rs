@@ -24,7 +24,8 @@ use super::{
     node_status::NodeProfile,
 };
 use crate::profile::{
-    merge::merge_partials, naming::recorded_profile_name, selinux_record::SelinuxRecording,
+    capabilities, crd::ANNOTATION_CAPABILITIES, merge::merge_partials,
+    naming::recorded_profile_name, selinux_record::SelinuxRecording,
 };
 
 /// The field manager of everything syscribe writes.
@@ -327,10 +328,26 @@ pub fn merged_seccomp(
         let Some(mut metadata) = merged_metadata(recording, &container) else {
             continue;
         };
-        metadata.annotations = Some(BTreeMap::from([(
+        let mut annotations = BTreeMap::from([(
             ANNOTATION_COVERAGE.to_owned(),
             serde_json::to_string(&coverage).expect("coverage serializes"),
-        )]));
+        )]);
+        // Every replica's capabilities (unknown when one replica's were not recorded).
+        let lists: Vec<Option<Vec<String>>> = partials
+            .iter()
+            .map(|p| {
+                p.annotations()
+                    .get(ANNOTATION_CAPABILITIES)
+                    .map(|value| capabilities::from_annotation(value))
+            })
+            .collect();
+        if let Some(names) = capabilities::union(lists.iter().map(Option::as_deref)) {
+            annotations.insert(
+                ANNOTATION_CAPABILITIES.to_owned(),
+                capabilities::annotation(&names),
+            );
+        }
+        metadata.annotations = Some(annotations);
         let mut spec = SeccompProfileSpec::from_seccomp(&merged);
         if recording.spec.disable_profile_after_recording {
             spec.state = Some(super::crd::ProfileState::Disabled);
@@ -584,6 +601,49 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(merged, ["rec-app"]);
+    }
+
+    /// Merged replicas used what any of them used; one replica without recorded capabilities
+    /// makes the merged profile's unknown (no annotation) rather than understated.
+    #[test]
+    fn merged_profiles_carry_the_union_of_the_replicas_capabilities() {
+        let with_caps = |name: &str, caps: Option<&str>| {
+            let mut profile = profile(name, true, &["read"]);
+            if let Some(caps) = caps {
+                profile
+                    .annotations_mut()
+                    .insert(ANNOTATION_CAPABILITIES.to_owned(), caps.to_owned());
+            }
+            profile
+        };
+        let deleted = recording("Containers", true, &[FINALIZER_UNMERGED]);
+        let merged = merged_seccomp(
+            &deleted,
+            &[
+                with_caps("rec-app-aaaaa", Some("CAP_NET_BIND_SERVICE,CAP_CHOWN")),
+                with_caps("rec-app-bbbbb", Some("CAP_CHOWN,CAP_KILL")),
+                with_caps("rec-app-ccccc", Some("")),
+            ],
+        );
+        assert_eq!(merged.len(), 1);
+        assert_eq!(
+            merged[0].annotations()[ANNOTATION_CAPABILITIES],
+            "CAP_CHOWN,CAP_KILL,CAP_NET_BIND_SERVICE"
+        );
+        let merged = merged_seccomp(
+            &deleted,
+            &[
+                with_caps("rec-app-aaaaa", Some("CAP_CHOWN")),
+                with_caps("rec-app-bbbbb", None),
+            ],
+        );
+        assert!(
+            !merged[0]
+                .annotations()
+                .contains_key(ANNOTATION_CAPABILITIES),
+            "{:?}",
+            merged[0].annotations()
+        );
     }
 
     const SE: &str = "/apis/security-profiles-operator.x-k8s.io/v1/selinuxprofiles";

@@ -25,7 +25,11 @@ use super::{
 use crate::{
     profile::{
         build::{RecordedSyscalls, add_runtime_handoff, build_profile},
-        crd::{ANNOTATION_CONTAINER_ID, ANNOTATION_DROPPED, ANNOTATION_POD_UID},
+        capabilities,
+        crd::{
+            ANNOTATION_CAPABILITIES, ANNOTATION_CONTAINER_ID, ANNOTATION_DROPPED,
+            ANNOTATION_POD_UID,
+        },
         naming::{NameError, recorded_profile_name, replica_suffix},
     },
     record::{
@@ -432,6 +436,7 @@ fn profiles_of(key: &Key, active: &Active, recordings: &[&ContainerRecording], o
                 RecordedSyscalls {
                     numbers: BTreeSet::new(),
                     out_of_range: 0,
+                    capabilities: Some(0),
                 },
                 true,
                 Vec::new(),
@@ -442,6 +447,12 @@ fn profiles_of(key: &Key, active: &Active, recordings: &[&ContainerRecording], o
             .numbers
             .extend(recording.syscalls.numbers.iter().copied());
         entry.0.out_of_range += recording.syscalls.out_of_range;
+        // A restarted container: what any of its runs used (unknown if one run's is).
+        entry.0.capabilities = entry
+            .0
+            .capabilities
+            .zip(recording.syscalls.capabilities)
+            .map(|(a, b)| a | b);
         entry.1 &= recording.filter_seen;
         entry.2.extend(recording.container_id.clone());
     }
@@ -462,6 +473,17 @@ fn profiles_of(key: &Key, active: &Active, recordings: &[&ContainerRecording], o
         annotations.insert(ANNOTATION_CONTAINER_ID.to_owned(), ids.join(","));
         if let Some(uid) = &active.pod.metadata.uid {
             annotations.insert(ANNOTATION_POD_UID.to_owned(), uid.clone());
+        }
+        if let Some(names) = built
+            .seccomp
+            .syscribe
+            .as_ref()
+            .and_then(|m| m.capabilities.as_deref())
+        {
+            annotations.insert(
+                ANNOTATION_CAPABILITIES.to_owned(),
+                capabilities::annotation(names),
+            );
         }
         let mut spec = SeccompProfileSpec::from_seccomp(&built.seccomp);
         if selection.disable_after {

@@ -16,6 +16,9 @@ pub const ANNOTATION_COMMAND: &str = "syscribe.dev/command";
 pub const ANNOTATION_DROPPED: &str = "syscribe.dev/dropped-syscalls";
 pub const ANNOTATION_CONTAINER_ID: &str = "syscribe.dev/container-id";
 pub const ANNOTATION_POD_UID: &str = "syscribe.dev/pod-uid";
+/// The Linux capabilities the recorded processes used, comma-separated (`CAP_CHOWN,…`; empty:
+/// none); absent when they were not recorded.
+pub const ANNOTATION_CAPABILITIES: &str = "syscribe.dev/capabilities";
 /// On a recorded SelinuxProfile: the AVCs it was recorded from, and those not kept (names a
 /// profile cannot hold, or beyond its rule bound).
 pub const ANNOTATION_DENIALS: &str = "syscribe.dev/recorded-denials";
@@ -77,6 +80,12 @@ impl SeccompProfileDoc {
                 ANNOTATION_DROPPED.to_owned(),
                 meta.dropped.total().to_string(),
             );
+            if let Some(names) = &meta.capabilities {
+                annotations.insert(
+                    ANNOTATION_CAPABILITIES.to_owned(),
+                    super::capabilities::annotation(names),
+                );
+            }
         }
         Self {
             api_version: API_VERSION.to_owned(),

@@ -227,6 +227,7 @@ impl Subtrees {
             .recorder
             .watch_subtree(subtree_id, level)
             .and_then(|()| self.recorder.attach());
+
         if let Err(err) = started {
             // Undone: no watch, no directory, and an adopted subtree stays adopted.
             self.namer.unwatch(watch);
@@ -448,7 +449,16 @@ impl Subtrees {
             Some(tree) => (tree.dir.as_path(), &tree.names),
             None => (Path::new(""), &empty),
         };
-        read(&mut self.recorder, dir, names, container, slot, running)
+        let capabilities = self.recorder.records_capabilities();
+        read(
+            &mut self.recorder,
+            dir,
+            names,
+            container,
+            slot,
+            running,
+            capabilities,
+        )
     }
 }
 
@@ -459,6 +469,7 @@ fn read(
     cgroup_id: u64,
     slot: u32,
     running: bool,
+    capabilities: bool,
 ) -> Result<ContainerRecording, RecordError> {
     let (set, out_of_range) = recorder.read_slot(slot)?;
     let name = names
@@ -475,6 +486,7 @@ fn read(
         syscalls: RecordedSyscalls {
             numbers: set.numbers().collect(),
             out_of_range,
+            capabilities: capabilities.then(|| set.capability_mask()),
         },
         running,
         filter_seen: set.flags & SET_FILTER_SEEN != 0,
