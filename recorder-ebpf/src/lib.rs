@@ -357,6 +357,59 @@ pub const ABI_AARCH64: Abi = Abi {
     arg_offsets: [0, 8, 16],
 };
 
+/// `SyscallSet::flags`: a cgroup userspace registered itself before anything ran in it
+/// (`record -- CMD`): no runtime runs there, so there is no boundary to wait for.
+pub const SET_WHOLE_CGROUP: u64 = 1 << 16;
+
+/// # Capabilities a container uses
+///
+/// `syscribe_capable` runs on the raw tracepoint `cap_capable` (Linux 6.14+), which the
+/// capability LSM (commoncap) fires for every capability check it decides, with the result:
+/// `(cred, target_ns, capable_ns, cap, ret)`. It marks `cap` in the current task's set when:
+/// - the check passed (`ret == 0`): the task needed the capability and had it;
+/// - it was not a silent probe: the kernel asks "would this task have it?" with
+///   `CAP_OPT_NOAUDIT` (`ns_capable_noaudit`, `has_ns_capability_noaudit`, and the
+///   overcommit check `cap_vm_enough_memory`, which probes `CAP_SYS_ADMIN` at every private
+///   mapping). The tracepoint does not carry `opts`, so the program looks at the kernel stack
+///   instead: a probe has one of those functions among its callers ([`CodeRange`]s userspace
+///   finds in /proc/kallsyms, in `CAP_PROBES`). Only capabilities not marked yet pay for that;
+/// - the set counts capabilities ([`counts_capabilities`]): the runtime's own steps before the
+///   container's boundary (runc's `setgroups`/`setuid`/`capset`, bounding-set drops) are the
+///   runtime's.
+///
+/// (The design asked for the BPF LSM hook `capable`, attached per cgroup: this kernel lists the
+/// BPF LSM as active but refuses to load any `BPF_PROG_TYPE_LSM` program, or fentry/fexit,
+/// with EPERM before verifying it. The tracepoint needs neither, and sees only what commoncap
+/// decided — which is what a container's capability sets decide.)
+pub const CAPABLE_PROGRAM: &str = "syscribe_capable";
+/// The raw tracepoint it attaches to.
+pub const CAPABLE_TRACEPOINT: &str = "cap_capable";
+/// Capability numbers recorded: `0..MAX_CAPABILITIES` (`CAP_LAST_CAP` is 40 in Linux 6.18).
+pub const MAX_CAPABILITIES: usize = 64;
+/// `CAP_PROBES`: the code of the kernel functions that make silent capability probes.
+pub const CAP_PROBES_MAP: &str = "CAP_PROBES";
+pub const MAX_CAP_PROBES: u32 = 8;
+/// Kernel stack frames looked at for a probe's function (the check's wrapper is 3 to 6
+/// frames deep, below the program's own frames).
+pub const CAP_PROBE_FRAMES: usize = 12;
+
+/// Kernel code addresses `[start, end)` (a function's), a value of `CAP_PROBES` (packed from
+/// index 0; `start == 0` ends the list).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CodeRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+/// Whether a set's capability checks count yet: in a cgroup registered by userspace, always;
+/// in a discovered container, from its boundary on: its seccomp filter (`SET_FILTER_SEEN`) or,
+/// without one, the exec after its root switch (`SET_EXECED`). The one place that decides.
+#[inline(always)]
+pub const fn counts_capabilities(flags: u64) -> bool {
+    flags & (SET_WHOLE_CGROUP | SET_FILTER_SEEN | SET_EXECED) != 0
+}
+
 /// What one recorded cgroup did: a value of `SETS`.
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -373,6 +426,9 @@ pub struct SyscallSet {
     pub last_out_of_range: u64,
     /// `SET_*` flags.
     pub flags: u64,
+    /// `capabilities[cap] != 0` once a task of this cgroup passed a capability check for `cap`
+    /// (see [`counts_capabilities`]; bytes rather than bits for the reason `seen` has them).
+    pub capabilities: [u8; MAX_CAPABILITIES],
 }
 
 impl SyscallSet {
@@ -380,6 +436,7 @@ impl SyscallSet {
         seen: [0; MAX_SYSCALLS],
         last_out_of_range: 0,
         flags: 0,
+        capabilities: [0; MAX_CAPABILITIES],
     };
 
     /// The syscall numbers seen since the boundary (or since the recording began), ascending.
@@ -437,6 +494,14 @@ impl SyscallSet {
             unsafe { *words.add(i) = 0 };
             i += 1;
         }
+    }
+
+    /// The capabilities used, as a mask (bit `cap` for `CAP_*` number `cap`).
+    pub fn capability_mask(&self) -> u64 {
+        (0u32..)
+            .zip(self.capabilities.iter())
+            .filter(|(_, used)| **used != 0)
+            .fold(0, |mask, (cap, _)| mask | 1 << cap)
     }
 }
 
@@ -530,6 +595,9 @@ unsafe impl aya::Pod for SubtreeEntry {}
 #[cfg(feature = "user")]
 // SAFETY: repr(C), only integer fields, no padding (asserted in the tests below).
 unsafe impl aya::Pod for ExitEntry {}
+#[cfg(feature = "user")]
+// SAFETY: repr(C), only integer fields, no padding (asserted in the tests below).
+unsafe impl aya::Pod for CodeRange {}
 
 #[cfg(test)]
 mod tests {
@@ -539,13 +607,21 @@ mod tests {
 
     #[test]
     fn layouts_have_no_padding() {
-        assert_eq!(size_of::<SyscallSet>(), MAX_SYSCALLS + 16);
+        assert_eq!(
+            size_of::<SyscallSet>(),
+            MAX_SYSCALLS + 16 + MAX_CAPABILITIES
+        );
+        assert_eq!(
+            core::mem::offset_of!(SyscallSet, capabilities),
+            MAX_SYSCALLS + 16
+        );
         assert_eq!(align_of::<SyscallSet>(), 8);
         assert_eq!(MAX_SYSCALLS % 8, 0, "the u64 field must start aligned");
         assert_eq!(size_of::<IndexEntry>(), 16);
         assert_eq!(size_of::<TaskCache>(), 24);
         assert_eq!(size_of::<SubtreeEntry>(), 16);
         assert_eq!(size_of::<ExitEntry>(), 16);
+        assert_eq!(size_of::<CodeRange>(), 16);
         assert_eq!(align_of::<IndexEntry>(), 8);
         assert_eq!(
             size_of::<AvcEvent>(),
@@ -631,5 +707,24 @@ mod tests {
         assert_eq!(numbers.next(), Some(59));
         assert_eq!(numbers.next(), Some(MAX_SYSCALLS as u32 - 1));
         assert_eq!(numbers.next(), None);
+    }
+
+    #[test]
+    fn capability_mask_has_a_bit_per_used_capability() {
+        let mut set = SyscallSet::EMPTY;
+        assert_eq!(set.capability_mask(), 0);
+        set.capabilities[0] = 1; // CAP_CHOWN
+        set.capabilities[10] = 1; // CAP_NET_BIND_SERVICE
+        set.capabilities[MAX_CAPABILITIES - 1] = 1;
+        assert_eq!(set.capability_mask(), 1 | 1 << 10 | 1 << 63);
+    }
+
+    #[test]
+    fn capabilities_count_only_past_the_boundary() {
+        assert!(counts_capabilities(SET_WHOLE_CGROUP));
+        assert!(counts_capabilities(SET_FILTER_SEEN));
+        assert!(!counts_capabilities(SET_AWAIT_BOUNDARY));
+        // Claimed by the kernel side, flags not written yet: the runtime's, not counted.
+        assert!(!counts_capabilities(0));
     }
 }

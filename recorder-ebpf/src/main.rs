@@ -450,3 +450,96 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]
 static LICENSE: [u8; 4] = *b"GPL\0";
+
+/// The capabilities a recorded cgroup's tasks use (see `recorder_ebpf::CAPABLE_PROGRAM`).
+mod capabilities {
+    use aya_ebpf::{
+        EbpfContext as _,
+        helpers::bpf_get_stack,
+        macros::{map, raw_tracepoint},
+        maps::Array,
+        programs::RawTracePointContext,
+    };
+    use recorder_ebpf::{CAP_PROBE_FRAMES, CodeRange, MAX_CAP_PROBES, counts_capabilities};
+
+    use super::{SETS, lookup_slot};
+
+    /// The kernel functions that make silent capability probes (written by userspace).
+    #[map]
+    static CAP_PROBES: Array<CodeRange> = Array::with_max_entries(MAX_CAP_PROBES, 0);
+
+    /// Every capability check commoncap decides, on every CPU, while recording.
+    #[raw_tracepoint(tracepoint = "cap_capable")]
+    pub fn syscribe_capable(ctx: RawTracePointContext) -> i32 {
+        note_capability(&ctx);
+        0
+    }
+
+    /// Marks the checked capability in the current task's set when the check passed, the set
+    /// counts capabilities, and it was not a silent probe.
+    #[inline(always)]
+    fn note_capability(ctx: &RawTracePointContext) {
+        // cap_capable's TP_PROTO: (const struct cred *cred, struct user_namespace *target_ns,
+        // const struct user_namespace *capable_ns, int cap, int ret).
+        let ret: u64 = ctx.arg(4);
+        if ret as i32 != 0 {
+            return;
+        }
+        let cap: u64 = ctx.arg(3);
+        let Some(slot) = lookup_slot() else {
+            return;
+        };
+        let Some(set) = SETS.get_ptr_mut(slot) else {
+            return;
+        };
+        // SAFETY: `set` points into a map value that stays valid for this program run.
+        let set = unsafe { &mut *set };
+        if !counts_capabilities(set.flags) {
+            return;
+        }
+        // A negative or unknown number is no capability (`get_mut` fails for it).
+        let Some(used) = set.capabilities.get_mut(cap as i32 as usize) else {
+            return;
+        };
+        if *used == 0 && !silent_probe(ctx) {
+            *used = 1;
+        }
+    }
+
+    /// Whether one of the current kernel stack's frames is in a probing function. A stack that
+    /// cannot be read counts as no probe: a capability too many rather than one missing.
+    #[inline(always)]
+    fn silent_probe(ctx: &RawTracePointContext) -> bool {
+        let mut frames = [0u64; CAP_PROBE_FRAMES];
+        // SAFETY: the helper writes at most `size` bytes into `frames` (kernel stack, flags 0).
+        let written = unsafe {
+            bpf_get_stack(
+                ctx.as_ptr(),
+                frames.as_mut_ptr().cast(),
+                (CAP_PROBE_FRAMES * 8) as u32,
+                0,
+            )
+        };
+        if written <= 0 {
+            return false;
+        }
+        let count = (written as usize / 8).min(CAP_PROBE_FRAMES);
+        for (i, ip) in frames.iter().enumerate() {
+            if i >= count {
+                break;
+            }
+            for r in 0..MAX_CAP_PROBES {
+                let Some(range) = CAP_PROBES.get(r) else {
+                    break;
+                };
+                if range.start == 0 {
+                    break;
+                }
+                if *ip >= range.start && *ip < range.end {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+}

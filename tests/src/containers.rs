@@ -221,6 +221,19 @@ impl Bundle {
         });
     }
 
+    /// Gives the container's process exactly these capabilities (`CAP_*` names) in its
+    /// bounding, effective and permitted sets, none inheritable or ambient.
+    pub fn set_capabilities(&self, capabilities: &[&str]) {
+        let config_path = self.dir.join("config.json");
+        let mut config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+        let set = serde_json::json!(capabilities);
+        config["process"]["capabilities"] = serde_json::json!({
+            "bounding": set, "effective": set, "permitted": set,
+        });
+        std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    }
+
     /// Runs the container in the foreground with `runtime` (runc or crun) and deletes it.
     pub fn run(&self, runtime: &str) -> Output {
         run_bundle(runtime, self.dir.path(), &self.id)

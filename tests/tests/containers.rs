@@ -939,3 +939,74 @@ fn a_process_execd_into_a_running_container_adds_to_its_profile() {
     drop(container);
     assert_no_container_leftovers(pod);
 }
+
+/// What containerd gives a container by default: the set it is recorded with.
+const CONTAINERD_DEFAULT_CAPABILITIES: [&str; 14] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// A container running as root with containerd's default capabilities, that chowns a file and
+/// listens on a privileged port: its recording names exactly CAP_CHOWN and
+/// CAP_NET_BIND_SERVICE (runc's own steps after the filter — the exec fifo, the final
+/// `execve` — need none); run with only those two it does the same; without either it fails.
+#[test]
+fn a_root_containers_capabilities_are_exactly_what_it_used() {
+    require_root();
+    let start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start").unwrap();
+    let port = 600 + std::process::id() % 300;
+    assert!(
+        port < start.trim().parse::<u32>().unwrap(),
+        "port {port} must need CAP_NET_BIND_SERVICE here (ip_unprivileged_port_start is {start})"
+    );
+    let pod = PodCgroup::new();
+    let out = TempDir::new("capabilities");
+    // The listener is ended by `timeout` (status 143) when it could bind; nc says 1 when not.
+    // Each run starts from a new file (the rootfs stays: the last run's file is uid 1's).
+    let script = format!(
+        "set -e; rm -f /tmp/f; echo x > /tmp/f; chown 1:1 /tmp/f; stat -c %u:%g /tmp/f; \
+         timeout 0.5 nc -l -p {port} || echo \"nc: $?\""
+    );
+    let container = bundle(&pod, &["/bin/sh", "-c", &script]);
+    container.set_capabilities(&CONTAINERD_DEFAULT_CAPABILITIES);
+    let recording = PodRecording::start(&pod, out.path());
+    let recorded_run = container.run("runc");
+    assert!(recorded_run.status.success(), "{}", stderr(&recorded_run));
+    assert_eq!(stdout(&recorded_run), "1:1\nnc: 143\n");
+    let profile = profile_of(out.path(), &container);
+    assert_no_warnings(&recording.stop());
+    let recorded: Vec<String> =
+        serde_json::from_value(profile["syscribe"]["capabilities"].clone()).unwrap();
+    assert_eq!(recorded, ["CAP_CHOWN", "CAP_NET_BIND_SERVICE"], "{profile}");
+
+    let used: Vec<&str> = recorded.iter().map(String::as_str).collect();
+    container.set_capabilities(&used);
+    let replayed = container.run("runc");
+    assert!(replayed.status.success(), "{}", stderr(&replayed));
+    assert_eq!(stdout(&replayed), stdout(&recorded_run));
+
+    for missing in &used {
+        let fewer: Vec<&str> = used.iter().copied().filter(|c| c != missing).collect();
+        container.set_capabilities(&fewer);
+        let crippled = container.run("runc");
+        assert!(
+            !crippled.status.success() || stdout(&crippled) != stdout(&recorded_run),
+            "still the same without {missing}: {}",
+            stdout(&crippled)
+        );
+    }
+    drop(container);
+    assert_no_container_leftovers(pod);
+}

@@ -124,6 +124,8 @@ fn a_selected_pod_becomes_a_seccomp_profile_that_replays() {
         profile.annotations()["syscribe.dev/container-id"],
         container.id
     );
+    // Recorded, and none used: echo, sleep and cat as root need no capability check.
+    assert_eq!(profile.annotations()["syscribe.dev/capabilities"], "");
     let json = serde_json::to_value(profile).unwrap();
     assert_eq!(json["apiVersion"], "security-profiles-operator.x-k8s.io/v1");
     assert_eq!(json["kind"], "SeccompProfile");

@@ -153,6 +153,45 @@ fn crd_format_is_an_upstream_seccomp_profile() {
     assert_no_leftovers();
 }
 
+/// `--format securitycontext`: the capabilities the command used, everything else dropped,
+/// and its SeccompProfile by name; a silent probe (the overcommit check at every mapping
+/// probes CAP_SYS_ADMIN, which root has) is not a use.
+#[test]
+fn securitycontext_format_adds_what_was_used_and_drops_the_rest() {
+    let dir = TempDir::new("securitycontext");
+    let file = dir.join("owned");
+    std::fs::write(&file, "x").unwrap();
+    let out = dir.join("context.yaml");
+    let output = syscribe()
+        .args([
+            "record",
+            "--format",
+            "securitycontext",
+            "--name",
+            "web",
+            "-o",
+        ])
+        .arg(&out)
+        .args(["--", "/bin/busybox", "chown", "1:1"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let context = &doc["securityContext"];
+    assert_eq!(
+        context["capabilities"],
+        serde_yaml::from_str::<serde_yaml::Value>("{drop: [ALL], add: [CHOWN]}").unwrap()
+    );
+    assert_eq!(context["seccompProfile"]["type"], "Localhost");
+    assert_eq!(
+        context["seccompProfile"]["localhostProfile"],
+        "operator/web.json"
+    );
+    assert_no_leftovers();
+}
+
 /// The recorded set equals what `strace -f` observes for the same deterministic command.
 #[test]
 fn recorded_set_equals_strace() {

@@ -11,6 +11,10 @@
 //!    program — what the recorder's body costs beyond an empty program's, measured precisely
 //!    where the end-to-end numbers of this VM drift by tens of ns.
 //!
+//! A third pass measures the capability hook (the program on the `cap_capable` tracepoint,
+//! attached while recording): `syscall-probe caploop N` (kill(child, 0) N times, one CAP_KILL
+//! check each) bare, beside a recording it is not part of, and recorded.
+//!
 //! Nothing here asserts a time: it prints the numbers and ratios.
 
 use std::{
@@ -46,6 +50,30 @@ const POD_COUNTS: [usize; 3] = [1, 10, 110];
 /// Rounds of the program-body pass.
 const BODY_ROUNDS: usize = 3;
 
+const CAPABILITY_CONFIGS: [&str; 3] = [
+    "bare (nothing attached)",
+    "syscribe recording, task not recorded",
+    "syscribe recording this task",
+];
+
+/// What the measured loop does.
+#[derive(Clone, Copy)]
+enum Workload {
+    /// getppid: the per-syscall cost.
+    Getppid,
+    /// kill(child, 0) of another user's child: one capability check per call.
+    CapKill,
+}
+
+impl Workload {
+    fn probe_arg(self) -> &'static str {
+        match self {
+            Self::Getppid => "loop",
+            Self::CapKill => "caploop",
+        }
+    }
+}
+
 struct Bench<'a> {
     syscribe: &'a Path,
     probe: PathBuf,
@@ -80,15 +108,17 @@ pub fn recorder(syscribe: &Path, iterations: u64, rounds: usize) -> Result<()> {
             .args(["-t", "tracefs", "tracefs"])
             .arg(tracefs))?;
     }
-    let result = bench
-        .end_to_end(rounds)
-        .and_then(|e2e| Ok((e2e, bench.bodies()?)));
+    let result = bench.end_to_end(rounds).and_then(|e2e| {
+        let bodies = bench.bodies()?;
+        Ok((e2e, bodies, bench.capabilities(rounds)?))
+    });
     let _ = fs::remove_dir_all(&bench.scratch);
     if mounted_tracefs {
         let _ = Command::new("umount").arg(tracefs).status();
     }
-    let (e2e, bodies) = result?;
+    let (e2e, bodies, capabilities) = result?;
     print_report(&e2e, &bodies, iterations, rounds);
+    print_capability_report(&capabilities, iterations, rounds);
 
     // Container start, with and without a recording of its pod.
     let helper = bins.join("container-start");
@@ -131,8 +161,8 @@ impl Bench<'_> {
     fn config(&self, i: usize, body: bool) -> Result<Sample> {
         match i {
             1 => self.floor(body),
-            2 => self.unrecorded(body),
-            3 => self.recorded(body),
+            2 => self.unrecorded(Workload::Getppid, body),
+            3 => self.recorded(Workload::Getppid, body),
             i if i < CONFIGS.len() - 1 => {
                 let pods = POD_COUNTS[(i - 4) / 2];
                 self.pods(pods, (i - 4) % 2 == 1, body)
@@ -163,14 +193,38 @@ impl Bench<'_> {
         }))
     }
 
-    fn loop_cmd(&self) -> Command {
+    /// The capability hook, end to end (ns per kill(child, 0), one row per round, bare first
+    /// and last as above), and the hook's body (ns per run, task recorded: the median of
+    /// `BODY_ROUNDS`, with statistics on).
+    fn capabilities(&self, rounds: usize) -> Result<(Vec<[f64; 3]>, f64)> {
+        let mut rows = Vec::with_capacity(rounds);
+        for round in 1..=rounds {
+            eprintln!("bench: capability hook round {round}/{rounds}");
+            let before = probe_loop(&mut self.loop_cmd(Workload::CapKill))?;
+            let unrecorded = self.unrecorded(Workload::CapKill, false)?.ns;
+            let recorded = self.recorded(Workload::CapKill, false)?.ns;
+            let after = probe_loop(&mut self.loop_cmd(Workload::CapKill))?;
+            rows.push([(before + after) / 2.0, unrecorded, recorded]);
+        }
+        let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime)
+            .context("enabling BPF run-time statistics")?;
+        let mut bodies = Vec::new();
+        for _ in 0..BODY_ROUNDS {
+            let sample = self.recorded(Workload::CapKill, true)?;
+            bodies.push(sample.body.context("no program statistics")?);
+        }
+        Ok((rows, median(bodies)))
+    }
+
+    fn loop_cmd(&self, workload: Workload) -> Command {
         let mut cmd = Command::new(&self.probe);
-        cmd.arg("loop").arg(self.iterations.to_string());
+        cmd.arg(workload.probe_arg())
+            .arg(self.iterations.to_string());
         cmd
     }
 
     fn bare(&self) -> Result<f64> {
-        probe_loop(&mut self.loop_cmd())
+        probe_loop(&mut self.loop_cmd(Workload::Getppid))
     }
 
     fn floor(&self, body: bool) -> Result<Sample> {
@@ -198,7 +252,7 @@ impl Bench<'_> {
     }
 
     /// syscribe records a `sleep` in its own cgroup while the loop runs outside it.
-    fn unrecorded(&self, body: bool) -> Result<Sample> {
+    fn unrecorded(&self, workload: Workload, body: bool) -> Result<Sample> {
         let mut recording = Command::new(self.syscribe)
             .args(["record", "-o", "/dev/null", "--", "sleep", "3600"])
             .stderr(Stdio::null())
@@ -211,8 +265,8 @@ impl Bench<'_> {
         let started = wait_until(Duration::from_secs(10), || {
             fs::read_to_string(&procs).is_ok_and(|pids| !pids.trim().is_empty())
         });
-        let ns = started.and_then(|()| self.bare());
-        let body = body.then(|| program_body(is_recorder)).transpose();
+        let ns = started.and_then(|()| probe_loop(&mut self.loop_cmd(workload)));
+        let body = body.then(|| program_body(is_hook(workload))).transpose();
         stop(&mut recording)?;
         Ok(Sample {
             ns: ns?,
@@ -222,11 +276,12 @@ impl Bench<'_> {
 
     /// syscribe records the loop itself (through a shell that waits so the program's
     /// statistics can be read before syscribe detaches it).
-    fn recorded(&self, body: bool) -> Result<Sample> {
+    fn recorded(&self, workload: Workload, body: bool) -> Result<Sample> {
         let profile = self.scratch.join("loop.json");
         let script = format!(
-            "{} loop {}; read _; exit 0",
+            "{} {} {}; read _; exit 0",
             self.probe.display(),
+            workload.probe_arg(),
             self.iterations
         );
         let mut recording = Command::new(self.syscribe)
@@ -244,15 +299,19 @@ impl Bench<'_> {
             .trim()
             .parse::<f64>()
             .with_context(|| format!("the recorded loop printed {line:?}"));
-        let body = body.then(|| program_body(is_recorder)).transpose();
+        let body = body.then(|| program_body(is_hook(workload))).transpose();
         recording.stdin.take().context("stdin")?.write_all(b"\n")?;
         let status = recording.wait()?;
         if !status.success() {
             bail!("syscribe record of the loop failed: {status}");
         }
         let text = fs::read_to_string(&profile)?;
-        if !text.contains("\"getppid\"") {
-            bail!("the recorded run did not record getppid: the measurement would be meaningless");
+        let (needle, what) = match workload {
+            Workload::Getppid => ("\"getppid\"", "getppid"),
+            Workload::CapKill => ("\"CAP_KILL\"", "CAP_KILL"),
+        };
+        if !text.contains(needle) {
+            bail!("the recorded run did not record {what}: the measurement would be meaningless");
         }
         Ok(Sample {
             ns: ns?,
@@ -410,6 +469,15 @@ fn is_recorder(name: &str) -> bool {
     name == "syscribe_sys_en"
 }
 
+/// The program a workload exercises: the recorder, or the capability hook.
+fn is_hook(workload: Workload) -> fn(&str) -> bool {
+    match workload {
+        Workload::Getppid => is_recorder,
+        // syscribe_capable, cut to 15 characters.
+        Workload::CapKill => |name| name == "syscribe_capabl",
+    }
+}
+
 /// ns per run of the (single) loaded program whose name matches, from BPF statistics.
 fn program_body(matches: impl Fn(&str) -> bool) -> Result<f64> {
     let found: Vec<(String, u64, Duration)> = aya::programs::loaded_programs()
@@ -476,6 +544,32 @@ fn print_report(
     println!("goals: recorded <= 1.20x floor, not recorded <= 1.10x floor, well below bpftrace;");
     println!("the same with 1, 10 or 110 pods recorded");
     println!("(est. / floor = (floor's added ns + body ns - floor's body ns) / floor's added ns)");
+}
+
+fn print_capability_report((rows, body): &(Vec<[f64; 3]>, f64), iterations: u64, rounds: usize) {
+    let col = |i: usize| median(rows.iter().map(|r| r[i]).collect());
+    let added = |i: usize| median(rows.iter().map(|r| r[i] - r[0]).collect());
+    println!();
+    println!(
+        "capability hook (cap_capable tracepoint): kill(child, 0) x {iterations}, one CAP_KILL check each, {rounds} interleaved rounds (medians)"
+    );
+    println!(
+        "{:<40} {:>10} {:>9} {:>9}",
+        "configuration", "ns/call", "added ns", "x bare"
+    );
+    for (i, name) in CAPABILITY_CONFIGS.iter().enumerate() {
+        let ns = col(i);
+        if i == 0 {
+            println!("{name:<40} {ns:>10.1} {:>9} {:>9}", "-", "-");
+        } else {
+            println!(
+                "{name:<40} {ns:>10.1} {:>+9.1} {:>8.2}x",
+                added(i),
+                ns / col(0)
+            );
+        }
+    }
+    println!("capability hook body, task recorded: {body:.1} ns per run (BPF run-time statistics)");
 }
 
 /// Runs the probe loop and parses the ns/call it prints.

@@ -15,6 +15,7 @@ use aya::{
     },
 };
 use aya_log::EbpfLogger;
+use recorder_ebpf::SET_WHOLE_CGROUP;
 use recorder_ebpf::{
     CGROUP_ATTACH_PROGRAM, COLLIDED_MAP, COUNTER_CLAIM_FAILED, COUNTERS_MAP, DISCOVERED_MAP,
     DISCOVERY_SLOTS, FLOOR_PROGRAM, FREE_SLOTS_MAP, GENERATION_MAP, INDEX_MAP, IndexEntry,
@@ -24,7 +25,7 @@ use recorder_ebpf::{
 };
 
 use super::{
-    BpfError, EbpfLog, MAX_RECORDED_CGROUPS, load_object_pinned,
+    BpfError, EbpfLog, MAX_RECORDED_CGROUPS, capable, load_object_pinned,
     maps::{
         array, cgroup_err, collided, map, open_err, per_cpu_array, program, slot_err, subtrees,
     },
@@ -34,26 +35,28 @@ use super::{
 /// The loaded recorder. Attached to `sys_enter` only while [`Recorder::attach`]ed: a machine
 /// where nothing is recorded runs no syscribe program at all.
 pub struct Recorder {
-    ebpf: Ebpf,
+    pub(super) ebpf: Ebpf,
     /// While attached: the recorder and the generation programs, with their links.
-    links: Vec<(&'static str, RawTracePointLinkId)>,
+    pub(super) links: Vec<(&'static str, RawTracePointLinkId)>,
     /// How many times userspace changed `GENERATION`.
-    generations: u64,
+    pub(super) generations: u64,
     /// cgroup id → its `SETS` slot: what the kernel maps hold, mirrored.
-    watched: StdHashMap<u64, u32>,
+    pub(super) watched: StdHashMap<u64, u32>,
     /// Recorded subtrees: (cgroup id, level).
-    subtrees: Vec<(u64, u32)>,
+    pub(super) subtrees: Vec<(u64, u32)>,
     /// Whether the kernel side got its `DISCOVERY_SLOTS` sets.
-    discovery_reserved: bool,
+    pub(super) discovery_reserved: bool,
     /// Possible CPUs (per-CPU map values).
-    cpus: usize,
+    pub(super) cpus: usize,
     /// Free `SETS` slots, reused first-in first-out: a slot just freed is reused last, so a
     /// task of a cgroup that stopped being recorded cannot mark a newly recorded one's set.
-    free: VecDeque<u32>,
+    pub(super) free: VecDeque<u32>,
     /// Pinned mode: where the maps and links are pinned.
-    pin_dir: Option<std::path::PathBuf>,
+    pub(super) pin_dir: Option<std::path::PathBuf>,
     /// Pinned mode: the attached links, pinned (they outlive this process).
-    pinned_links: Vec<PinnedLink>,
+    pub(super) pinned_links: Vec<PinnedLink>,
+    /// The capability program and its links to recorded cgroups.
+    pub(super) capable: capable::Capable,
 }
 
 impl Recorder {
@@ -90,6 +93,7 @@ impl Recorder {
             None => false,
         };
         let mut ebpf = load_object_pinned(btf_path, pin_dir)?;
+        let capable = capable::Capable::load(&mut ebpf);
         if pin_dir.is_some() {
             array::<u32>(&mut ebpf, LAYOUT_MAP)?
                 .set(0, PIN_LAYOUT, 0)
@@ -118,6 +122,7 @@ impl Recorder {
             free: (0..MAX_RECORDED_CGROUPS).collect(),
             pin_dir: pin_dir.map(Path::to_owned),
             pinned_links: Vec::new(),
+            capable,
         };
         if adopting {
             recorder.adopt()?;
@@ -203,6 +208,17 @@ impl Recorder {
     fn register(&mut self, cgroup_id: u64, slot: u32) -> Result<(), BpfError> {
         let err = |map, op| cgroup_err(map, op, cgroup_id);
         self.reset_slot(slot)?;
+        // Registered before anything runs in it: no runtime boundary to wait for.
+        array::<SyscallSet>(&mut self.ebpf, SETS_MAP)?
+            .set(
+                slot,
+                SyscallSet {
+                    flags: SET_WHOLE_CGROUP,
+                    ..SyscallSet::EMPTY
+                },
+                0,
+            )
+            .map_err(err(SETS_MAP, "initialize"))?;
         let pos = index_slot(cgroup_id);
         let index = array::<IndexEntry>(&mut self.ebpf, INDEX_MAP)?;
         let mut entry = index.get(&pos, 0).map_err(err(INDEX_MAP, "read"))?;
@@ -405,7 +421,9 @@ impl Recorder {
             return Ok(());
         }
         if let Some(dir) = self.pin_dir.clone() {
-            return self.attach_pinned(&dir);
+            self.attach_pinned(&dir)?;
+            self.attach_capabilities();
+            return Ok(());
         }
         // Cache keepers first: the recorder must never run without them.
         for name in ATTACHED_PROGRAMS.into_iter().rev() {
@@ -417,6 +435,7 @@ impl Recorder {
                 }
             }
         }
+        self.attach_capabilities();
         Ok(())
     }
 
@@ -451,6 +470,7 @@ impl Recorder {
 
     /// Detaches everything: from here on syscalls cost nothing.
     pub fn detach(&mut self) -> Result<(), BpfError> {
+        self.detach_capabilities()?;
         for link in self.pinned_links.drain(..) {
             let _ = link.unpin();
         }

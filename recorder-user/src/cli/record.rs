@@ -12,6 +12,7 @@ use crate::{
     bpf::Recorder,
     profile::{
         build::{BuiltProfile, add_runtime_handoff, build_profile},
+        capabilities::security_context,
         crd::{SeccompProfileDoc, name_for_command},
         seccomp::{Boundary, ContainerMetadata, Dropped},
     },
@@ -24,8 +25,10 @@ pub struct RecordArgs {
     /// `--cgroup`: the directory for the containers' profiles (default: the current one).
     #[arg(short, long)]
     pub output: Option<PathBuf>,
-    /// Profile format: OCI seccomp JSON (runc, crun, podman, `syscribe run`) or an upstream
-    /// SeccompProfile resource (YAML) for the Security Profiles Operator.
+    /// Profile format: OCI seccomp JSON (runc, crun, podman, `syscribe run`), an upstream
+    /// SeccompProfile resource (YAML) for the Security Profiles Operator, or the container's
+    /// Kubernetes `securityContext` (YAML): the capabilities it used, all others dropped, and
+    /// the SeccompProfile of that name.
     #[arg(long, value_enum, default_value_t = Format::Oci)]
     pub format: Format,
     /// Resource name for `--format crd` (default: derived from the command's name).
@@ -55,6 +58,11 @@ pub enum Format {
     Oci,
     /// SeccompProfile (security-profiles-operator.x-k8s.io/v1) as YAML.
     Crd,
+    /// A container's `securityContext` (YAML, ready to paste): `capabilities` with
+    /// `drop: [ALL]` and `add:` what was used, and `seccompProfile` naming the SeccompProfile
+    /// `--format crd` makes under the same `--name`.
+    #[value(name = "securitycontext")]
+    SecurityContext,
 }
 
 pub fn record(paths: &HostPaths, args: RecordArgs) -> Result<i32, CliError> {
@@ -137,7 +145,7 @@ fn record_cgroup(
         }
         let extension = match args.format {
             Format::Oci => "json",
-            Format::Crd => "yaml",
+            Format::Crd | Format::SecurityContext => "yaml",
         };
         let file_stem = recording
             .container_id
@@ -211,6 +219,14 @@ fn render(built: &BuiltProfile, format: Format, name: String) -> String {
         Format::Crd => {
             let doc = SeccompProfileDoc::from_recorded(name, &built.seccomp);
             serde_yaml::to_string(&doc).expect("profile serializes")
+        }
+        Format::SecurityContext => {
+            let capabilities = built
+                .seccomp
+                .syscribe
+                .as_ref()
+                .and_then(|meta| meta.capabilities.as_deref());
+            security_context(capabilities, Some(&name))
         }
     }
 }

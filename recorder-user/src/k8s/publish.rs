@@ -24,7 +24,8 @@ use super::{
     node_status::NodeProfile,
 };
 use crate::profile::{
-    merge::merge_partials, naming::recorded_profile_name, selinux_record::SelinuxRecording,
+    capabilities, crd::ANNOTATION_CAPABILITIES, merge::merge_partials,
+    naming::recorded_profile_name, selinux_record::SelinuxRecording,
 };
 
 /// The field manager of everything syscribe writes.
@@ -327,10 +328,26 @@ pub fn merged_seccomp(
         let Some(mut metadata) = merged_metadata(recording, &container) else {
             continue;
         };
-        metadata.annotations = Some(BTreeMap::from([(
+        let mut annotations = BTreeMap::from([(
             ANNOTATION_COVERAGE.to_owned(),
             serde_json::to_string(&coverage).expect("coverage serializes"),
-        )]));
+        )]);
+        // Every replica's capabilities (unknown when one replica's were not recorded).
+        let lists: Vec<Option<Vec<String>>> = partials
+            .iter()
+            .map(|p| {
+                p.annotations()
+                    .get(ANNOTATION_CAPABILITIES)
+                    .map(|value| capabilities::from_annotation(value))
+            })
+            .collect();
+        if let Some(names) = capabilities::union(lists.iter().map(Option::as_deref)) {
+            annotations.insert(
+                ANNOTATION_CAPABILITIES.to_owned(),
+                capabilities::annotation(&names),
+            );
+        }
+        metadata.annotations = Some(annotations);
         let mut spec = SeccompProfileSpec::from_seccomp(&merged);
         if recording.spec.disable_profile_after_recording {
             spec.state = Some(super::crd::ProfileState::Disabled);

@@ -201,6 +201,49 @@ async fn containers_merge_strategy_keeps_the_recording_until_merged() {
     assert_eq!(merged, ["rec-app"]);
 }
 
+/// Merged replicas used what any of them used; one replica without recorded capabilities
+/// makes the merged profile's unknown (no annotation) rather than understated.
+#[test]
+fn merged_profiles_carry_the_union_of_the_replicas_capabilities() {
+    let with_caps = |name: &str, caps: Option<&str>| {
+        let mut profile = profile(name, true, &["read"]);
+        if let Some(caps) = caps {
+            profile
+                .annotations_mut()
+                .insert(ANNOTATION_CAPABILITIES.to_owned(), caps.to_owned());
+        }
+        profile
+    };
+    let deleted = recording("Containers", true, &[FINALIZER_UNMERGED]);
+    let merged = merged_seccomp(
+        &deleted,
+        &[
+            with_caps("rec-app-aaaaa", Some("CAP_NET_BIND_SERVICE,CAP_CHOWN")),
+            with_caps("rec-app-bbbbb", Some("CAP_CHOWN,CAP_KILL")),
+            with_caps("rec-app-ccccc", Some("")),
+        ],
+    );
+    assert_eq!(merged.len(), 1);
+    assert_eq!(
+        merged[0].annotations()[ANNOTATION_CAPABILITIES],
+        "CAP_CHOWN,CAP_KILL,CAP_NET_BIND_SERVICE"
+    );
+    let merged = merged_seccomp(
+        &deleted,
+        &[
+            with_caps("rec-app-aaaaa", Some("CAP_CHOWN")),
+            with_caps("rec-app-bbbbb", None),
+        ],
+    );
+    assert!(
+        !merged[0]
+            .annotations()
+            .contains_key(ANNOTATION_CAPABILITIES),
+        "{:?}",
+        merged[0].annotations()
+    );
+}
+
 const SE: &str = "/apis/security-profiles-operator.x-k8s.io/v1/selinuxprofiles";
 
 fn selinux_partial(name: &str, allow: Value) -> Value {

@@ -26,8 +26,10 @@ use crate::{
     keyed_store::KeyedStore,
     profile::{
         build::{RecordedSyscalls, add_runtime_handoff, build_profile},
+        capabilities,
         crd::{
-            ANNOTATION_BOUNDARY, ANNOTATION_CONTAINER_ID, ANNOTATION_DROPPED, ANNOTATION_POD_UID,
+            ANNOTATION_BOUNDARY, ANNOTATION_CAPABILITIES, ANNOTATION_CONTAINER_ID,
+            ANNOTATION_DROPPED, ANNOTATION_POD_UID,
         },
         naming::{NameError, recorded_profile_name, replica_suffix},
         seccomp::Boundary,
@@ -419,6 +421,7 @@ fn profiles_of(key: &Key, active: &Active, recordings: &[&ContainerRecording], o
                 RecordedSyscalls {
                     numbers: BTreeSet::new(),
                     out_of_range: 0,
+                    capabilities: Some(0),
                 },
                 recording.boundary,
                 Vec::new(),
@@ -430,6 +433,12 @@ fn profiles_of(key: &Key, active: &Active, recordings: &[&ContainerRecording], o
             .extend(recording.syscalls.numbers.iter().copied());
         entry.0.out_of_range += recording.syscalls.out_of_range;
         entry.1 = entry.1.merge(recording.boundary);
+        // A restarted container: what any of its runs used (unknown if one run's is).
+        entry.0.capabilities = entry
+            .0
+            .capabilities
+            .zip(recording.syscalls.capabilities)
+            .map(|(a, b)| a | b);
         entry.2.extend(recording.container_id.clone());
     }
     let selection = &active.selection;
@@ -455,6 +464,17 @@ fn profiles_of(key: &Key, active: &Active, recordings: &[&ContainerRecording], o
         annotations.insert(ANNOTATION_CONTAINER_ID.to_owned(), ids.join(","));
         if let Some(uid) = &active.pod.metadata.uid {
             annotations.insert(ANNOTATION_POD_UID.to_owned(), uid.clone());
+        }
+        if let Some(names) = built
+            .seccomp
+            .syscribe
+            .as_ref()
+            .and_then(|m| m.capabilities.as_deref())
+        {
+            annotations.insert(
+                ANNOTATION_CAPABILITIES.to_owned(),
+                capabilities::annotation(names),
+            );
         }
         let mut spec = SeccompProfileSpec::from_seccomp(&built.seccomp);
         if selection.disable_after {

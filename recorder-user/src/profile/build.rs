@@ -12,6 +12,9 @@ pub struct RecordedSyscalls {
     pub numbers: BTreeSet<u32>,
     /// Syscall entries the recorder counted but could not record (number out of its range).
     pub out_of_range: u64,
+    /// The capabilities used (bit n: capability number n); None when they were not recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<u64>,
 }
 
 /// The profile built from a recording, and what could not go into it.
@@ -85,6 +88,7 @@ pub fn build_profile(recorded: &RecordedSyscalls, command: Vec<String>) -> Built
                 out_of_range: recorded.out_of_range,
                 unnamed: unnamed.len() as u64,
             },
+            capabilities: recorded.capabilities.map(super::capabilities::names),
         }),
     };
     BuiltProfile { seccomp, unnamed }
@@ -142,6 +146,7 @@ mod tests {
         let recorded = RecordedSyscalls {
             numbers: [nr("read"), nr("futex")].into(),
             out_of_range: 0,
+            capabilities: None,
         };
         let mut built = build_profile(&recorded, Vec::new());
         let added = add_runtime_handoff(&mut built.seccomp);
@@ -168,6 +173,7 @@ mod tests {
         let recorded = RecordedSyscalls {
             numbers: [nr("write"), nr("uname"), nr("execve"), nr("getcwd")].into(),
             out_of_range: 0,
+            capabilities: None,
         };
         let built = build_profile(&recorded, vec!["x".into()]);
         assert!(built.unnamed.is_empty());
@@ -186,6 +192,7 @@ mod tests {
         let recorded = RecordedSyscalls {
             numbers: [nr("read"), 1000].into(),
             out_of_range: 7,
+            capabilities: None,
         };
         let built = build_profile(&recorded, Vec::new());
         assert_eq!(built.unnamed, [1000]);
@@ -205,5 +212,30 @@ mod tests {
     fn empty_recording_has_no_rule() {
         let built = build_profile(&RecordedSyscalls::default(), Vec::new());
         assert!(built.seccomp.syscalls.is_empty());
+    }
+
+    #[test]
+    fn capabilities_are_named_in_the_metadata_and_absent_when_not_recorded() {
+        let recorded = RecordedSyscalls {
+            numbers: [nr("chown")].into(),
+            out_of_range: 0,
+            capabilities: Some(1 << 10 | 1),
+        };
+        let meta = build_profile(&recorded, Vec::new())
+            .seccomp
+            .syscribe
+            .unwrap();
+        assert_eq!(
+            meta.capabilities.as_deref(),
+            Some(["CAP_CHOWN".to_owned(), "CAP_NET_BIND_SERVICE".to_owned()].as_slice())
+        );
+        let json = serde_json::to_value(&meta).unwrap();
+        assert_eq!(
+            json["capabilities"],
+            serde_json::json!(["CAP_CHOWN", "CAP_NET_BIND_SERVICE"])
+        );
+        let none = build_profile(&RecordedSyscalls::default(), Vec::new());
+        let json = serde_json::to_value(none.seccomp.syscribe.unwrap()).unwrap();
+        assert!(json.get("capabilities").is_none(), "{json}");
     }
 }

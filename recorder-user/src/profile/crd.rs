@@ -19,6 +19,9 @@ pub const ANNOTATION_POD_UID: &str = "syscribe.dev/pod-uid";
 /// On a recorded container's profile: where its recording starts (`filter`, `exec`, or
 /// `none: <reason>`; see `seccomp::Boundary`).
 pub const ANNOTATION_BOUNDARY: &str = "syscribe.dev/recording-boundary";
+/// The Linux capabilities the recorded processes used, comma-separated (`CAP_CHOWN,…`; empty:
+/// none); absent when they were not recorded.
+pub const ANNOTATION_CAPABILITIES: &str = "syscribe.dev/capabilities";
 /// On a recorded SelinuxProfile: the AVCs it was recorded from, and those not kept (names a
 /// profile cannot hold, or beyond its rule bound).
 pub const ANNOTATION_DENIALS: &str = "syscribe.dev/recorded-denials";
@@ -84,6 +87,12 @@ impl SeccompProfileDoc {
                 annotations.insert(
                     ANNOTATION_BOUNDARY.to_owned(),
                     container.boundary.annotation(),
+                );
+            }
+            if let Some(names) = &meta.capabilities {
+                annotations.insert(
+                    ANNOTATION_CAPABILITIES.to_owned(),
+                    super::capabilities::annotation(names),
                 );
             }
         }

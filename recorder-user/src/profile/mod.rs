@@ -2,6 +2,7 @@
 //! Pure decisions: no aya, no kube, no host paths.
 
 pub mod build;
+pub mod capabilities;
 pub mod cil;
 pub mod conflict;
 pub mod crd;

@@ -108,6 +108,10 @@ pub struct RecordingMetadata {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<ContainerMetadata>,
     pub dropped: Dropped,
+    /// The Linux capabilities the recorded processes used (`CAP_CHOWN`…, sorted; see
+    /// `profile::capabilities`); absent when they were not recorded (no BPF LSM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Vec<String>>,
 }
 
 /// Which container a profile was recorded from.

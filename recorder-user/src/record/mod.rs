@@ -228,6 +228,7 @@ pub async fn record_command(
         );
     }
     let (set, out_of_range) = recorder.read(cgroup_id)?;
+    let capabilities = recorder.records_capabilities();
     recorder.detach()?;
     recorder.unwatch(cgroup_id)?;
     cgroup.remove()?;
@@ -245,6 +246,7 @@ pub async fn record_command(
         syscalls: RecordedSyscalls {
             numbers: set.numbers().collect(),
             out_of_range,
+            capabilities: capabilities.then(|| set.capability_mask()),
         },
         exit,
         leftovers_killed,

@@ -245,6 +245,7 @@ impl Subtrees {
             .recorder
             .watch_subtree(subtree_id, level)
             .and_then(|()| self.recorder.attach());
+
         if let Err(err) = started {
             // Undone: no watch, no directory, and an adopted subtree stays adopted.
             self.namer.unwatch(watch);
@@ -466,7 +467,16 @@ impl Subtrees {
             Some(tree) => (tree.dir.as_path(), &tree.names),
             None => (Path::new(""), &empty),
         };
-        read(&mut self.recorder, dir, names, container, slot, running)
+        let capabilities = self.recorder.records_capabilities();
+        read(
+            &mut self.recorder,
+            dir,
+            names,
+            container,
+            slot,
+            running,
+            capabilities,
+        )
     }
 }
 
@@ -477,6 +487,7 @@ fn read(
     cgroup_id: u64,
     slot: u32,
     running: bool,
+    capabilities: bool,
 ) -> Result<ContainerRecording, RecordError> {
     let (set, out_of_range) = recorder.read_slot(slot)?;
     let name = names
@@ -493,6 +504,7 @@ fn read(
         syscalls: RecordedSyscalls {
             numbers: set.profile_numbers().collect(),
             out_of_range,
+            capabilities: capabilities.then(|| set.capability_mask()),
         },
         running,
         boundary: boundary(set.flags),

@@ -7,6 +7,9 @@
 //!                          recorder's range, so it must be counted as dropped.
 //! `syscall-probe linger`   calls sysinfo, then sleeps 30 s (a process left behind).
 //! `syscall-probe loop N`   getppid N times; prints ns per call (benchmark workload).
+//! `syscall-probe caploop N` kill(child, 0) N times, the child running as another user (so
+//!                          each call is one CAP_KILL check); prints ns per call (benchmark
+//!                          workload of the capability hook; run it as root).
 
 use std::time::Instant;
 
@@ -78,6 +81,47 @@ fn pin_to_last_cpu() {
     }
 }
 
+/// kill(child, 0) `n` times: the child runs as `nobody`, so root passes the permission check
+/// only through CAP_KILL (`kill_ok_by_cred`), one capability check per call.
+fn capability_loop(n: u64) {
+    // SAFETY: the child only calls setuid and pause before being killed.
+    let child = unsafe { libc::fork() };
+    assert!(child >= 0, "fork failed");
+    if child == 0 {
+        // SAFETY: plain syscalls in the child.
+        unsafe {
+            if libc::setuid(65534) != 0 {
+                libc::_exit(1);
+            }
+            loop {
+                libc::pause();
+            }
+        }
+    }
+    // The child's uid must have changed before the loop, or no check would be needed.
+    let status = format!("/proc/{child}/status");
+    while !std::fs::read_to_string(&status).is_ok_and(|s| {
+        s.lines()
+            .any(|l| l.starts_with("Uid:") && l.contains("65534"))
+    }) {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    pin_to_last_cpu();
+    let start = Instant::now();
+    for _ in 0..n {
+        // SAFETY: signal 0 only checks permission.
+        let sent = unsafe { libc::kill(child, 0) };
+        assert_eq!(sent, 0, "kill(child, 0) failed: not root?");
+    }
+    let ns = start.elapsed().as_nanos() as f64 / n as f64;
+    // SAFETY: our own child.
+    unsafe {
+        libc::kill(child, libc::SIGKILL);
+        libc::waitpid(child, std::ptr::null_mut(), 0);
+    }
+    println!("{ns:.2}");
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
@@ -107,8 +151,15 @@ fn main() {
             }
             println!("{:.2}", start.elapsed().as_nanos() as f64 / n as f64);
         }
+        Some("caploop") => {
+            let n: u64 = args
+                .get(2)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(3_000_000);
+            capability_loop(n);
+        }
         _ => {
-            eprintln!("usage: syscall-probe unusual|family|x32|linger|loop N");
+            eprintln!("usage: syscall-probe unusual|family|x32|linger|loop N|caploop N");
             std::process::exit(2);
         }
     }
