@@ -8,6 +8,7 @@ pub mod filter;
 pub mod follow;
 pub mod metrics;
 pub mod netlink;
+pub mod op_metrics;
 pub mod parse;
 pub mod pipeline;
 pub mod source;

@@ -114,7 +114,8 @@ fn key_of<K: kube::Resource>(obj: &K) -> Key {
 }
 
 pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> {
-    let client = Client::try_default()
+    // Its failed requests are counted on /metrics (by verb and code).
+    let client = super::api_errors::counting_client()
         .await
         .map_err(|source| DaemonError::Client { source })?;
     let known: KnownNames = KnownNames::default();
@@ -258,6 +259,9 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
         )
         .boxed()
     };
+    // Nodes that go: their finalizers and node statuses are removed (k8s::node_cleanup).
+    let mut nodes = super::node_cleanup::watch(&client);
+    let mut node_cleanup = super::node_cleanup::NodeCleanup::new(args.node.clone());
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|source| RecordError::Wait { source })?;
@@ -289,6 +293,17 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
                 Some(Err(err)) => watch_error("SELinux profile watch", &err),
                 None => break,
             },
+            event = nodes.next() => match event {
+                Some(Ok(event)) => {
+                    if node_cleanup.event(event) {
+                        // This node's object came back: state its profiles again.
+                        let all = daemon.installed.restate();
+                        daemon.due(all);
+                    }
+                }
+                Some(Err(err)) => watch_error("node watch", &err),
+                None => break,
+            },
             Some(built) = next_built(&mut daemon.selinux) => daemon.selinux_built(built).await,
             Some(denial) = next_avc(&mut avcs) => daemon.avc(&denial),
             created = daemon.recordings.subtrees_mut().created() => {
@@ -296,7 +311,10 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
                     tracing::warn!(error = %err, "watching pods' cgroups");
                 }
             }
-            _ = tick.tick() => daemon.tick().await,
+            _ = tick.tick() => {
+                daemon.tick().await;
+                node_cleanup.run_due(&client, &mut daemon.installed).await;
+            }
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
         }
@@ -845,7 +863,7 @@ async fn handle_recording(
 }
 
 /// Backoff before attempt `attempts + 1`: 50 ms doubling, at most a minute.
-fn backoff(attempts: u32) -> Duration {
+pub(crate) fn backoff(attempts: u32) -> Duration {
     Duration::from_millis(50u64.saturating_mul(1 << attempts.min(11))).min(Duration::from_secs(60))
 }
 
@@ -853,12 +871,8 @@ fn backoff(attempts: u32) -> Duration {
 /// watcher lists again by itself — so it is not worth a warning (seen on the real cluster);
 /// anything else is, and the watcher backs off before it retries.
 pub(crate) fn watch_error(what: &str, err: &watcher::Error) {
-    match err {
-        watcher::Error::WatchError(status) if status.code == 410 => {
-            tracing::debug!(error = %err, "{what} expired; listing again");
-        }
-        _ => tracing::warn!(error = %err, "{what}"),
-    }
+    // At most one warning per watch a minute (k8s::watch_log).
+    super::watch_log::report(what, err);
 }
 
 /// Whether an API error can go away by itself (a 4xx other than a conflict or throttling
