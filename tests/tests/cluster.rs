@@ -1461,12 +1461,13 @@ fn running_pods(kube: &Kube, namespace: &str, selector: &str, n: usize) -> Vec<(
     )
 }
 
-/// Runs a client pod that asks each address `rounds` times for `/`; returns what it printed
-/// (one `ok <body>` or `FAIL <address>` line per request).
+/// Runs a client pod that asks each `ip:port` `rounds` times for `/`; returns what it printed
+/// (one `ok <body>` or `FAIL <address>` line per request). HTTP/1.0 by hand through `nc`: the
+/// image's busybox `wget` (Debian's static build) crashes on any answer.
 fn drive(kube: &Kube, namespace: &str, name: &str, addresses: &[String], rounds: u32) -> String {
     let targets = addresses.join(" ");
     let script = format!(
-        "for i in $(seq 1 {rounds}); do for a in {targets}; do if body=$(wget -q -T 5 -O - http://$a/); then echo \"ok $body\"; else echo \"FAIL $a\"; fi; done; done"
+        "for i in $(seq 1 {rounds}); do for a in {targets}; do r=$(printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 ${{a%:*}} ${{a##*:}}); case \"$r\" in *' 200 OK'*) echo \"ok $(echo \"$r\" | tail -n 1)\";; *) echo \"FAIL $a\";; esac; done; done"
     );
     kube.apply(&format!(
         r#"apiVersion: v1
@@ -2014,7 +2015,8 @@ spec:
         image = image("workload")
     ));
     let logs = kube.wait_for("the holder pod running under rajesh-app", MINUTE, || {
-        let logs = kube.ok(&["logs", "-n", "rajesh", "holder"]);
+        let out = kube.run(&["logs", "-n", "rajesh", "holder"]);
+        let logs = String::from_utf8_lossy(&out.stdout).into_owned();
         logs.contains("mkdir-status").then_some(logs)
     });
     assert!(
@@ -2410,6 +2412,9 @@ spec:
         let rec = kube.json(&["get", "profilerecording", "-n", ns, "live"]);
         (rec["status"]["activeWorkloads"] == serde_json::json!(["live/live"])).then_some(())
     });
+    kube.wait_for("the recorded pod Running", MINUTE, || {
+        (kube.pod_phase(ns, "live") == "Running").then_some(())
+    });
     let uid = kube.ok(&[
         "get",
         "pod",
@@ -2543,9 +2548,12 @@ fn s8j_the_daemon_rides_out_an_api_server_restart() {
     let daemon = kube.daemon_pod();
     let pid = *daemon_pids().first().expect("the daemon's process");
     let cpu_before = cpu_seconds(pid).unwrap();
+    // SIGTERM: it stops listening at once, then waits for its clients' connections to end
+    // (60 s, seen here); after OUTAGE it is killed, as a kubelet ends a static pod's grace.
     let stopped_at = now_seconds();
-    let apiserver = stop_component("kube-apiserver");
-    std::thread::sleep(OUTAGE);
+    let apiserver = stop_component("kube-apiserver", OUTAGE);
+    let remaining = OUTAGE.saturating_sub(Duration::from_secs_f64(now_seconds() - stopped_at));
+    std::thread::sleep(remaining);
     apiserver.start(kube.logs_dir());
     let back = kube.wait_for("the API server ready again", 2 * MINUTE, || {
         kube.run(&["get", "--raw", "/readyz"])

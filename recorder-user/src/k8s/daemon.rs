@@ -262,6 +262,9 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
     // Nodes that go: their finalizers and node statuses are removed (k8s::node_cleanup).
     let mut nodes = super::node_cleanup::watch(&client);
     let mut node_cleanup = super::node_cleanup::NodeCleanup::new(args.node.clone());
+    // Free memory back to the kernel: after the start (the BTF parsed to load the recorder is
+    // freed by now), then once a minute (k8s::memory).
+    let mut trim = super::memory::Trim::default();
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|source| RecordError::Wait { source })?;
@@ -314,6 +317,7 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
             _ = tick.tick() => {
                 daemon.tick().await;
                 node_cleanup.run_due(&client, &mut daemon.installed).await;
+                trim.tick();
             }
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,

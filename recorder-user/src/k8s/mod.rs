@@ -6,6 +6,7 @@ pub mod crd;
 pub mod daemon;
 pub mod index;
 pub mod install;
+pub mod memory;
 pub mod node_cleanup;
 pub mod node_status;
 pub mod publish;

@@ -7,11 +7,9 @@
 //! Every daemon watches the Node objects (names only). A node whose object is deleted — or that
 //! a re-list no longer shows, or, once after each list, a node named by a node status or a
 //! finalizer that no Node object has — is cleaned up by every daemon that sees it: each step is
-//! idempotent, so several daemons doing it at once is harmless. The finalizer is removed the
-//! way the node's own daemon removes it (a server-side apply by its field manager, which
-//! touches only that entry); if another manager holds the entry too, by a merge patch that
-//! carries the profile's resourceVersion, so a concurrent change makes it fail with a conflict
-//! and it is read again and retried, never writing over another node's entry.
+//! idempotent, so several daemons doing it at once is harmless. The finalizer is removed by a
+//! merge patch that carries the profile's resourceVersion: a concurrent change makes it fail
+//! with a conflict, and it is read again and retried, never writing over another node's entry.
 //!
 //! A daemon whose own Node object is deleted and comes back (a kubelet registers its node again)
 //! is told so by [`NodeCleanup::event`]: its finalizers and statuses were removed meanwhile,
@@ -35,8 +33,7 @@ use tokio::time::{Duration, Instant};
 use super::{
     crd::{LABEL_NODE_NAME, SeccompProfile, SecurityProfileNodeStatus},
     install::{NodeProfiles, node_finalizer, shorten},
-    node_status,
-    publish::{MANAGER, PublishError, api_err},
+    publish::{PublishError, api_err},
 };
 
 /// The prefix of every node's finalizer on a SeccompProfile.
@@ -269,8 +266,14 @@ pub async fn clean_up(
     Ok(touched)
 }
 
-/// Removes `node`'s finalizer from `profile`. Whether it was removed (false: the profile is
-/// gone, or the finalizer already was).
+/// Removes `node`'s finalizer from `profile`: the list without it, written on the version
+/// read (a merge patch carrying the resourceVersion), so a change made meanwhile — another
+/// node adding or removing its own entry — fails with a conflict, and the finalizers are read
+/// again and the removal tried again; nothing but that one entry is ever touched. (Not a
+/// server-side apply as the node's field manager: that manager may own more than its entry —
+/// `kubectl apply --server-side` over a client-side applied object hands it the spec — and an
+/// apply without those fields would remove them.) Whether it was removed (false: the profile
+/// is gone, was replaced, or has no such finalizer).
 pub async fn remove_finalizer(
     client: &Client,
     profile: &SeccompProfile,
@@ -279,51 +282,21 @@ pub async fn remove_finalizer(
     let name = profile.name_any();
     let finalizer = node_finalizer(node);
     let api: Api<SeccompProfile> = Api::all(client.clone());
-    // As the node's daemon removes it: its field manager applies no finalizer, and the uid
-    // keeps a profile deleted and made again meanwhile out of it.
-    let body = serde_json::json!({
-        "apiVersion": "security-profiles-operator.x-k8s.io/v1",
-        "kind": "SeccompProfile",
-        "metadata": {"name": name, "uid": profile.uid(), "finalizers": []},
-    });
-    let applied = api
-        .patch(
-            &name,
-            &PatchParams::apply(&format!("{MANAGER}-{node}")),
-            &Patch::Apply(&body),
-        )
-        .await;
-    match applied {
-        Ok(now) if !now.finalizers().contains(&finalizer) => return Ok(true),
-        Ok(_) => {}
-        Err(kube::Error::Api(status)) if node_status::gone(&status) => return Ok(false),
-        Err(err) => {
-            return Err(api_err(
-                "remove a node's finalizer from",
-                "SeccompProfile",
-                &name,
-            )(err));
-        }
-    }
-    // Another manager holds the entry too: the list without it, on the version read.
+    let mut current = Some(profile.clone());
     for _ in 0..MAX_CONFLICTS {
-        let Some(current) =
-            api.get_opt(&name)
-                .await
-                .map_err(api_err("read", "SeccompProfile", &name))?
-        else {
+        let Some(read) = current.take() else {
             return Ok(false);
         };
-        if current.uid() != profile.uid() || !current.finalizers().contains(&finalizer) {
+        if read.uid() != profile.uid() || !read.finalizers().contains(&finalizer) {
             return Ok(false);
         }
-        let kept: Vec<&String> = current
+        let kept: Vec<&String> = read
             .finalizers()
             .iter()
             .filter(|f| **f != finalizer)
             .collect();
         let patch = serde_json::json!({"metadata": {
-            "resourceVersion": current.resource_version(),
+            "resourceVersion": read.resource_version(),
             "finalizers": kept,
         }});
         match api
@@ -331,10 +304,14 @@ pub async fn remove_finalizer(
             .await
         {
             Ok(_) => return Ok(true),
-            Err(kube::Error::Api(status)) if status.code == 409 && !node_status::gone(&status) => {
+            Err(kube::Error::Api(status)) if status.code == 404 => return Ok(false),
+            Err(kube::Error::Api(status)) if status.code == 409 => {
                 tracing::debug!(profile = %name, "finalizers changed meanwhile; reading them again");
+                current =
+                    api.get_opt(&name)
+                        .await
+                        .map_err(api_err("read", "SeccompProfile", &name))?;
             }
-            Err(kube::Error::Api(status)) if node_status::gone(&status) => return Ok(false),
             Err(err) => {
                 return Err(api_err(
                     "remove a node's finalizer from",
@@ -422,28 +399,27 @@ mod tests {
         assert!(!cleanup.event(Event::Apply(node("n1"))));
     }
 
-    /// The node's finalizer goes as its own daemon removes it, then its statuses; the profile
-    /// they belonged to is summarized again.
+    /// The node's finalizer goes (on the version the daemon has), then its statuses; the
+    /// profiles they belonged to are summarized again.
     #[tokio::test]
     async fn a_gone_nodes_finalizer_and_statuses_are_removed() {
         let ghost = node_finalizer("ghost");
         let mine = node_finalizer("n1");
         let installed = installed_with(profile(&[&mine, &ghost], "7"));
         let (client, mut handle) = mock();
-        let (g, m) = (ghost.clone(), mine.clone());
+        let m = mine.clone();
         let touched = scenario(clean_up(&client, "ghost", &installed), async move {
             let body = expect(
                 &mut handle,
                 Method::PATCH,
-                &format!("{SP}/p?&fieldManager=syscribe-ghost"),
+                &format!("{SP}/p?"),
                 profile(&[&m], "8"),
             )
             .await;
             assert_eq!(
-                body["metadata"],
-                json!({"name": "p", "uid": "uid-p", "finalizers": []})
+                body,
+                json!({"metadata": {"resourceVersion": "7", "finalizers": [m]}})
             );
-            let _ = g;
             expect(
                 &mut handle,
                 Method::DELETE,
@@ -461,11 +437,10 @@ mod tests {
         assert_eq!(touched.into_iter().collect::<Vec<_>>(), ["p", "q"]);
     }
 
-    /// A finalizer another manager holds too: removed by a patch on the version read; a
-    /// conflict (the finalizers changed meanwhile) reads them again, and another node's entry
-    /// added meanwhile is kept.
+    /// A conflict (the finalizers changed since the version the daemon has) reads them again;
+    /// another node's entry added meanwhile is kept.
     #[tokio::test]
-    async fn a_finalizer_held_by_another_manager_is_removed_on_the_version_read() {
+    async fn a_conflicting_removal_reads_the_finalizers_again() {
         let ghost = node_finalizer("ghost");
         let mine = node_finalizer("n1");
         let other = node_finalizer("n2");
@@ -473,21 +448,13 @@ mod tests {
         let (client, mut handle) = mock();
         let (g, m, o) = (ghost.clone(), mine.clone(), other.clone());
         let removed = scenario(remove_finalizer(&client, &p, "ghost"), async move {
-            expect(
-                &mut handle,
-                Method::PATCH,
-                &format!("{SP}/p?&fieldManager=syscribe-ghost"),
-                profile(&[&m, &g], "8"),
-            )
-            .await;
-            expect(&mut handle, Method::GET, &format!("{SP}/p"), profile(&[&m, &g], "8")).await;
             let (request, send) = handle.next_request().await.unwrap();
             assert_eq!(request.method(), Method::PATCH);
             let body = request.into_body().collect_bytes().await.unwrap();
             let body: Value = serde_json::from_slice(&body).unwrap();
             assert_eq!(
                 body,
-                json!({"metadata": {"resourceVersion": "8", "finalizers": [m]}})
+                json!({"metadata": {"resourceVersion": "7", "finalizers": [m]}})
             );
             let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
                 "status": "Failure", "message": "the object has been modified", "reason": "Conflict", "code": 409});
