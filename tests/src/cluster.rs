@@ -395,3 +395,311 @@ pub fn workspace_root() -> PathBuf {
         .expect("tests/ is below the workspace root")
         .to_path_buf()
 }
+
+// ---------------------------------------------------------------------------------------------
+// The daemon as a process of the node, its logs with their times, and the rig's components.
+
+/// The seconds since the epoch of an RFC 3339 UTC time as kubectl prints it with
+/// `--timestamps` (`2026-11-30T06:55:01.123456789Z`).
+pub fn rfc3339_seconds(text: &str) -> Option<f64> {
+    let text = text.strip_suffix('Z')?;
+    let (date, time) = text.split_once('T')?;
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>());
+    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let mut t = time.splitn(3, ':');
+    let (h, min) = (
+        t.next()?.parse::<i64>().ok()?,
+        t.next()?.parse::<i64>().ok()?,
+    );
+    let s: f64 = t.next()?.parse().ok()?;
+    // Days from 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some((days * 86_400 + h * 3600 + min * 60) as f64 + s)
+}
+
+/// Now, in seconds since the epoch.
+pub fn now_seconds() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+impl Kube {
+    /// The name of the daemon's pod that is Ready (waits for one).
+    pub fn daemon_pod(&self) -> String {
+        self.wait_for("a Ready daemon pod", Duration::from_secs(120), || {
+            let pods = self.json(&[
+                "get",
+                "pods",
+                "-n",
+                "syscribe",
+                "-l",
+                "app.kubernetes.io/name=syscribe",
+            ]);
+            pods["items"].as_array()?.iter().find_map(|p| {
+                let ready = p["status"]["conditions"]
+                    .as_array()?
+                    .iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True");
+                (ready && p["metadata"]["deletionTimestamp"].is_null())
+                    .then(|| p["metadata"]["name"].as_str().unwrap().to_owned())
+            })
+        })
+    }
+
+    /// The pod's log lines with the times the runtime wrote them (seconds since the epoch).
+    pub fn timed_logs(&self, namespace: &str, pod: &str) -> Vec<(f64, String)> {
+        let out = self.run(&["logs", "-n", namespace, pod, "--timestamps", "--tail=-1"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|line| {
+                let (ts, rest) = line.split_once(' ')?;
+                Some((rfc3339_seconds(ts)?, rest.to_owned()))
+            })
+            .collect()
+    }
+
+    /// The daemon's /metrics, read as Prometheus would from inside the cluster: a pod on the
+    /// pod network fetches `http://<daemon pod IP>:9890/metrics` (the daemon runs on the
+    /// host's network, so that is the node's address).
+    pub fn scrape_metrics_from_a_pod(&self, namespace: &str, name: &str) -> String {
+        let daemon = self.daemon_pod();
+        let ip = self.ok(&[
+            "get",
+            "pod",
+            "-n",
+            "syscribe",
+            &daemon,
+            "-o",
+            "jsonpath={.status.podIP}",
+        ]);
+        let _ = self.run(&["delete", "pod", "-n", namespace, name, "--wait=true"]);
+        self.apply(&format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, namespace: {namespace}}}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: scrape
+    image: {image}
+    command: [sh, -c, "printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' | nc -w 10 {ip} 9890"]
+"#,
+            image = image("workload")
+        ));
+        self.wait_succeeded(namespace, name, Duration::from_secs(60));
+        let response = self.ok(&["logs", "-n", namespace, name]);
+        self.ok(&["delete", "pod", "-n", namespace, name, "--wait=false"]);
+        // HTTP/1.0 by hand (the image's busybox wget crashes on answers): the body after the head.
+        let (head, body) = response
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("no HTTP answer from {ip}:9890: {response:?}"));
+        assert!(
+            head.starts_with("HTTP/1.") && head.contains(" 200 "),
+            "{head}"
+        );
+        body.to_owned()
+    }
+}
+
+/// The value of the Prometheus series `series` (its name and labels exactly as printed), 0
+/// when it is absent.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
+}
+
+/// The host pids of the running `syscribe daemon` processes.
+pub fn daemon_pids() -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        if args.first().is_some_and(|a| a.ends_with(b"/syscribe"))
+            && args.get(1) == Some(&&b"daemon"[..])
+        {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// A process's resident memory in KiB.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// A process's CPU time (user and system) in seconds.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command's closing parenthesis: state is field 3; utime and stime are 14, 15.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some(ticks as f64 / hz)
+}
+
+/// Warnings other tests caused on purpose (the API server stopped), as windows of time:
+/// `s9` does not count log lines written inside them. The tests run in one process, in order.
+static TOLERATED: std::sync::Mutex<Vec<(f64, f64, String)>> = std::sync::Mutex::new(Vec::new());
+
+/// Says that warnings logged between `from` and `to` (seconds since the epoch) are expected,
+/// and why.
+pub fn tolerate_warnings(from: f64, to: f64, why: &str) {
+    TOLERATED.lock().unwrap().push((from, to, why.to_owned()));
+}
+
+/// The windows of [`tolerate_warnings`].
+pub fn tolerated_warnings() -> Vec<(f64, f64, String)> {
+    TOLERATED.lock().unwrap().clone()
+}
+
+/// A component of the rig (`cargo xtask cluster up` runs each as a process of this machine)
+/// that was stopped: its command line, environment and directory, read from /proc before it
+/// was stopped, to start it again exactly so.
+pub struct Stopped {
+    name: String,
+    argv: Vec<std::ffi::OsString>,
+    env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
+    cwd: PathBuf,
+}
+
+fn component_pid_file(name: &str) -> PathBuf {
+    PathBuf::from(env("SYSCRIBE_CLUSTER_STATE"))
+        .join("pids")
+        .join(name)
+}
+
+/// Stops a component: SIGTERM, and SIGKILL if it has not exited within `grace`.
+pub fn stop_component(name: &str, grace: Duration) -> Stopped {
+    use std::os::unix::ffi::OsStrExt as _;
+    let pid_file = component_pid_file(name);
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap_or_else(|e| panic!("{}: {e}", pid_file.display()))
+        .trim()
+        .parse()
+        .unwrap();
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    let split = |bytes: Vec<u8>| -> Vec<std::ffi::OsString> {
+        bytes
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| std::ffi::OsStr::from_bytes(a).to_owned())
+            .collect()
+    };
+    let argv = split(std::fs::read(proc.join("cmdline")).unwrap());
+    let env = split(std::fs::read(proc.join("environ")).unwrap())
+        .into_iter()
+        .filter_map(|kv| {
+            let bytes = kv.as_bytes();
+            let eq = bytes.iter().position(|b| *b == b'=')?;
+            Some((
+                std::ffi::OsStr::from_bytes(&bytes[..eq]).to_owned(),
+                std::ffi::OsStr::from_bytes(&bytes[eq + 1..]).to_owned(),
+            ))
+        })
+        .collect();
+    let cwd = std::fs::read_link(proc.join("cwd")).unwrap();
+    assert!(
+        argv.first().is_some_and(
+            |a| std::path::Path::new(a).file_name() == Some(std::ffi::OsStr::new(name))
+        ),
+        "pid {pid} is not {name}: {argv:?}"
+    );
+    // SAFETY: kill has no memory preconditions.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "kill {name}");
+    let started = Instant::now();
+    let alive = || std::fs::read_to_string(proc.join("stat")).is_ok_and(|s| !s.contains(") Z "));
+    let mut killed = false;
+    while alive() {
+        if !killed && started.elapsed() > grace {
+            // SAFETY: as above.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            killed = true;
+        }
+        assert!(
+            started.elapsed() < grace + Duration::from_secs(30),
+            "{name} (pid {pid}) did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!(
+        "{name} stopped after {:.1} s{}",
+        started.elapsed().as_secs_f64(),
+        if killed {
+            " (killed after its grace)"
+        } else {
+            ""
+        }
+    );
+    Stopped {
+        name: name.to_owned(),
+        argv,
+        env,
+        cwd,
+    }
+}
+
+impl Stopped {
+    /// Starts it again: its own session, its output appended to its log, its pid where
+    /// `cargo xtask cluster down` looks for it.
+    pub fn start(self, logs: &Path) {
+        use std::os::unix::process::CommandExt as _;
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(logs.join(format!("{}.log", self.name)))
+            .unwrap();
+        let mut cmd = Command::new(&self.argv[0]);
+        cmd.args(&self.argv[1..])
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(&self.cwd)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        // SAFETY: setsid is async-signal-safe and touches no memory of ours.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", self.name));
+        std::fs::write(component_pid_file(&self.name), child.id().to_string()).unwrap();
+        // Reaped if it exits while the tests run; `cargo xtask cluster down` stops it after.
+        std::thread::spawn(move || {
+            let mut child = child;
+            let _ = child.wait();
+        });
+    }
+}
+
+impl Kube {
+    /// Where the components' logs are (`<component>.log`).
+    pub fn logs_dir(&self) -> &Path {
+        &self.logs
+    }
+}

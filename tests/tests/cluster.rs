@@ -9,7 +9,10 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use syscribe_tests::cluster::{Kube, TEST_AUDIT_LOG, deployed, image};
+use syscribe_tests::cluster::{
+    Kube, TEST_AUDIT_LOG, cpu_seconds, daemon_pids, deployed, image, metric, now_seconds, rss_kib,
+    stop_component, tolerate_warnings, tolerated_warnings,
+};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -230,7 +233,9 @@ spec:
         .collect();
     assert_eq!(headers.len(), 3, "three tables:\n{out}");
     assert!(
-        headers[0].split_whitespace().eq(["NAME", "STATUS", "AGE"]),
+        headers[0]
+            .split_whitespace()
+            .eq(["NAME", "STATUS", "NODES", "AGE"]),
         "{out}"
     );
     assert!(
@@ -663,23 +668,7 @@ spec:
 fn s8_the_daemons_idle_memory_is_measured() {
     let kube = Kube::get();
     deployed(&kube);
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-        if args.first().is_some_and(|a| a.ends_with(b"/syscribe"))
-            && args.get(1) == Some(&&b"daemon"[..])
-        {
-            let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
-            if let Some(kib) = status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            {
-                found.push(kib);
-            }
-        }
-    }
+    let found: Vec<u64> = daemon_pids().into_iter().filter_map(rss_kib).collect();
     assert_eq!(
         found.len(),
         1,
@@ -1418,12 +1407,1420 @@ fn s8d_with_the_webhook_stopped_pods_elsewhere_still_start() {
     kube.ok(&["delete", "namespace", on, off, "--wait=false"]);
 }
 
+/// A namespace labelled for recording (created, or labelled when it exists).
+fn recording_namespace(kube: &Kube, name: &str) {
+    kube.apply(&format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}, labels: {{spo.x-k8s.io/enable-recording: \"true\"}}}}\n"
+    ));
+}
+
+/// The SeccompProfile `name`, once it exists.
+fn seccomp_profile(kube: &Kube, name: &str) -> Option<Value> {
+    let out = kube.run(&["get", "seccompprofile", name, "-o", "json"]);
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+/// Every name a profile's rules allow (the recorded profiles' one ALLOW rule, or all rules).
+fn allowed_names(spec: &Value) -> Vec<String> {
+    spec["syscalls"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|rule| rule["action"] == "SCMP_ACT_ALLOW")
+        .flat_map(|rule| rule["names"].as_array().cloned().unwrap_or_default())
+        .filter_map(|n| n.as_str().map(str::to_owned))
+        .collect()
+}
+
+/// The names and pod IPs of a namespace's Running pods with `selector`, once there are `n`.
+fn running_pods(kube: &Kube, namespace: &str, selector: &str, n: usize) -> Vec<(String, String)> {
+    kube.wait_for(
+        &format!("{n} Ready pods {selector} in {namespace}"),
+        2 * MINUTE,
+        || {
+            let pods = kube.json(&["get", "pods", "-n", namespace, "-l", selector]);
+            let ready: Vec<(String, String)> = pods["items"]
+                .as_array()?
+                .iter()
+                .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+                .filter(|p| {
+                    p["status"]["conditions"].as_array().is_some_and(|c| {
+                        c.iter()
+                            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                    })
+                })
+                .map(|p| {
+                    (
+                        p["metadata"]["name"].as_str().unwrap().to_owned(),
+                        p["status"]["podIP"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect();
+            (ready.len() == n).then_some(ready)
+        },
+    )
+}
+
+/// Runs a client pod that asks each `ip:port` `rounds` times for `/`; returns what it printed
+/// (one `ok <body>` or `FAIL <address>` line per request). HTTP/1.0 by hand through `nc`: the
+/// image's busybox `wget` (Debian's static build) crashes on any answer.
+fn drive(kube: &Kube, namespace: &str, name: &str, addresses: &[String], rounds: u32) -> String {
+    let targets = addresses.join(" ");
+    let script = format!(
+        "for i in $(seq 1 {rounds}); do for a in {targets}; do r=$(printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 ${{a%:*}} ${{a##*:}}); case \"$r\" in *' 200 OK'*) echo \"ok $(echo \"$r\" | tail -n 1)\";; *) echo \"FAIL $a\";; esac; done; done"
+    );
+    kube.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, namespace: {namespace}, labels: {{app: client}}}}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: client
+    image: {image}
+    command: [sh, -c, {script:?}]
+"#,
+        image = image("workload")
+    ));
+    kube.wait_succeeded(namespace, name, 2 * MINUTE);
+    kube.ok(&["logs", "-n", namespace, name])
+}
+
+/// The Deployment of Ming's shop: busybox httpd serving a page that names its pod.
+fn web_deployment(namespace: &str, replicas: u32, seccomp: &str) -> String {
+    format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web, namespace: {namespace}}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      terminationGracePeriodSeconds: 2
+      securityContext:
+        seccompProfile: {seccomp}
+      containers:
+      - name: httpd
+        image: {image}
+        command: [sh, -c, "mkdir -p /www && echo hello-from-$(hostname) > /www/index.html && exec httpd -f -p 8080 -h /www"]
+        ports: [{{containerPort: 8080}}]
+        readinessProbe:
+          tcpSocket: {{port: 8080}}
+          periodSeconds: 2
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: {namespace}}}
+spec:
+  selector: {{app: web}}
+  ports: [{{port: 80, targetPort: 8080}}]
+"#,
+        image = image("workload")
+    )
+}
+
+/// Issue 15, Ming: a Deployment of two replicas of a real server, recorded with `mergeStrategy:
+/// Containers` while a client drives it; scaled to 0, each replica leaves a partial profile;
+/// deleting the recording merges them into one `<recording>-<container>`; `syscribe pull`
+/// writes it as OCI JSON; the same Deployment runs under it and serves the client; a syscall
+/// the recording never saw is denied, and the daemon's log has one enriched line for it within
+/// two seconds.
+#[test]
+fn s8e_ming_records_a_deployment_merges_its_replicas_and_serves_under_the_profile() {
+    let kube = Kube::get();
+    deployed(&kube);
+    let ns = "ming";
+    recording_namespace(&kube, ns);
+    kube.apply(
+        r#"apiVersion: security-profiles-operator.x-k8s.io/v1
+kind: ProfileRecording
+metadata: {name: web, namespace: ming}
+spec:
+  kind: SeccompProfile
+  recorder: Bpf
+  mergeStrategy: Containers
+  podSelector: {matchLabels: {app: web}}
+"#,
+    );
+    kube.apply(&web_deployment(ns, 2, "{type: RuntimeDefault}"));
+    let replicas = running_pods(&kube, ns, "app=web", 2);
+    kube.wait_for("the recording naming both replicas", MINUTE, || {
+        let rec = kube.json(&["get", "profilerecording", "-n", ns, "web"]);
+        (rec["status"]["activeWorkloads"].as_array().map(Vec::len) == Some(2)).then_some(())
+    });
+    let addresses: Vec<String> = replicas
+        .iter()
+        .map(|(_, ip)| format!("{ip}:8080"))
+        .collect();
+    let out = drive(&kube, ns, "client", &addresses, 10);
+    for (pod, _) in &replicas {
+        assert_eq!(
+            out.lines()
+                .filter(|l| *l == format!("ok hello-from-{pod}"))
+                .count(),
+            10,
+            "each replica answers while recorded:\n{out}"
+        );
+    }
+    println!(
+        "recorded: {} requests served by {:?}",
+        out.lines().count(),
+        replicas
+    );
+
+    // Scaled to 0: one partial profile per replica, not installed.
+    let scaled = std::time::Instant::now();
+    kube.ok(&["scale", "deployment", "-n", ns, "web", "--replicas=0"]);
+    let partial_selector = "spo.x-k8s.io/recording-id=web,spo.x-k8s.io/partial=true";
+    let partials = kube.wait_for("two partial profiles", 2 * MINUTE, || {
+        let list = kube.json(&["get", "seccompprofile", "-l", partial_selector]);
+        let items = list["items"].as_array()?.clone();
+        (items.len() == 2 && items.iter().all(|p| p["status"]["status"] == "Partial"))
+            .then_some(items)
+    });
+    println!(
+        "scaled to 0: partial profiles {:?} after {:.1} s",
+        partials
+            .iter()
+            .map(|p| p["metadata"]["name"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        scaled.elapsed().as_secs_f64()
+    );
+    for partial in &partials {
+        let name = partial["metadata"]["name"].as_str().unwrap();
+        assert!(name.starts_with("web-httpd-"), "{name}");
+        assert!(
+            !std::path::Path::new(&format!("/var/lib/kubelet/seccomp/operator/{name}.json"))
+                .exists(),
+            "a partial profile is never installed"
+        );
+    }
+    assert!(
+        seccomp_profile(&kube, "web-httpd").is_none(),
+        "merged before the recording ended"
+    );
+
+    // Deleting the recording merges them.
+    let deleted = std::time::Instant::now();
+    kube.ok(&[
+        "delete",
+        "profilerecording",
+        "-n",
+        ns,
+        "web",
+        "--wait=true",
+        "--timeout=120s",
+    ]);
+    let merged = kube.wait_for("the merged profile web-httpd Installed", 2 * MINUTE, || {
+        let sp = seccomp_profile(&kube, "web-httpd")?;
+        (sp["status"]["status"] == "Installed").then_some(sp)
+    });
+    println!(
+        "recording deleted: web-httpd merged and Installed after {:.1} s",
+        deleted.elapsed().as_secs_f64()
+    );
+    let left = kube.json(&["get", "seccompprofile", "-l", partial_selector]);
+    assert_eq!(
+        left["items"].as_array().unwrap().len(),
+        0,
+        "partials left: {left}"
+    );
+    let labels = &merged["metadata"]["labels"];
+    assert_eq!(labels["spo.x-k8s.io/recording-id"], "web", "{merged}");
+    assert_eq!(labels["spo.x-k8s.io/recording-namespace"], ns, "{merged}");
+    assert!(labels.get("spo.x-k8s.io/partial").is_none(), "{merged}");
+    let coverage: Value = serde_json::from_str(
+        merged["metadata"]["annotations"]["spo.x-k8s.io/syscall-coverage"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no coverage annotation: {merged}")),
+    )
+    .unwrap();
+    assert_eq!(coverage["version"], "v1", "{coverage}");
+    assert_eq!(coverage["total"], 2, "two replicas merged: {coverage}");
+    let names = allowed_names(&merged["spec"]);
+    for needed in ["bind", "listen", "execve"] {
+        assert!(
+            names.iter().any(|n| n == needed),
+            "{needed} not in {names:?}"
+        );
+    }
+    assert!(
+        names.iter().any(|n| n == "accept" || n == "accept4"),
+        "httpd accepted connections: {names:?}"
+    );
+    for name in &names {
+        let count = coverage["syscalls"][name.as_str()].as_u64();
+        assert!(
+            matches!(count, Some(1 | 2)),
+            "{name}: coverage {count:?} in {coverage}"
+        );
+    }
+    assert!(!names.iter().any(|n| n == "sync"), "{names:?}");
+
+    // `syscribe pull`: the OCI JSON, the very file the node installed.
+    let dir = syscribe_tests::TempDir::new("pull");
+    let pulled = dir.join("web-httpd.json");
+    let out = syscribe_tests::syscribe()
+        .args(["pull", "web-httpd", "-o"])
+        .arg(&pulled)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "syscribe pull: {out:?}");
+    let oci: Value = serde_json::from_slice(&std::fs::read(&pulled).unwrap()).unwrap();
+    let installed: Value = serde_json::from_slice(
+        &std::fs::read("/var/lib/kubelet/seccomp/operator/web-httpd.json").unwrap(),
+    )
+    .unwrap();
+    assert_eq!(oci, installed, "the pulled profile is the installed one");
+    assert_eq!(oci["defaultAction"], "SCMP_ACT_ERRNO");
+    println!(
+        "syscribe pull web-httpd: {} syscalls allowed, {} bytes of OCI JSON",
+        names.len(),
+        std::fs::metadata(&pulled).unwrap().len()
+    );
+
+    // Denials are logged by the kernel only when the filter asks for it: Rajesh turns that on.
+    kube.ok(&[
+        "patch",
+        "seccompprofile",
+        "web-httpd",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"flags":["SECCOMP_FILTER_FLAG_LOG"]}}"#,
+    ]);
+    kube.wait_for(
+        "web-httpd installed again with the LOG flag",
+        MINUTE,
+        || {
+            let text =
+                std::fs::read_to_string("/var/lib/kubelet/seccomp/operator/web-httpd.json").ok()?;
+            text.contains("SECCOMP_FILTER_FLAG_LOG").then_some(())
+        },
+    );
+
+    // The same Deployment under the profile serves the client.
+    kube.ok(&[
+        "patch",
+        "deployment",
+        "-n",
+        ns,
+        "web",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/template/spec/securityContext/seccompProfile","value":{"type":"Localhost","localhostProfile":"operator/web-httpd.json"}}]"#,
+    ]);
+    kube.ok(&["scale", "deployment", "-n", ns, "web", "--replicas=2"]);
+    let replicas = running_pods(&kube, ns, "app=web", 2);
+    let service = kube.ok(&[
+        "get",
+        "service",
+        "-n",
+        ns,
+        "web",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
+    let mut addresses: Vec<String> = replicas
+        .iter()
+        .map(|(_, ip)| format!("{ip}:8080"))
+        .collect();
+    addresses.push(format!("{service}:80"));
+    let out = drive(&kube, ns, "client-2", &addresses, 10);
+    assert!(!out.contains("FAIL"), "under the recorded profile:\n{out}");
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.starts_with("ok hello-from-web-"))
+            .count(),
+        30,
+        "{out}"
+    );
+    println!(
+        "under operator/web-httpd.json: 30 of 30 requests served (both replicas and the Service)"
+    );
+
+    // One syscall the recording never saw: sync(2), in a replica.
+    let (pod, _) = &replicas[0];
+    let daemon = kube.daemon_pod();
+    let before = now_seconds();
+    let exec = kube.run(&["exec", "-n", ns, pod, "-c", "httpd", "--", "sync"]);
+    let after = now_seconds();
+    assert!(exec.status.success(), "{exec:?}");
+    let wanted = |line: &str| {
+        line.contains("\"syscallName\":\"sync\"") && line.contains(&format!("\"pod\":\"{pod}\""))
+    };
+    let (logged_at, line) = kube.wait_for("the daemon logging the sync denial", MINUTE, || {
+        kube.timed_logs("syscribe", &daemon)
+            .into_iter()
+            .find(|(at, line)| *at >= before - 1.0 && wanted(line))
+    });
+    let seen = now_seconds();
+    let denial: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(denial["type"], "seccomp", "{denial}");
+    assert_eq!(denial["namespace"], ns, "{denial}");
+    assert_eq!(denial["container"], "httpd", "{denial}");
+    assert!(
+        denial["executable"]
+            .as_str()
+            .is_some_and(|e| e.ends_with("busybox")),
+        "{denial}"
+    );
+    let audit_time: f64 = denial["timestamp"]
+        .as_str()
+        .and_then(|t| t.split(':').next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("{denial}"));
+    let delay = logged_at - audit_time;
+    println!(
+        "denial: {line}\n  audit record at {audit_time:.3}, written to the daemon's log {delay:.3} s later (exec took {:.2} s; seen by polling kubectl logs {:.2} s after it returned)",
+        after - before,
+        seen - after
+    );
+    assert!(
+        audit_time >= before - 1.0 && audit_time <= after + 1.0,
+        "the audit record's time {audit_time} is not the exec's [{before}, {after}]"
+    );
+    assert!(
+        delay <= 2.0,
+        "the enriched line came {delay:.3} s after the denial"
+    );
+    // One line for one denial (not one per source, not repeated).
+    std::thread::sleep(Duration::from_secs(3));
+    let lines: Vec<String> = kube
+        .timed_logs("syscribe", &daemon)
+        .into_iter()
+        .filter(|(at, line)| *at >= before - 1.0 && line.contains(&format!("\"pod\":\"{pod}\"")))
+        .map(|(_, line)| line)
+        .collect();
+    assert_eq!(
+        lines.iter().filter(|l| wanted(l)).count(),
+        1,
+        "one enriched line for the denial:\n{}",
+        lines.join("\n")
+    );
+    assert_eq!(
+        lines.len(),
+        1,
+        "nothing else of the replica was denied:\n{}",
+        lines.join("\n")
+    );
+
+    kube.ok(&["delete", "namespace", ns, "--wait=true", "--timeout=120s"]);
+    kube.ok(&["delete", "seccompprofile", "web-httpd", "--wait=true"]);
+}
+
+/// The installed file of a profile, parsed; None while there is none.
+fn installed_file(name: &str) -> Option<Value> {
+    let text = std::fs::read(format!("/var/lib/kubelet/seccomp/operator/{name}.json")).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+/// The names of the installed file's rule with this errno (the joined ERRNO rule).
+fn errno_names(file: &Value, errno: u64) -> Vec<String> {
+    let mut names: Vec<String> = file["syscalls"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["action"] == "SCMP_ACT_ERRNO" && r["errnoRet"] == errno)
+        .flat_map(|r| r["names"].as_array().cloned().unwrap_or_default())
+        .filter_map(|n| n.as_str().map(str::to_owned))
+        .collect();
+    names.sort();
+    names
+}
+
+/// This node's SecurityProfileNodeStatus of a SeccompProfile.
+fn node_status(kube: &Kube, profile: &str) -> Value {
+    kube.json(&["get", "spns", &format!("{profile}-{}", kube.node)])
+}
+
+/// Issue 15, Rajesh: an invalid profile is refused at `kubectl apply` with every problem, its
+/// field path and a suggestion; a profile built on a base installs the joined rules and is
+/// installed again when the base changes; `kubectl get sp` shows Installed and on how many
+/// nodes, `kubectl describe` the Ready condition; disabled, its file goes — unless a pod uses
+/// it, and then `kubectl get spns` names the pod.
+#[test]
+fn s8f_rajesh_deploys_profiles_on_a_base_and_sees_where_they_are_installed() {
+    let kube = Kube::get();
+    deployed(&kube);
+    // Every problem the webhook finds, each with its path (the API server's own schema
+    // checks, such as an unknown action, come before the webhook and stop at the first).
+    let invalid = r#"apiVersion: security-profiles-operator.x-k8s.io/v1
+kind: SeccompProfile
+metadata: {name: rajesh-broken}
+spec:
+  defaultAction: SCMP_ACT_ERRNO
+  architectures: [SCMP_ARCH_X86_64, SCMP_ARCH_X86_46]
+  flags: [SECCOMP_FILTER_FLAG_TSYNK]
+  syscalls:
+  - action: SCMP_ACT_ALLOW
+    names: [read, wirte, exit_group]
+  - action: SCMP_ACT_ERRNO
+    errnoRet: 1
+    names: [mkdri]
+"#;
+    let out = kube.with_stdin(&["apply"], invalid);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "admitted: {stderr}");
+    for part in [
+        "spec.architectures[1]",
+        "did you mean \"SCMP_ARCH_X86_64\"",
+        "spec.flags[0]",
+        "did you mean \"SECCOMP_FILTER_FLAG_TSYNC\"",
+        "spec.syscalls[0].names[1]",
+        "unknown syscall \"wirte\"",
+        "did you mean \"write\"",
+        "spec.syscalls[1].names[0]",
+        "unknown syscall \"mkdri\"",
+        "did you mean \"mkdir\"",
+    ] {
+        assert!(
+            stderr.contains(part),
+            "kubectl's output lacks {part:?}:\n{stderr}"
+        );
+    }
+    println!("refused at apply:\n{}", stderr.trim());
+
+    // A base that refuses mkdir, and a profile on it that also refuses rmdir; both allow the
+    // rest, so a pod runs under the joined rules.
+    let base = |names: &str| {
+        format!(
+            "apiVersion: security-profiles-operator.x-k8s.io/v1\nkind: SeccompProfile\nmetadata: {{name: rajesh-base}}\nspec:\n  defaultAction: SCMP_ACT_ALLOW\n  syscalls:\n  - action: SCMP_ACT_ERRNO\n    errnoRet: 1\n    names: [{names}]\n"
+        )
+    };
+    kube.apply(&base("mkdir, mkdirat"));
+    kube.apply(
+        r#"apiVersion: security-profiles-operator.x-k8s.io/v1
+kind: SeccompProfile
+metadata: {name: rajesh-app}
+spec:
+  defaultAction: SCMP_ACT_ALLOW
+  baseProfileName: rajesh-base
+  syscalls:
+  - action: SCMP_ACT_ERRNO
+    errnoRet: 1
+    names: [rmdir]
+"#,
+    );
+    let file = kube.wait_for("rajesh-app installed with its base's rules", MINUTE, || {
+        installed_file("rajesh-app").filter(|f| errno_names(f, 1).len() == 3)
+    });
+    assert_eq!(
+        errno_names(&file, 1),
+        ["mkdir", "mkdirat", "rmdir"],
+        "{file}"
+    );
+    // Installed, on how many nodes, and Ready.
+    kube.wait_for("rajesh-app Installed", MINUTE, || {
+        let sp = seccomp_profile(&kube, "rajesh-app")?;
+        (sp["status"]["status"] == "Installed").then_some(())
+    });
+    let table = kube.ok(&["get", "sp", "rajesh-app"]);
+    let mut lines = table.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .eq(["NAME", "STATUS", "NODES", "AGE"]),
+        "{table}"
+    );
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(row[..3], ["rajesh-app", "Installed", "1/1"], "{table}");
+    println!("$ kubectl get sp rajesh-app\n{table}");
+    let described = kube.ok(&["describe", "sp", "rajesh-app"]);
+    let conditions = described
+        .split_once("Conditions:")
+        .unwrap_or_else(|| panic!("no conditions:\n{described}"))
+        .1;
+    let field = |name: &str| {
+        conditions
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("{name}:")))
+            .map(str::trim)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(
+        (field("Type"), field("Status"), field("Reason")),
+        (
+            "Ready".to_owned(),
+            "True".to_owned(),
+            "Installed".to_owned()
+        ),
+        "{described}"
+    );
+
+    // The base changes: the profile is installed again with it.
+    let changed = std::time::Instant::now();
+    kube.apply(&base("mkdir, mkdirat, unlink"));
+    let file = kube.wait_for(
+        "rajesh-app installed again with the new base",
+        MINUTE,
+        || installed_file("rajesh-app").filter(|f| errno_names(f, 1).len() == 4),
+    );
+    assert_eq!(
+        errno_names(&file, 1),
+        ["mkdir", "mkdirat", "rmdir", "unlink"]
+    );
+    println!(
+        "base changed: rajesh-app installed again {:.1} s later",
+        changed.elapsed().as_secs_f64()
+    );
+
+    // Disabled while unused: the file goes.
+    let state = |s: &str| format!(r#"{{"spec":{{"state":"{s}"}}}}"#);
+    kube.ok(&[
+        "patch",
+        "sp",
+        "rajesh-app",
+        "--type=merge",
+        "-p",
+        &state("Disabled"),
+    ]);
+    kube.wait_for("rajesh-app's file removed", MINUTE, || {
+        installed_file("rajesh-app").is_none().then_some(())
+    });
+    kube.wait_for("rajesh-app Disabled", MINUTE, || {
+        (node_status(&kube, "rajesh-app")["status"] == "Disabled").then_some(())
+    });
+    kube.ok(&[
+        "patch",
+        "sp",
+        "rajesh-app",
+        "--type=merge",
+        "-p",
+        &state("Enabled"),
+    ]);
+    kube.wait_for("rajesh-app installed again", MINUTE, || {
+        installed_file("rajesh-app")
+    });
+
+    // Disabled while a pod uses it: kept, and the node status says who holds it.
+    kube.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: rajesh}\n");
+    kube.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: holder, namespace: rajesh}}
+spec:
+  terminationGracePeriodSeconds: 1
+  securityContext:
+    seccompProfile: {{type: Localhost, localhostProfile: operator/rajesh-app.json}}
+  containers:
+  - name: main
+    image: {image}
+    command: [sh, -c, "mkdir /tmp/x; echo mkdir-status=$?; rm -f /tmp/y; exec sleep 3600"]
+"#,
+        image = image("workload")
+    ));
+    let logs = kube.wait_for("the holder pod running under rajesh-app", MINUTE, || {
+        let out = kube.run(&["logs", "-n", "rajesh", "holder"]);
+        let logs = String::from_utf8_lossy(&out.stdout).into_owned();
+        logs.contains("mkdir-status").then_some(logs)
+    });
+    assert!(
+        logs.contains("mkdir-status=1"),
+        "the base's rule applies: {logs}"
+    );
+    kube.ok(&[
+        "patch",
+        "sp",
+        "rajesh-app",
+        "--type=merge",
+        "-p",
+        &state("Disabled"),
+    ]);
+    let wide = kube.wait_for("the node status naming the holder", MINUTE, || {
+        let wide = kube.ok(&["get", "spns", "-o", "wide"]);
+        wide.lines()
+            .any(|l| {
+                l.starts_with(&format!("rajesh-app-{}", kube.node)) && l.contains("rajesh/holder")
+            })
+            .then_some(wide)
+    });
+    let row = wide.lines().find(|l| l.starts_with("rajesh-app-")).unwrap();
+    assert!(row.contains("Terminating"), "{row}");
+    println!(
+        "$ kubectl get spns -o wide (rajesh-app disabled, a pod uses it)\n{}\n{row}",
+        wide.lines().next().unwrap()
+    );
+    assert!(
+        installed_file("rajesh-app").is_some(),
+        "the file a pod uses was removed"
+    );
+    kube.ok(&["delete", "pod", "-n", "rajesh", "holder", "--wait=true"]);
+    kube.wait_for(
+        "rajesh-app's file removed once the pod went",
+        MINUTE,
+        || installed_file("rajesh-app").is_none().then_some(()),
+    );
+    kube.wait_for("rajesh-app Disabled", MINUTE, || {
+        (node_status(&kube, "rajesh-app")["status"] == "Disabled").then_some(())
+    });
+    kube.ok(&["delete", "namespace", "rajesh", "--wait=false"]);
+    kube.ok(&["delete", "sp", "rajesh-app", "rajesh-base", "--wait=true"]);
+}
+
+/// The finalizers of a SeccompProfile (empty when it is gone).
+fn finalizers(kube: &Kube, name: &str) -> Vec<String> {
+    seccomp_profile(kube, name)
+        .and_then(|sp| sp["metadata"]["finalizers"].as_array().cloned())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|f| f.as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Issue 15, Kirsti: a node that goes leaves no profile stuck. A second Node object is
+/// registered and given what a daemon there would leave (its finalizer on two profiles — once
+/// as its daemon applies it, once added by another hand — and its node statuses); a profile
+/// deleted meanwhile hangs on it. Deleting the Node object, the surviving daemon removes them:
+/// the deleted profile goes, the other keeps only this node's finalizer, and deleting it does
+/// not hang.
+#[test]
+fn s8g_kirsti_deletes_a_node_and_no_profile_hangs_on_it() {
+    let kube = Kube::get();
+    deployed(&kube);
+    let ghost = "ghost-node";
+    let ghost_finalizer = format!("syscribe.dev/installed-{ghost}");
+    let mine = format!("syscribe.dev/installed-{}", kube.node);
+    // No kubelet runs it; the taint keeps the DaemonSet's pod and every test pod off it.
+    kube.apply(&format!(
+        r#"apiVersion: v1
+kind: Node
+metadata: {{name: {ghost}, labels: {{syscribe.dev/test: ghost}}}}
+spec:
+  taints: [{{key: syscribe.dev/ghost, effect: NoSchedule}}]
+"#
+    ));
+    for name in ["ghost-a", "ghost-b"] {
+        kube.apply(&no_mkdir_profile(name));
+    }
+    for name in ["ghost-a", "ghost-b"] {
+        kube.wait_for(&format!("{name} Installed here"), MINUTE, || {
+            finalizers(&kube, name).contains(&mine).then_some(())
+        });
+    }
+    // ghost-a: the finalizer as the ghost's daemon applies it (its own field manager).
+    let out = kube.with_stdin(
+        &["apply", "--server-side", &format!("--field-manager=syscribe-{ghost}")],
+        &format!(
+            "apiVersion: security-profiles-operator.x-k8s.io/v1\nkind: SeccompProfile\nmetadata: {{name: ghost-a, finalizers: [{ghost_finalizer}]}}\n"
+        ),
+    );
+    assert!(out.status.success(), "{out:?}");
+    // ghost-b: added by another hand (a JSON patch).
+    kube.ok(&[
+        "patch",
+        "sp",
+        "ghost-b",
+        "--type=json",
+        "-p",
+        &format!(r#"[{{"op":"add","path":"/metadata/finalizers/-","value":"{ghost_finalizer}"}}]"#),
+    ]);
+    // Its node statuses, as its daemon writes them (owned by the profile).
+    for name in ["ghost-a", "ghost-b"] {
+        let uid = kube.ok(&["get", "sp", name, "-o", "jsonpath={.metadata.uid}"]);
+        kube.apply(&format!(
+            r#"apiVersion: security-profiles-operator.x-k8s.io/v1
+kind: SecurityProfileNodeStatus
+metadata:
+  name: {name}-{ghost}
+  labels:
+    spo.x-k8s.io/profile-id: SeccompProfile-{name}
+    spo.x-k8s.io/node-name: {ghost}
+    spo.x-k8s.io/profile-state: Installed
+    spo.x-k8s.io/profile-kind: SeccompProfile
+  ownerReferences:
+  - {{apiVersion: security-profiles-operator.x-k8s.io/v1, kind: SeccompProfile, name: {name}, uid: {uid}}}
+nodeName: {ghost}
+status: Installed
+"#
+        ));
+        let f = finalizers(&kube, name);
+        assert!(
+            f.contains(&mine) && f.contains(&ghost_finalizer),
+            "{name}: {f:?}"
+        );
+    }
+    // Deleted while the ghost holds it: it hangs.
+    kube.ok(&["delete", "sp", "ghost-a", "--wait=false"]);
+    std::thread::sleep(Duration::from_secs(5));
+    let held = seccomp_profile(&kube, "ghost-a").expect("ghost-a hangs on the ghost's finalizer");
+    assert!(held["metadata"]["deletionTimestamp"].is_string(), "{held}");
+    assert_eq!(
+        held["metadata"]["finalizers"],
+        serde_json::json!([ghost_finalizer]),
+        "this node let it go, the ghost holds it: {held}"
+    );
+    println!("before: ghost-a Terminating, held only by {ghost_finalizer}");
+
+    // The node goes.
+    let deleted = std::time::Instant::now();
+    kube.ok(&["delete", "node", ghost, "--wait=true"]);
+    kube.wait_for("ghost-a gone", MINUTE, || {
+        seccomp_profile(&kube, "ghost-a").is_none().then_some(())
+    });
+    kube.wait_for("ghost-b without the ghost's finalizer", MINUTE, || {
+        (finalizers(&kube, "ghost-b") == [mine.clone()]).then_some(())
+    });
+    kube.wait_for("the ghost's node statuses gone", MINUTE, || {
+        let list = kube.json(&[
+            "get",
+            "spns",
+            "-l",
+            &format!("spo.x-k8s.io/node-name={ghost}"),
+        ]);
+        list["items"].as_array()?.is_empty().then_some(())
+    });
+    println!(
+        "node {ghost} deleted: its finalizers and node statuses removed within {:.1} s",
+        deleted.elapsed().as_secs_f64()
+    );
+    let logs = kube.ok(&["logs", "-n", "syscribe", &kube.daemon_pod(), "--tail=-1"]);
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("cleaned up after a node that is gone") && l.contains(ghost)),
+        "the daemon says what it did"
+    );
+    let b = seccomp_profile(&kube, "ghost-b").unwrap();
+    assert_eq!(b["status"]["status"], "Installed", "{b}");
+    kube.wait_for("ghost-b's summary on the one node left", MINUTE, || {
+        let b = seccomp_profile(&kube, "ghost-b")?;
+        (b["status"]["nodes"] == "1/1").then_some(())
+    });
+    // Deleting a profile does not hang any more.
+    let out = kube.run(&["delete", "sp", "ghost-b", "--wait=true", "--timeout=60s"]);
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// Issue 15, Kirsti: the daemon's /metrics scraped from inside the cluster, through the pod's
+/// port: the audit counters with upstream's label names, and a counter per operation —
+/// profiles installed, removed and failed, recordings started and finished, API errors by
+/// verb — each moving with what was done.
+#[test]
+fn s8h_kirsti_scrapes_the_daemons_metrics_from_inside_the_cluster() {
+    let kube = Kube::get();
+    deployed(&kube);
+    let ns = "kirsti";
+    recording_namespace(&kube, ns);
+    let before = kube.scrape_metrics_from_a_pod(ns, "scrape-before");
+    let count = |text: &str, family: &str, kind: &str| {
+        metric(text, &format!("{family}{{kind=\"{kind}\"}}"))
+    };
+    // A profile that logs mkdir (installed), one on a base that does not exist (failed).
+    kube.apply(
+        r#"apiVersion: security-profiles-operator.x-k8s.io/v1
+kind: SeccompProfile
+metadata: {name: kirsti-log}
+spec:
+  defaultAction: SCMP_ACT_ALLOW
+  syscalls:
+  - action: SCMP_ACT_LOG
+    names: [mkdir, mkdirat]
+---
+apiVersion: security-profiles-operator.x-k8s.io/v1
+kind: SeccompProfile
+metadata: {name: kirsti-orphan}
+spec:
+  defaultAction: SCMP_ACT_ALLOW
+  baseProfileName: kirsti-no-such-base
+"#,
+    );
+    kube.wait_for("kirsti-log Installed", MINUTE, || {
+        (seccomp_profile(&kube, "kirsti-log")?["status"]["status"] == "Installed").then_some(())
+    });
+    kube.wait_for("kirsti-orphan refused", MINUTE, || {
+        (seccomp_profile(&kube, "kirsti-orphan")?["status"]["status"] == "Error").then_some(())
+    });
+    // A recorded pod (started, finished) and a logged mkdir under kirsti-log.
+    kube.apply(
+        r#"apiVersion: security-profiles-operator.x-k8s.io/v1
+kind: ProfileRecording
+metadata: {name: once, namespace: kirsti}
+spec:
+  kind: SeccompProfile
+  recorder: Bpf
+  podSelector: {matchLabels: {app: once}}
+"#,
+    );
+    let pod = |name: &str, labels: &str, security: &str, command: &str| {
+        format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, namespace: kirsti, labels: {{{labels}}}}}
+spec:
+  restartPolicy: Never
+  securityContext:
+    seccompProfile: {security}
+  containers:
+  - name: main
+    image: {image}
+    command: [sh, -c, "{command}"]
+"#,
+            image = image("workload")
+        )
+    };
+    kube.apply(&pod(
+        "once",
+        "app: once",
+        "{type: RuntimeDefault}",
+        "uname -a",
+    ));
+    kube.apply(&pod(
+        "logger",
+        "app: logger",
+        "{type: Localhost, localhostProfile: operator/kirsti-log.json}",
+        "mkdir /tmp/logged; echo made",
+    ));
+    kube.wait_succeeded(ns, "once", MINUTE);
+    kube.wait_succeeded(ns, "logger", MINUTE);
+    kube.ok(&["delete", "pod", "-n", ns, "once", "--wait=true"]);
+    kube.wait_for("once-main published", MINUTE, || {
+        seccomp_profile(&kube, "once-main")
+    });
+    // Removed: kirsti-log deleted once its pod is gone.
+    kube.ok(&["delete", "pod", "-n", ns, "logger", "--wait=true"]);
+    // The logged mkdir, counted under upstream's labels, in upstream's order.
+    let node = kube.node.clone();
+    let audit = |text: &str| -> f64 {
+        text.lines()
+            .filter_map(|l| {
+                l.strip_prefix("security_profiles_operator_seccomp_profile_audit_total{")
+            })
+            .filter_map(|l| l.rsplit_once("} "))
+            .filter(|(labels, _)| {
+                let pairs: Vec<(&str, &str)> = labels
+                    .split("\",")
+                    .filter_map(|kv| kv.split_once("=\""))
+                    .map(|(k, v)| (k, v.trim_end_matches('"')))
+                    .collect();
+                let keys: Vec<&str> = pairs.iter().map(|(k, _)| *k).collect();
+                keys == [
+                    "node",
+                    "namespace",
+                    "pod",
+                    "container",
+                    "executable",
+                    "syscall",
+                ] && pairs[0].1 == node
+                    && pairs[1..4]
+                        == [
+                            ("namespace", "kirsti"),
+                            ("pod", "logger"),
+                            ("container", "main"),
+                        ]
+                    && pairs[4].1.ends_with("busybox")
+                    && matches!(pairs[5].1, "mkdir" | "mkdirat")
+            })
+            .filter_map(|(_, value)| value.trim().parse::<f64>().ok())
+            .sum()
+    };
+    kube.ok(&["delete", "sp", "kirsti-log", "--wait=true"]);
+    kube.wait_for("kirsti-log's file removed", MINUTE, || {
+        installed_file("kirsti-log").is_none().then_some(())
+    });
+    let after = kube.wait_for("the daemon's counters moved", MINUTE, || {
+        let text = kube.scrape_metrics_from_a_pod(ns, "scrape-after");
+        (audit(&text) >= 1.0).then_some(text)
+    });
+    let moved =
+        |family: &str, kind: &str| count(&after, family, kind) - count(&before, family, kind);
+    for (family, kind) in [
+        ("syscribe_profiles_installed_total", "SeccompProfile"),
+        ("syscribe_profiles_removed_total", "SeccompProfile"),
+        ("syscribe_profiles_failed_total", "SeccompProfile"),
+        ("syscribe_recordings_started_total", "SeccompProfile"),
+        ("syscribe_recordings_finished_total", "SeccompProfile"),
+    ] {
+        assert!(
+            moved(family, kind) >= 1.0,
+            "{family}{{kind={kind}}} did not move: {} → {}\n{after}",
+            count(&before, family, kind),
+            count(&after, family, kind)
+        );
+    }
+    assert!(
+        after.contains("# TYPE syscribe_api_errors_total counter"),
+        "{after}"
+    );
+    for line in after
+        .lines()
+        .filter(|l| l.starts_with("syscribe_api_errors_total{"))
+    {
+        assert!(
+            line.starts_with("syscribe_api_errors_total{verb=\"") && line.contains("\",code=\""),
+            "{line}"
+        );
+    }
+    println!(
+        "/metrics from a pod (http://<node>:9890/metrics), the lines an SRE alerts on:\n{}",
+        after
+            .lines()
+            .filter(|l| (l.starts_with("syscribe_")
+                || l.starts_with("security_profiles_operator_"))
+                && (l.contains("kirsti") || !l.contains("namespace=")))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    kube.ok(&["delete", "namespace", ns, "--wait=true", "--timeout=120s"]);
+    kube.ok(&["delete", "sp", "kirsti-orphan", "once-main", "--wait=true"]);
+}
+
+/// The syscalls allowed by a SeccompProfile's rules, once it exists.
+fn profile_names(kube: &Kube, name: &str) -> Option<Vec<String>> {
+    seccomp_profile(kube, name).map(|sp| allowed_names(&sp["spec"]))
+}
+
+/// Issue 15, Ming: `kubectl rollout restart ds/syscribe` in the middle of a recording loses
+/// nothing — a syscall made before the restart (sync), one made while no daemon process ran at
+/// all (fdatasync: the pinned recorder goes on in the kernel) and one after (syncfs) are all in
+/// the profile — and the snapshot annotation produces it while the pod goes on running.
+#[test]
+fn s8i_a_restart_of_the_daemon_mid_recording_loses_nothing_and_a_snapshot_keeps_the_pod() {
+    let kube = Kube::get();
+    deployed(&kube);
+    let ns = "live";
+    recording_namespace(&kube, ns);
+    kube.apply(
+        r#"apiVersion: security-profiles-operator.x-k8s.io/v1
+kind: ProfileRecording
+metadata: {name: live, namespace: live}
+spec:
+  kind: SeccompProfile
+  recorder: Bpf
+  podSelector: {matchLabels: {app: live}}
+"#,
+    );
+    kube.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: live, namespace: live, labels: {{app: live}}}}
+spec:
+  terminationGracePeriodSeconds: 1
+  securityContext:
+    seccompProfile: {{type: RuntimeDefault}}
+  containers:
+  - name: main
+    image: {image}
+    command: [sh, -c, "touch /tmp/f; exec sleep 3600"]
+"#,
+        image = image("workload")
+    ));
+    kube.wait_for("the recording naming the pod", MINUTE, || {
+        let rec = kube.json(&["get", "profilerecording", "-n", ns, "live"]);
+        (rec["status"]["activeWorkloads"] == serde_json::json!(["live/live"])).then_some(())
+    });
+    kube.wait_for("the recorded pod Running", MINUTE, || {
+        (kube.pod_phase(ns, "live") == "Running").then_some(())
+    });
+    let uid = kube.ok(&[
+        "get",
+        "pod",
+        "-n",
+        ns,
+        "live",
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ]);
+    let exec = |args: &[&str]| {
+        let mut all = vec!["exec", "-n", ns, "live", "--"];
+        all.extend(args);
+        kube.ok(&all);
+    };
+    // Before.
+    exec(&["sync"]);
+    // During: the old daemon process has exited and no new one runs yet.
+    let old = daemon_pids();
+    assert_eq!(old.len(), 1, "{old:?}");
+    kube.ok(&["rollout", "restart", "-n", "syscribe", "ds/syscribe"]);
+    let restarted = std::time::Instant::now();
+    kube.wait_for("the old daemon process gone", MINUTE, || {
+        daemon_pids().is_empty().then_some(())
+    });
+    let gap_seen = restarted.elapsed();
+    exec(&["sync", "-d", "/tmp/f"]);
+    let still_none = daemon_pids().is_empty();
+    let during_done = now_seconds();
+    kube.ok(&[
+        "rollout",
+        "status",
+        "-n",
+        "syscribe",
+        "ds/syscribe",
+        "--timeout=120s",
+    ]);
+    let daemon = kube.daemon_pod();
+    // The new daemon took the pinned recorder over after the exec returned: fdatasync was made
+    // while no daemon ran, or at least before the new one read the kernel's sets.
+    let logs = kube.timed_logs("syscribe", &daemon);
+    let started = logs
+        .iter()
+        .find(|(_, l)| l.contains("daemon started"))
+        .map(|(at, _)| *at)
+        .unwrap_or_else(|| panic!("the new daemon did not say it started:\n{logs:?}"));
+    println!(
+        "restart: old daemon gone {:.1} s after `rollout restart`; fdatasync exec'd then ({}), new daemon started {:.2} s after it returned",
+        gap_seen.as_secs_f64(),
+        if still_none {
+            "no daemon process when it returned"
+        } else {
+            "a new process had started"
+        },
+        started - during_done
+    );
+    assert!(
+        started > during_done,
+        "the `during` syscall came after the new daemon had started ({started} ≤ {during_done})"
+    );
+    // After.
+    exec(&["sync", "-f", "/tmp/f"]);
+
+    // A snapshot: the profile as recorded so far, the pod untouched.
+    kube.ok(&[
+        "annotate",
+        "profilerecording",
+        "-n",
+        ns,
+        "live",
+        "syscribe.dev/snapshot=now",
+    ]);
+    let names = kube.wait_for("the snapshot live-main", MINUTE, || {
+        profile_names(&kube, "live-main")
+    });
+    for (when, syscall) in [
+        ("before", "sync"),
+        ("during", "fdatasync"),
+        ("after", "syncfs"),
+    ] {
+        assert!(
+            names.iter().any(|n| n == syscall),
+            "{syscall} ({when} the restart) is not in the snapshot: {names:?}"
+        );
+    }
+    let pod = kube.json(&["get", "pod", "-n", ns, "live"]);
+    assert_eq!(
+        pod["metadata"]["uid"],
+        uid.as_str(),
+        "the snapshot kept the pod"
+    );
+    assert_eq!(pod["status"]["phase"], "Running");
+    assert_eq!(pod["status"]["containerStatuses"][0]["restartCount"], 0);
+    kube.wait_for("the snapshot annotation cleared", MINUTE, || {
+        let rec = kube.json(&["get", "profilerecording", "-n", ns, "live"]);
+        rec["metadata"]["annotations"]
+            .get("syscribe.dev/snapshot")
+            .is_none()
+            .then_some(())
+    });
+    println!(
+        "snapshot while running: live-main has sync, fdatasync and syncfs; pod {uid} still Running"
+    );
+
+    // The pod ends: the final profile has them too.
+    kube.ok(&["delete", "pod", "-n", ns, "live", "--wait=true"]);
+    kube.wait_for("the new daemon ending the pod's recording", MINUTE, || {
+        kube.timed_logs("syscribe", &daemon)
+            .iter()
+            .any(|(_, l)| l.contains("pod recording ended") && l.contains("\"pod\":\"live\""))
+            .then_some(())
+    });
+    let names = kube.wait_for("the final live-main", MINUTE, || {
+        profile_names(&kube, "live-main")
+    });
+    for syscall in ["sync", "fdatasync", "syncfs"] {
+        assert!(names.iter().any(|n| n == syscall), "{syscall}: {names:?}");
+    }
+    kube.ok(&["delete", "namespace", ns, "--wait=true", "--timeout=120s"]);
+    kube.ok(&["delete", "sp", "live-main", "--wait=true"]);
+}
+
+/// Issue 15: a real API server restarts. Stopped for OUTAGE seconds, the daemon keeps calm —
+/// its log stays short and its CPU low (kube's watcher backs off; each watch warns once) —
+/// and when it is back its watches resume (the expired ones, 410 Gone, list again): a profile
+/// created after the restart is installed, and the failed requests were counted on /metrics.
+#[test]
+fn s8j_the_daemon_rides_out_an_api_server_restart() {
+    const OUTAGE: Duration = Duration::from_secs(20);
+    let kube = Kube::get();
+    deployed(&kube);
+    let daemon = kube.daemon_pod();
+    let pid = *daemon_pids().first().expect("the daemon's process");
+    let cpu_before = cpu_seconds(pid).unwrap();
+    // SIGTERM: it stops listening at once, then waits for its clients' connections to end
+    // (60 s, seen here); after OUTAGE it is killed, as a kubelet ends a static pod's grace.
+    let stopped_at = now_seconds();
+    let apiserver = stop_component("kube-apiserver", OUTAGE);
+    let remaining = OUTAGE.saturating_sub(Duration::from_secs_f64(now_seconds() - stopped_at));
+    std::thread::sleep(remaining);
+    apiserver.start(kube.logs_dir());
+    let back = kube.wait_for("the API server ready again", 2 * MINUTE, || {
+        kube.run(&["get", "--raw", "/readyz"])
+            .status
+            .success()
+            .then(now_seconds)
+    });
+    let cpu_outage = cpu_seconds(pid).unwrap() - cpu_before;
+    // Warnings of this window are this test's doing (s9 leaves them out).
+    tolerate_warnings(stopped_at - 1.0, back + 60.0, "the API server was stopped");
+    assert_eq!(
+        daemon_pids(),
+        [pid],
+        "the daemon rode it out in the same process"
+    );
+
+    // Watches resume: a profile made now is installed.
+    kube.apply(&no_mkdir_profile("after-restart"));
+    kube.wait_for("after-restart Installed", 2 * MINUTE, || {
+        (seccomp_profile(&kube, "after-restart")?["status"]["status"] == "Installed").then_some(())
+    });
+    let installed = now_seconds();
+    let logs = kube.timed_logs("syscribe", &daemon);
+    let outage: Vec<&String> = logs
+        .iter()
+        .filter(|(at, _)| *at >= stopped_at && *at <= back)
+        .map(|(_, l)| l)
+        .collect();
+    let expired = logs
+        .iter()
+        .filter(|(at, l)| *at >= stopped_at && l.contains("410 Gone"))
+        .count();
+    println!(
+        "API server down {:.1} s: the daemon wrote {} log lines and used {:.2} s of CPU ({:.1}%); {} watches expired (410) and listed again; a profile made after it was back was Installed {:.1} s after /readyz\n{}",
+        back - stopped_at,
+        outage.len(),
+        cpu_outage,
+        100.0 * cpu_outage / (back - stopped_at),
+        expired,
+        installed - back,
+        outage
+            .iter()
+            .map(|l| l.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    // Seven watches, each warning once (k8s/watch_log.rs), and room for a few retried writes.
+    assert!(
+        outage.len() <= 20,
+        "a log flood while the API server was down: {} lines",
+        outage.len()
+    );
+    assert!(
+        cpu_outage < 0.25 * (back - stopped_at),
+        "a hot loop while the API server was down: {cpu_outage:.2} s of CPU"
+    );
+    // The failed requests, counted by verb.
+    let metrics = kube.ok(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/namespaces/syscribe/pods/{daemon}:9890/proxy/metrics"),
+    ]);
+    let failed: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("syscribe_api_errors_total{"))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum();
+    println!(
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("syscribe_api_errors_total{"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(failed >= 1.0, "no failed request counted:\n{metrics}");
+    kube.ok(&["delete", "sp", "after-restart", "--wait=true"]);
+}
+
+/// The daemon's resident memory and CPU use over `window`, sampled every 250 ms: (peak RSS in
+/// MiB, mean CPU in % of one core).
+fn daemon_usage(window: Duration) -> (f64, f64) {
+    let pid = *daemon_pids().first().expect("the daemon's process");
+    let cpu0 = cpu_seconds(pid).unwrap();
+    let started = std::time::Instant::now();
+    let mut peak = 0;
+    while started.elapsed() < window {
+        peak = peak.max(rss_kib(pid).unwrap_or(0));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let cpu = cpu_seconds(pid).unwrap() - cpu0;
+    (
+        peak as f64 / 1024.0,
+        100.0 * cpu / started.elapsed().as_secs_f64(),
+    )
+}
+
+/// Where the daemon's resident memory is (smaps_rollup: anonymous, file-backed, shared).
+fn daemon_memory_breakdown() -> String {
+    let pid = *daemon_pids().first().expect("the daemon's process");
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| {
+            [
+                "Rss:",
+                "Anonymous:",
+                "Shared_Clean:",
+                "Private_Clean:",
+                "Private_Dirty:",
+            ]
+            .iter()
+            .any(|k| l.starts_with(k))
+        })
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Issue 15's figures (printed, not asserted beyond their being measured): the daemon's RSS
+/// and CPU idle and while 20 pods are recorded at once; the time from a pod's deletion to its
+/// SeccompProfile in `kubectl get sp`.
+#[test]
+fn s8k_benchmark_the_daemon_recording_twenty_pods() {
+    const PODS: usize = 20;
+    let kube = Kube::get();
+    deployed(&kube);
+    let (idle_rss, idle_cpu) = daemon_usage(Duration::from_secs(10));
+    let idle_breakdown = daemon_memory_breakdown();
+    let ns = "bench";
+    recording_namespace(&kube, ns);
+    kube.apply(
+        r#"apiVersion: security-profiles-operator.x-k8s.io/v1
+kind: ProfileRecording
+metadata: {name: bench, namespace: bench}
+spec:
+  kind: SeccompProfile
+  recorder: Bpf
+  podSelector: {matchLabels: {app: bench}}
+"#,
+    );
+    // generateName, as a Deployment's pods have: each pod's profile is `bench-main-<suffix>`.
+    let pod = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{generateName: bench-, namespace: bench, labels: {{app: bench}}}}
+spec:
+  terminationGracePeriodSeconds: 5
+  securityContext:
+    seccompProfile: {{type: RuntimeDefault}}
+  containers:
+  - name: main
+    image: {image}
+    command: [sh, -c, "trap 'exit 0' TERM; while true; do ls / >/dev/null; cat /etc/passwd >/dev/null; sleep 0.5; done"]
+"#,
+        image = image("workload")
+    );
+    let mut names = Vec::new();
+    for _ in 0..PODS {
+        let out = kube.with_stdin(&["create", "-o", "name"], &pod);
+        assert!(out.status.success(), "{out:?}");
+        names.push(
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .trim_start_matches("pod/")
+                .to_owned(),
+        );
+    }
+    kube.wait_for("20 pods recorded", 3 * MINUTE, || {
+        let rec = kube.json(&["get", "profilerecording", "-n", ns, "bench"]);
+        (rec["status"]["activeWorkloads"].as_array().map(Vec::len) == Some(PODS)).then_some(())
+    });
+    let (busy_rss, busy_cpu) = daemon_usage(Duration::from_secs(20));
+    let busy_breakdown = daemon_memory_breakdown();
+    let profile_of = |pod: &str| format!("bench-main-{}", pod.trim_start_matches("bench-"));
+    let visible = |profile: &str| {
+        kube.run(&["get", "sp", profile, "-o", "name"])
+            .status
+            .success()
+    };
+
+    // One pod deleted at a time: how long until its profile is in `kubectl get sp`.
+    let mut single = Vec::new();
+    for name in &names[..3] {
+        let t0 = std::time::Instant::now();
+        kube.ok(&["delete", "pod", "-n", ns, name, "--wait=false"]);
+        let profile = profile_of(name);
+        kube.wait_for(&format!("{profile} in kubectl get sp"), MINUTE, || {
+            visible(&profile).then_some(())
+        });
+        single.push(t0.elapsed().as_secs_f64());
+    }
+    // The rest at once: when each profile shows up.
+    let rest = &names[3..];
+    let t0 = std::time::Instant::now();
+    kube.ok(&[
+        "delete",
+        "pods",
+        "-n",
+        ns,
+        "-l",
+        "app=bench",
+        "--wait=false",
+    ]);
+    let mut seen: Vec<f64> = Vec::new();
+    let mut waiting: Vec<String> = rest.iter().map(|n| profile_of(n)).collect();
+    kube.wait_for(
+        "the profiles of the pods deleted at once",
+        3 * MINUTE,
+        || {
+            let listed = kube.ok(&[
+                "get",
+                "sp",
+                "-l",
+                "spo.x-k8s.io/recording-id=bench",
+                "-o",
+                "name",
+            ]);
+            let at = t0.elapsed().as_secs_f64();
+            waiting.retain(|p| {
+                let there = listed.lines().any(|l| {
+                    l.trim_start_matches("seccompprofile.security-profiles-operator.x-k8s.io/") == p
+                });
+                if there {
+                    seen.push(at);
+                }
+                !there
+            });
+            waiting.is_empty().then_some(())
+        },
+    );
+    println!(
+        "BENCH daemon idle: RSS {idle_rss:.1} MiB, CPU {idle_cpu:.1}% of a core [{idle_breakdown}]\n\
+         BENCH daemon recording {PODS} pods: peak RSS {busy_rss:.1} MiB, CPU {busy_cpu:.1}% of a core [{busy_breakdown}]\n\
+         BENCH pod deleted → its SeccompProfile in `kubectl get sp`: {} s (one pod at a time, 3 runs); {} pods deleted at once → first profile after {:.2} s, last after {:.2} s",
+        single
+            .iter()
+            .map(|s| format!("{s:.2}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        rest.len(),
+        seen.first().copied().unwrap_or_default(),
+        seen.last().copied().unwrap_or_default(),
+    );
+    if busy_rss > 32.0 {
+        println!("BENCH RSS is over the 32 MiB goal");
+    }
+    assert!(idle_rss > 0.0 && busy_rss > 0.0);
+    kube.ok(&["delete", "namespace", ns, "--wait=true", "--timeout=180s"]);
+    kube.ok(&[
+        "delete",
+        "sp",
+        "-l",
+        "spo.x-k8s.io/recording-id=bench",
+        "--wait=true",
+    ]);
+}
+
 /// Everything above ran under deploy/'s ServiceAccount and ClusterRole with the real
-/// authorizer: not one request of the daemon or the webhook may have been refused or failed.
+/// authorizer: not one request of the daemon or the webhook may have been refused or failed —
+/// except while a test stopped the API server on purpose (its window, `tolerate_warnings`;
+/// that test bounds what was logged in it).
 #[test]
 fn s9_the_daemon_and_webhook_logged_no_api_error() {
     let kube = Kube::get();
     deployed(&kube);
+    let windows = tolerated_warnings();
     for (what, selector) in [
         ("daemon", "app.kubernetes.io/name=syscribe"),
         ("webhook", "app.kubernetes.io/name=syscribe-webhook"),
@@ -1436,10 +2833,31 @@ fn s9_the_daemon_and_webhook_logged_no_api_error() {
             selector,
             "--tail=-1",
             "--prefix",
+            "--timestamps",
         ]);
         assert!(!logs.trim().is_empty(), "the {what} logged nothing at all");
+        // `[pod/<name>/<container>] <time> <line>`
+        let tolerated = |line: &str| {
+            let at = line
+                .split_once("] ")
+                .and_then(|(_, rest)| rest.split_once(' '))
+                .and_then(|(ts, _)| syscribe_tests::cluster::rfc3339_seconds(ts));
+            at.is_some_and(|at| windows.iter().any(|(from, to, _)| *from <= at && at <= *to))
+        };
+        let excused = logs.lines().filter(|l| tolerated(l)).count();
+        if excused > 0 {
+            println!(
+                "the {what}: {excused} lines written while {} are not looked at",
+                windows
+                    .iter()
+                    .map(|(_, _, why)| why.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
         let bad: Vec<&str> = logs
             .lines()
+            .filter(|l| !tolerated(l))
             .filter(|l| {
                 // A 403 as kube-rs and the API server write it; a bare "403" also
                 // matched pod UIDs (`podb0010832-a403-…`, seen in a green run).

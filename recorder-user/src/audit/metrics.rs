@@ -209,6 +209,8 @@ impl Metrics {
                 }
             }
         }
+        // The daemon's per-operation counters (profiles, recordings, API errors).
+        super::op_metrics::render(&mut out);
         out
     }
 }

@@ -10,6 +10,7 @@ pub mod filter;
 pub mod follow;
 pub mod metrics;
 pub mod netlink;
+pub mod op_metrics;
 pub mod output;
 pub mod parse;
 pub mod pipeline;

@@ -182,6 +182,7 @@ pub struct ProfileBindingStatus {
     shortname = "sp",
     status = "ProfileStatus",
     printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status.status"}"#,
+    printcolumn = r#"{"name":"Nodes","type":"string","jsonPath":".status.nodes"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
     printcolumn = r#"{"name":"LocalhostProfile","type":"string","jsonPath":".status.localhostProfile","priority":10}"#
 )]
@@ -233,6 +234,9 @@ pub struct ProfileStatus {
     /// SelinuxProfile: the SELinux type pods use (`<name>.process`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<String>,
+    /// On how many of the nodes that reported on it the profile is installed: `2/3`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]

@@ -163,8 +163,13 @@ pub async fn summarize<K: NodeProfile>(
     };
     let current = profile.profile_status().cloned().unwrap_or_default();
     let installed = matches!(summary, ProfileStatusKind::Installed);
+    let installed_on = kinds
+        .iter()
+        .filter(|k| **k == ProfileStatusKind::Installed)
+        .count();
     let mut wanted = ProfileStatus {
         status: Some(summary),
+        nodes: Some(format!("{installed_on}/{}", kinds.len())),
         ..current.clone()
     };
     usage(&mut wanted, installed);
@@ -200,6 +205,7 @@ pub async fn summarize<K: NodeProfile>(
                 "path": wanted.path,
                 "localhostProfile": wanted.localhost_profile,
                 "usage": wanted.usage,
+                "nodes": wanted.nodes,
                 "conditions": wanted.conditions,
             }})),
         )

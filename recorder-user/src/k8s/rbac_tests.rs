@@ -27,12 +27,14 @@ const DAEMON_SOURCES: &[&str] = &[
     "index.rs",
     "selinux_node.rs",
     "selinux_recordings.rs",
+    "node_cleanup.rs",
 ];
 
 /// The Rust types the daemon builds `Api<T>` of, and their resources.
 const RESOURCES: &[(&str, &str)] = &[
     ("Pod", "pods"),
     ("Namespace", "namespaces"),
+    ("PartialObjectMeta<Node>", "nodes"),
     ("ProfileRecording", "profilerecordings"),
     ("SeccompProfile", "seccompprofiles"),
     ("SelinuxProfile", "selinuxprofiles"),

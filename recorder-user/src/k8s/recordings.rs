@@ -264,6 +264,10 @@ impl PodRecordings {
                             continue;
                         }
                     };
+                    crate::audit::op_metrics::count(
+                        crate::audit::op_metrics::Op::RecordingStarted,
+                        "SeccompProfile",
+                    );
                     tracing::info!(namespace = %key.0, pod = %key.1, recording = %selection.recording, "recording pod");
                     out.changed_recordings
                         .insert((key.0.clone(), selection.recording.clone()));
@@ -352,6 +356,10 @@ impl PodRecordings {
         for recording in self.subtrees.remove(active.subtree)? {
             active.containers.insert(recording.name.clone(), recording);
         }
+        crate::audit::op_metrics::count(
+            crate::audit::op_metrics::Op::RecordingFinished,
+            "SeccompProfile",
+        );
         tracing::info!(namespace = %key.0, pod = %key.1, containers = active.containers.len(), "pod recording ended");
         out.changed_recordings
             .insert((key.0.clone(), active.selection.recording.clone()));

@@ -352,6 +352,10 @@ impl SelinuxNode {
                 });
             }
             SelinuxPlan::Off => {
+                crate::audit::op_metrics::count(
+                    crate::audit::op_metrics::Op::ProfileFailed,
+                    kind.name(),
+                );
                 self.set_status(
                     client,
                     kind,
@@ -362,6 +366,10 @@ impl SelinuxNode {
                 .await?;
             }
             SelinuxPlan::Refuse(reason) => {
+                crate::audit::op_metrics::count(
+                    crate::audit::op_metrics::Op::ProfileFailed,
+                    kind.name(),
+                );
                 tracing::warn!(kind = kind.name(), profile = name, %reason, "not installed");
                 self.set_status(client, kind, name, ProfileStatusKind::Error, Some(reason))
                     .await?;
@@ -386,8 +394,15 @@ impl SelinuxNode {
             SelinuxPlan::Remove => {
                 if let Some(store) = self.store.clone() {
                     let module = name.to_owned();
+                    let removed_kind = kind.name();
                     tokio::task::spawn_blocking(move || match store.remove(&module) {
-                        Ok(true) => tracing::info!(module, "policy module removed"),
+                        Ok(true) => {
+                            crate::audit::op_metrics::count(
+                                crate::audit::op_metrics::Op::ProfileRemoved,
+                                removed_kind,
+                            );
+                            tracing::info!(module, "policy module removed")
+                        }
                         Ok(false) => {}
                         Err(err) => {
                             tracing::warn!(module, error = %err, "removing a policy module")
@@ -421,6 +436,13 @@ impl SelinuxNode {
                 tracing::warn!(kind = kind.name(), profile = %name, %reason, "policy module not installed")
             }
         }
+        crate::audit::op_metrics::count(
+            match result {
+                Ok(()) => crate::audit::op_metrics::Op::ProfileInstalled,
+                Err(_) => crate::audit::op_metrics::Op::ProfileFailed,
+            },
+            kind.name(),
+        );
         let (status, message) = match result {
             Ok(()) => (ProfileStatusKind::Installed, None),
             Err(reason) => (ProfileStatusKind::Error, Some(reason)),

@@ -77,6 +77,10 @@ impl SelinuxRecordings {
                 active.pod = pod.clone();
                 continue;
             }
+            crate::audit::op_metrics::count(
+                crate::audit::op_metrics::Op::RecordingStarted,
+                "SelinuxProfile",
+            );
             tracing::info!(namespace = %key.0, pod = %key.1, recording = %selection.recording, containers = ?selection.containers, "recording pod's SELinux denials (its containers should run as {RECORDING_TYPE})");
             out.changed_recordings
                 .insert((key.0.clone(), selection.recording.clone()));
@@ -126,6 +130,10 @@ impl SelinuxRecordings {
             return;
         };
         let avcs: u64 = active.containers.values().map(|c| c.avcs).sum();
+        crate::audit::op_metrics::count(
+            crate::audit::op_metrics::Op::RecordingFinished,
+            "SelinuxProfile",
+        );
         tracing::info!(namespace = %key.0, pod = %key.1, avcs, "pod's SELinux recording ended");
         out.changed_recordings
             .insert((key.0.clone(), active.selection.recording.clone()));

@@ -92,6 +92,8 @@ impl Cluster {
             ("KUBECONFIG".into(), self.kubeconfig.display().to_string()),
             ("SYSCRIBE_NODE".into(), self.node.clone()),
             ("SYSCRIBE_CLUSTER_LOGS".into(), LOG_DIR.into()),
+            // The components' pids (`pids/<component>`): a test restarts the API server.
+            ("SYSCRIBE_CLUSTER_STATE".into(), STATE_DIR.into()),
         ];
         for (what, reference) in &self.images {
             env.push((

@@ -23,6 +23,7 @@ mod run;
 mod state;
 
 pub use args::DaemonArgs;
+pub(crate) use pending::backoff;
 pub use pending::{MAX_STATE_FILE, Recorded};
 pub use run::run;
 pub(crate) use run::watch_error;

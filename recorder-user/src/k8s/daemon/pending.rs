@@ -18,7 +18,7 @@ pub const MAX_STATE_FILE: u64 = 64 << 20;
 const MAX_RETRIES: usize = 1000;
 
 /// Backoff before attempt `attempts + 1`: 50 ms doubling, at most a minute.
-pub(super) fn backoff(attempts: u32) -> Duration {
+pub(crate) fn backoff(attempts: u32) -> Duration {
     Duration::from_millis(50u64.saturating_mul(1 << attempts.min(11))).min(Duration::from_secs(60))
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 use futures::{StreamExt as _, stream::BoxStream};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::{
-    Api, Client,
+    Api,
     runtime::{
         WatchStreamExt as _,
         watcher::{self, watcher},
@@ -34,7 +34,8 @@ use crate::{
 };
 
 pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> {
-    let client = Client::try_default()
+    // Its failed requests are counted on /metrics (by verb and code).
+    let client = crate::k8s::api_errors::counting_client()
         .await
         .map_err(|source| DaemonError::Client { source })?;
     let known: KnownNames = KnownNames::default();
@@ -189,6 +190,12 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
         )
         .boxed()
     };
+    // Nodes that go: their finalizers and node statuses are removed (k8s::node_cleanup).
+    let mut nodes = crate::k8s::node_cleanup::watch(&client);
+    let mut node_cleanup = crate::k8s::node_cleanup::NodeCleanup::new(args.node.clone());
+    // Free memory back to the kernel: after the start (the BTF parsed to load the recorder is
+    // freed by now), then once a minute (k8s::memory).
+    let mut trim = crate::k8s::memory::Trim::default();
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|source| RecordError::Wait { source })?;
@@ -220,6 +227,17 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
                 Some(Err(err)) => watch_error("SELinux profile watch", &err),
                 None => break,
             },
+            event = nodes.next() => match event {
+                Some(Ok(event)) => {
+                    if node_cleanup.event(event) {
+                        // This node's object came back: state its profiles again.
+                        let all = daemon.installed.restate();
+                        daemon.due(all);
+                    }
+                }
+                Some(Err(err)) => watch_error("node watch", &err),
+                None => break,
+            },
             Some(built) = next_built(&mut daemon.selinux) => daemon.selinux_built(built).await,
             Some(denial) = next_avc(&mut avcs) => daemon.avc(&denial),
             created = daemon.recordings.subtrees_mut().created() => {
@@ -227,7 +245,11 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
                     tracing::warn!(error = %err, "watching pods' cgroups");
                 }
             }
-            _ = tick.tick() => daemon.tick().await,
+            _ = tick.tick() => {
+                daemon.tick().await;
+                node_cleanup.run_due(&client, &mut daemon.installed).await;
+                trim.tick();
+            }
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
         }
@@ -291,10 +313,6 @@ async fn next_built(selinux: &mut Option<SelinuxNode>) -> Option<Built> {
 /// watcher lists again by itself — so it is not worth a warning (seen on the real cluster);
 /// anything else is, and the watcher backs off before it retries.
 pub(crate) fn watch_error(what: &str, err: &watcher::Error) {
-    match err {
-        watcher::Error::WatchError(status) if status.code == 410 => {
-            tracing::debug!(error = %err, "{what} expired; listing again");
-        }
-        _ => tracing::warn!(error = %err, "{what}"),
-    }
+    // At most one warning per watch a minute (k8s::watch_log).
+    crate::k8s::watch_log::report(what, err);
 }

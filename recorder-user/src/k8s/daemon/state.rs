@@ -116,7 +116,7 @@ impl Daemon {
         self
     }
 
-    fn due(&mut self, names: impl IntoIterator<Item = String>) {
+    pub(super) fn due(&mut self, names: impl IntoIterator<Item = String>) {
         let now = tokio::time::Instant::now();
         for name in names {
             self.unreconciled.insert(name, (0, now));

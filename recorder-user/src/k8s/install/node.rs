@@ -133,12 +133,20 @@ impl NodeProfiles {
                 match self.installer.install(name, &seccomp) {
                     Ok(changed) => {
                         if changed {
+                            crate::audit::op_metrics::count(
+                                crate::audit::op_metrics::Op::ProfileInstalled,
+                                "SeccompProfile",
+                            );
                             tracing::info!(profile = name, path = %self.installer.path_of(name).unwrap_or_default().display(), "installed");
                         }
                         self.set_status(client, &profile, ProfileStatusKind::Installed, None)
                             .await
                     }
                     Err(err) => {
+                        crate::audit::op_metrics::count(
+                            crate::audit::op_metrics::Op::ProfileFailed,
+                            "SeccompProfile",
+                        );
                         self.set_status(
                             client,
                             &profile,
@@ -150,6 +158,10 @@ impl NodeProfiles {
                 }
             }
             Plan::Refuse(reason) => {
+                crate::audit::op_metrics::count(
+                    crate::audit::op_metrics::Op::ProfileFailed,
+                    "SeccompProfile",
+                );
                 tracing::warn!(profile = name, %reason, "not installed");
                 self.set_status(client, &profile, ProfileStatusKind::Error, Some(reason))
                     .await
@@ -167,6 +179,12 @@ impl NodeProfiles {
             }
             Plan::Remove { deleted } => {
                 let removed = self.installer.remove(name);
+                if matches!(removed, Ok(true)) {
+                    crate::audit::op_metrics::count(
+                        crate::audit::op_metrics::Op::ProfileRemoved,
+                        "SeccompProfile",
+                    );
+                }
                 if let Err(err) = removed {
                     return self
                         .set_status(
@@ -211,6 +229,23 @@ impl NodeProfiles {
             }
         }
         Ok(())
+    }
+
+    /// Summarizes `name` again at the next tick: another node's status changed (e.g. it went
+    /// with its node).
+    pub fn summarize_soon(&mut self, name: &str) {
+        if self.profiles.contains_key(name) {
+            self.recheck
+                .insert(name.to_owned(), std::time::Instant::now());
+        }
+    }
+
+    /// Forgets what this node wrote, so that every profile is stated again (finalizer, node
+    /// status): its own Node object was deleted and came back, and the daemons that saw it go
+    /// removed them. Returns the profiles to reconcile.
+    pub fn restate(&mut self) -> Vec<String> {
+        self.written.clear();
+        self.profiles.keys().cloned().collect()
     }
 
     #[cfg(test)]

@@ -699,6 +699,7 @@ async fn a_pending_summary_is_made_again_once_the_other_nodes_settle() {
             status: Some(ProfileStatusKind::Installed),
             path: Some(node.installer.dir().join("p.json").display().to_string()),
             localhost_profile: Some("operator/p.json".into()),
+            nodes: Some("2/2".into()),
             conditions: vec![Condition {
                 type_: "Ready".into(),
                 status: "True".into(),
