@@ -22,7 +22,12 @@ impl std::io::Write for LogSink {
 
 fn main() {
     let cli = Cli::parse();
-    let filter = EnvFilter::try_from_env("SYSCRIBE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // kube's client logs every request that got no answer at ERROR (its tower trace layer):
+    // an API server restarting made dozens of lines. syscribe says what failed itself (each
+    // watch once a minute, each operation with its context) and counts every failed request
+    // on /metrics (`syscribe_api_errors_total`); SYSCRIBE_LOG brings them back.
+    let filter = EnvFilter::try_from_env("SYSCRIBE_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,kube_client::client::builder=off"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(|| LogSink)

@@ -157,6 +157,21 @@ impl Kube {
                 self.log_tail(component, 25)
             ));
         }
+        // The daemon's whole log, kept beside the components' (the cluster goes after the run).
+        let all = self.run(&["logs", "-n", "syscribe", "daemonset/syscribe", "--tail=-1"]);
+        let kept = self.logs.join(format!(
+            "syscribe-daemon-{}.log",
+            std::thread::current()
+                .name()
+                .unwrap_or("test")
+                .replace(|c: char| !c.is_ascii_alphanumeric() && c != '_', "-")
+        ));
+        if std::fs::write(&kept, &all.stdout).is_ok() {
+            report.push(format!(
+                "--- the daemon's whole log: {} ---",
+                kept.display()
+            ));
+        }
         panic!("{message}\n\n{}", report.join("\n"));
     }
 
@@ -496,9 +511,11 @@ spec:
         self.wait_succeeded(namespace, name, Duration::from_secs(60));
         let response = self.ok(&["logs", "-n", namespace, name]);
         self.ok(&["delete", "pod", "-n", namespace, name, "--wait=false"]);
-        // HTTP/1.0 by hand (the image's busybox wget crashes on answers): the body after the head.
+        // HTTP/1.0 by hand (the image's busybox wget crashes on answers): the body after the
+        // head (the runtime's log keeps lines, not their carriage returns).
+        let response = response.replace("\r\n", "\n");
         let (head, body) = response
-            .split_once("\r\n\r\n")
+            .split_once("\n\n")
             .unwrap_or_else(|| panic!("no HTTP answer from {ip}:9890: {response:?}"));
         assert!(
             head.starts_with("HTTP/1.") && head.contains(" 200 "),

@@ -1486,7 +1486,10 @@ spec:
     kube.ok(&["logs", "-n", namespace, name])
 }
 
-/// The Deployment of Ming's shop: busybox httpd serving a page that names its pod.
+/// The Deployment of Ming's shop: busybox httpd serving a page that names its pod. Run by crun:
+/// to see a denial the profile must ask the kernel to log it (`SECCOMP_FILTER_FLAG_LOG`; an
+/// ERRNO is not logged otherwise), and Debian's runc 1.1.5 refuses any profile with flags
+/// ("seccomp flags are not yet supported by runc", seen here); crun applies them.
 fn web_deployment(namespace: &str, replicas: u32, seccomp: &str) -> String {
     format!(
         r#"apiVersion: apps/v1
@@ -1498,6 +1501,7 @@ spec:
   template:
     metadata: {{labels: {{app: web}}}}
     spec:
+      runtimeClassName: crun
       terminationGracePeriodSeconds: 2
       securityContext:
         seccompProfile: {seccomp}
