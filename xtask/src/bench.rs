@@ -419,7 +419,10 @@ impl Bench<'_> {
 
     /// bpftrace counting syscalls per id for one cgroup (the loop's), the classic one-liner.
     fn bpftrace(&self, body: bool) -> Result<Sample> {
-        let cgroup = self.cgroup2.join("syscribe-bench-bpftrace");
+        // Per run of the bench: two benches at once (two worktrees) must not share it.
+        let cgroup = self
+            .cgroup2
+            .join(format!("syscribe-bench-bpftrace-{}", std::process::id()));
         if !cgroup.exists() {
             fs::create_dir(&cgroup).with_context(|| format!("creating {}", cgroup.display()))?;
         }
