@@ -940,24 +940,6 @@ fn a_process_execd_into_a_running_container_adds_to_its_profile() {
     assert_no_container_leftovers(pod);
 }
 
-/// What containerd gives a container by default: the set it is recorded with.
-const CONTAINERD_DEFAULT_CAPABILITIES: [&str; 14] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
-
 /// A container running as root with containerd's default capabilities, that chowns a file and
 /// listens on a privileged port: its recording names exactly CAP_CHOWN and
 /// CAP_NET_BIND_SERVICE (runc's own steps after the filter — the exec fifo, the final
@@ -980,7 +962,8 @@ fn a_root_containers_capabilities_are_exactly_what_it_used() {
          timeout 0.5 nc -l -p {port} || echo \"nc: $?\""
     );
     let container = bundle(&pod, &["/bin/sh", "-c", &script]);
-    container.set_capabilities(&CONTAINERD_DEFAULT_CAPABILITIES);
+    // What containerd gives a container by default: the set it is recorded with.
+    container.set_capabilities(&syscribe_tests::samples::DEFAULT_CAPABILITIES);
     let recording = PodRecording::start(&pod, out.path());
     let recorded_run = container.run("runc");
     assert!(recorded_run.status.success(), "{}", stderr(&recorded_run));
