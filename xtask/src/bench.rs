@@ -80,6 +80,9 @@ struct Bench<'a> {
     iterations: u64,
     cgroup2: PathBuf,
     scratch: PathBuf,
+    /// Programs loaded before the configuration being measured started (others' on a shared
+    /// machine): never taken for its own.
+    loaded_before: std::cell::RefCell<std::collections::HashSet<u32>>,
 }
 
 /// What one run measured: ns per syscall end to end, and (body pass) ns per program run.
@@ -97,6 +100,7 @@ pub fn recorder(syscribe: &Path, iterations: u64, rounds: usize) -> Result<()> {
         iterations,
         cgroup2: cgroup2_mount()?,
         scratch: std::env::temp_dir().join(format!("syscribe-bench-{}", std::process::id())),
+        loaded_before: Default::default(),
     };
     fs::create_dir_all(&bench.scratch)?;
 
@@ -159,6 +163,9 @@ impl Bench<'_> {
 
     /// Runs attached configuration `i` (1.. of `CONFIGS`).
     fn config(&self, i: usize, body: bool) -> Result<Sample> {
+        if body {
+            self.mark_loaded();
+        }
         match i {
             1 => self.floor(body),
             2 => self.unrecorded(Workload::Getppid, body),
@@ -213,10 +220,10 @@ impl Bench<'_> {
             let body = |sample: Result<Sample>| -> Result<f64> {
                 sample?.body.context("no program statistics")
             };
-            bodies.push([
-                body(self.unrecorded(Workload::CapKill, true))?,
-                body(self.recorded(Workload::CapKill, true))?,
-            ]);
+            self.mark_loaded();
+            let unrecorded = body(self.unrecorded(Workload::CapKill, true))?;
+            self.mark_loaded();
+            bodies.push([unrecorded, body(self.recorded(Workload::CapKill, true))?]);
         }
         Ok((
             rows,
@@ -249,7 +256,7 @@ impl Bench<'_> {
         }
         let ns = self.bare();
         let body = body
-            .then(|| program_body(|name| name == "syscribe_floor"))
+            .then(|| self.program_body(|name| name == "syscribe_floor"))
             .transpose();
         drop(holder.stdin.take());
         holder.wait()?;
@@ -274,7 +281,9 @@ impl Bench<'_> {
             fs::read_to_string(&procs).is_ok_and(|pids| !pids.trim().is_empty())
         });
         let ns = started.and_then(|()| probe_loop(&mut self.loop_cmd(workload)));
-        let body = body.then(|| program_body(is_hook(workload))).transpose();
+        let body = body
+            .then(|| self.program_body(is_hook(workload)))
+            .transpose();
         stop(&mut recording)?;
         Ok(Sample {
             ns: ns?,
@@ -307,7 +316,9 @@ impl Bench<'_> {
             .trim()
             .parse::<f64>()
             .with_context(|| format!("the recorded loop printed {line:?}"));
-        let body = body.then(|| program_body(is_hook(workload))).transpose();
+        let body = body
+            .then(|| self.program_body(is_hook(workload)))
+            .transpose();
         recording.stdin.take().context("stdin")?.write_all(b"\n")?;
         let status = recording.wait()?;
         if !status.success() {
@@ -399,7 +410,7 @@ impl Bench<'_> {
             } else {
                 self.bare()?
             };
-            let body = body.then(|| program_body(is_recorder)).transpose()?;
+            let body = body.then(|| self.program_body(is_recorder)).transpose()?;
             Ok(Sample { ns, body })
         });
         stop(&mut recording)?;
@@ -455,7 +466,9 @@ impl Bench<'_> {
         )));
         let body = body
             .then(|| {
-                program_body(|name| !name.starts_with("syscribe") && name.contains("sys_enter"))
+                self.program_body(|name| {
+                    !name.starts_with("syscribe") && name.contains("sys_enter")
+                })
             })
             .transpose();
         // SAFETY: kill has no memory-safety preconditions; bpftrace prints its map on SIGINT.
@@ -490,21 +503,35 @@ fn is_hook(workload: Workload) -> fn(&str) -> bool {
 }
 
 /// ns per run of the (single) loaded program whose name matches, from BPF statistics.
-fn program_body(matches: impl Fn(&str) -> bool) -> Result<f64> {
-    let found: Vec<(String, u64, Duration)> = aya::programs::loaded_programs()
-        .filter_map(Result::ok)
-        .filter_map(|info| {
-            let name = info.name_as_str()?.to_owned();
-            matches(&name).then(|| (name, info.run_count(), info.run_time()))
-        })
-        .collect();
-    match found.as_slice() {
-        [(_, count, time)] if *count > 0 => Ok(time.as_nanos() as f64 / *count as f64),
-        [(name, ..)] => bail!("program {name} has no run statistics"),
-        _ => bail!(
-            "expected one matching program, found {:?}",
-            found.iter().map(|f| &f.0).collect::<Vec<_>>()
-        ),
+impl Bench<'_> {
+    /// ns per run of the (single) program loaded since the configuration started whose name
+    /// matches, from BPF statistics.
+    /// Remembers the programs loaded now: not the next configuration's.
+    fn mark_loaded(&self) {
+        *self.loaded_before.borrow_mut() = aya::programs::loaded_programs()
+            .filter_map(Result::ok)
+            .map(|info| info.id())
+            .collect();
+    }
+
+    fn program_body(&self, matches: impl Fn(&str) -> bool) -> Result<f64> {
+        let before = self.loaded_before.borrow();
+        let found: Vec<(String, u64, Duration)> = aya::programs::loaded_programs()
+            .filter_map(Result::ok)
+            .filter(|info| !before.contains(&info.id()))
+            .filter_map(|info| {
+                let name = info.name_as_str()?.to_owned();
+                matches(&name).then(|| (name, info.run_count(), info.run_time()))
+            })
+            .collect();
+        match found.as_slice() {
+            [(_, count, time)] if *count > 0 => Ok(time.as_nanos() as f64 / *count as f64),
+            [(name, ..)] => bail!("program {name} has no run statistics"),
+            _ => bail!(
+                "expected one matching program, found {:?}",
+                found.iter().map(|f| &f.0).collect::<Vec<_>>()
+            ),
+        }
     }
 }
 
