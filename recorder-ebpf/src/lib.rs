@@ -373,6 +373,12 @@ pub const SET_WHOLE_CGROUP: u64 = 1 << 16;
 ///   mapping). The tracepoint does not carry `opts`, so the program looks at the kernel stack
 ///   instead: a probe has one of those functions among its callers ([`CodeRange`]s userspace
 ///   finds in /proc/kallsyms, in `CAP_PROBES`). Only capabilities not marked yet pay for that;
+/// - it was made with the task's own credentials (the tracepoint's `cred` is the task's
+///   `real_cred`, at the offset userspace finds in the kernel's BTF, `CAP_TASK`): overlayfs
+///   checks its *mounter's* credentials — the runtime's, with every capability — on the
+///   layers beneath a container's root (`CAP_SYS_ADMIN` to read its trusted xattrs at each
+///   lookup, `CAP_DAC_READ_SEARCH`, `CAP_DAC_OVERRIDE` on copy-up), which the container
+///   neither has nor needs;
 /// - the set counts capabilities ([`counts_capabilities`]): the runtime's own steps before the
 ///   container's boundary (runc's `setgroups`/`setuid`/`capset`, bounding-set drops) are the
 ///   runtime's.
@@ -389,6 +395,8 @@ pub const MAX_CAPABILITIES: usize = 64;
 /// `CAP_PROBES`: the code of the kernel functions that make silent capability probes.
 pub const CAP_PROBES_MAP: &str = "CAP_PROBES";
 pub const MAX_CAP_PROBES: u32 = 8;
+/// `CAP_TASK[0]`: the byte offset of `real_cred` in `struct task_struct` (0: unknown).
+pub const CAP_TASK_MAP: &str = "CAP_TASK";
 /// Kernel stack frames looked at for a probe's function (the check's wrapper is 3 to 6
 /// frames deep, below the program's own frames).
 pub const CAP_PROBE_FRAMES: usize = 12;

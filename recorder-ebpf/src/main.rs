@@ -455,7 +455,7 @@ static LICENSE: [u8; 4] = *b"GPL\0";
 mod capabilities {
     use aya_ebpf::{
         EbpfContext as _,
-        helpers::bpf_get_stack,
+        helpers::{bpf_get_current_task, bpf_get_stack, bpf_probe_read_kernel},
         macros::{map, raw_tracepoint},
         maps::Array,
         programs::RawTracePointContext,
@@ -467,6 +467,11 @@ mod capabilities {
     /// The kernel functions that make silent capability probes (written by userspace).
     #[map]
     static CAP_PROBES: Array<CodeRange> = Array::with_max_entries(MAX_CAP_PROBES, 0);
+
+    /// Where `struct task_struct` holds `real_cred` (written by userspace from the kernel's
+    /// BTF; 0: unknown, every passed check counts).
+    #[map]
+    static CAP_TASK: Array<u64> = Array::with_max_entries(1, 0);
 
     /// Every capability check commoncap decides, on every CPU, while recording.
     #[raw_tracepoint(tracepoint = "cap_capable")]
@@ -501,9 +506,27 @@ mod capabilities {
         let Some(used) = set.capabilities.get_mut(cap as i32 as usize) else {
             return;
         };
-        if *used == 0 && !silent_probe(ctx) {
+        if *used == 0 && own_credentials(ctx) && !silent_probe(ctx) {
             *used = 1;
         }
+    }
+
+    /// Whether the check was made with the current task's own credentials (`cred` is its
+    /// `real_cred`), not with credentials the kernel put on for it: overlayfs checks the
+    /// *mounter's* (the runtime's) capabilities on the layers beneath a container's root —
+    /// `CAP_SYS_ADMIN` for its trusted xattrs, `CAP_DAC_READ_SEARCH` for file handles — which
+    /// the container neither has nor needs. Unknown offset or unreadable: counts as own.
+    #[inline(always)]
+    fn own_credentials(ctx: &RawTracePointContext) -> bool {
+        let offset = match CAP_TASK.get(0) {
+            Some(&offset) if offset != 0 => offset,
+            _ => return true,
+        };
+        let cred: u64 = ctx.arg(0);
+        // SAFETY: a kernel read through the helper, which fails cleanly on a bad address.
+        let task = unsafe { bpf_get_current_task() };
+        let real = unsafe { bpf_probe_read_kernel((task + offset) as *const u64) };
+        real.map_or(true, |real| real == cred)
     }
 
     /// Whether one of the current kernel stack's frames is in a probing function. A stack that

@@ -946,6 +946,18 @@ fn a_process_execd_into_a_running_container_adds_to_its_profile() {
 /// `execve` — need none); run with only those two it does the same; without either it fails.
 #[test]
 fn a_root_containers_capabilities_are_exactly_what_it_used() {
+    capabilities_are_exactly_what_it_used(false);
+}
+
+/// The same on an overlay root, as containerd's snapshotter makes them: overlayfs checks its
+/// *mounter's* capabilities on the layers beneath (CAP_SYS_ADMIN for its trusted xattrs at
+/// lookups, CAP_DAC_OVERRIDE and others at the copy-up of /tmp) — none of them the container's.
+#[test]
+fn an_overlay_roots_own_checks_are_not_the_containers() {
+    capabilities_are_exactly_what_it_used(true);
+}
+
+fn capabilities_are_exactly_what_it_used(overlay: bool) {
     require_root();
     let start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start").unwrap();
     let port = 600 + std::process::id() % 300;
@@ -961,7 +973,16 @@ fn a_root_containers_capabilities_are_exactly_what_it_used() {
         "set -e; rm -f /tmp/f; echo x > /tmp/f; chown 1:1 /tmp/f; stat -c %u:%g /tmp/f; \
          timeout 0.5 nc -l -p {port} || echo \"nc: $?\""
     );
-    let container = bundle(&pod, &["/bin/sh", "-c", &script]);
+    let args = ["/bin/sh", "-c", &script];
+    let lower = overlay.then(|| Bundle::new(&pod, &args));
+    let container = match &lower {
+        Some(lower) => {
+            let container = Bundle::over(&lower.rootfs(), &pod, &args);
+            container.set_seccomp(Some(&recording_profile()));
+            container
+        }
+        None => bundle(&pod, &args),
+    };
     // What containerd gives a container by default: the set it is recorded with.
     container.set_capabilities(&syscribe_tests::samples::DEFAULT_CAPABILITIES);
     let recording = PodRecording::start(&pod, out.path());
@@ -991,5 +1012,6 @@ fn a_root_containers_capabilities_are_exactly_what_it_used() {
         );
     }
     drop(container);
+    drop(lower);
     assert_no_container_leftovers(pod);
 }

@@ -2,9 +2,14 @@
 //! the raw tracepoint `cap_capable` (kernel side: see `recorder_ebpf::CAPABLE_PROGRAM`),
 //! attached with the recorder and detached with it. What it marks is read with each set
 //! (`SyscallSet::capabilities`). The kernel side tells silent probes from real checks by
-//! their callers: the code ranges of the probing functions, found here in /proc/kallsyms.
+//! their callers: the code ranges of the probing functions, found here in /proc/kallsyms; and
+//! checks made with another's credentials (overlayfs' mounter's) by the task's `real_cred`,
+//! whose place in `task_struct` is found here in the kernel's BTF.
 
-use std::io::{BufRead, BufReader};
+use std::{
+    io::{BufRead, BufReader},
+    path::Path,
+};
 
 use aya::{
     Ebpf,
@@ -16,11 +21,11 @@ use aya::{
     },
 };
 use recorder_ebpf::{
-    CAP_PROBES_MAP, CAPABLE_PROGRAM, CAPABLE_TRACEPOINT, CodeRange, MAX_CAP_PROBES,
+    CAP_PROBES_MAP, CAP_TASK_MAP, CAPABLE_PROGRAM, CAPABLE_TRACEPOINT, CodeRange, MAX_CAP_PROBES,
 };
 
 use super::{
-    BpfError, Recorder,
+    BpfError, Recorder, btf,
     maps::{map, open_err, program as program_named, slot_err},
 };
 
@@ -81,6 +86,16 @@ impl Capable {
                 "the kernel's silent capability probes cannot be told from real checks: recorded capabilities may include some a container has but does not need"
             ),
         }
+        let own_credentials =
+            btf::member_offset_in(Path::new(btf::VMLINUX), "task_struct", "real_cred")
+                .map_err(|err| err.to_string())
+                .and_then(|offset| write_task_offset(ebpf, offset).map_err(|err| err.to_string()));
+        if let Err(reason) = own_credentials {
+            tracing::warn!(
+                reason = %reason,
+                "capability checks the kernel makes with another's credentials (overlayfs checks its mounter's on a container's root layers) cannot be told from the container's own: recorded capabilities may include CAP_SYS_ADMIN and others a container neither has nor needs"
+            );
+        }
         Self {
             unavailable: None,
             link: None,
@@ -108,6 +123,13 @@ fn write_ranges(ebpf: &mut Ebpf, ranges: &[CodeRange]) -> Result<(), BpfError> {
             .map_err(slot_err(CAP_PROBES_MAP, "write", i))?;
     }
     Ok(())
+}
+
+fn write_task_offset(ebpf: &mut Ebpf, offset: u64) -> Result<(), BpfError> {
+    let mut map: Array<_, u64> =
+        Array::try_from(map(ebpf, CAP_TASK_MAP)?).map_err(open_err(CAP_TASK_MAP))?;
+    map.set(0, offset, 0)
+        .map_err(slot_err(CAP_TASK_MAP, "write", 0))
 }
 
 /// The code ranges of [`PROBING_FUNCTIONS`] in a /proc/kallsyms listing: from a function's

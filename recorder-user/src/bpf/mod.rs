@@ -21,6 +21,7 @@ use recorder_ebpf::{
 use thiserror::Error;
 
 mod avc;
+pub mod btf;
 mod capable;
 mod ebpf_log;
 mod exit_memory;
