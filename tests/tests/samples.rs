@@ -1,7 +1,8 @@
 //! The sample profiles in `deploy/profiles/` hold: each server, run by runc under its committed
 //! profile (turned into the OCI JSON runc loads by `syscribe pull`, as a user would), answers
 //! the load it was recorded under with the same statuses and bodies, reloads its
-//! configuration and stops gracefully; without one syscall it needs only to serve (`accept4`)
+//! configuration and stops gracefully — with only the capabilities it was recorded using
+//! (its `syscribe.dev/capabilities` annotation), every other one dropped; without one syscall it needs only to serve (`accept4`)
 //! the same load fails, so the profile is what confines it.
 //!
 //! The servers' root filesystems come from `cargo xtask test` (Debian's packages, cached; see
@@ -67,12 +68,20 @@ fn replays_under_its_committed_profile(server: Server) {
         );
     }
 
+    // The capabilities it used when recorded, and no others.
+    let capabilities = yaml["metadata"]["annotations"]["syscribe.dev/capabilities"]
+        .as_str()
+        .map(syscribe::profile::capabilities::from_annotation)
+        .unwrap_or_else(|| panic!("{} has no syscribe.dev/capabilities", file.display()));
+
     let pod = PodCgroup::new();
-    let served = Sample::new(server, &rootfs.path, &pod, &profile)
+    let served = Sample::new(server, &rootfs.path, &pod, Some(&profile))
+        .with_capabilities(&capabilities)
         .serve()
         .unwrap_or_else(|err| {
             panic!(
-                "{} under its committed profile did not answer as when it was recorded: {err}",
+                "{} under its committed profile, with only {capabilities:?}, did not answer as \
+                 when it was recorded: {err}",
                 server.name()
             )
         });
@@ -83,7 +92,8 @@ fn replays_under_its_committed_profile(server: Server) {
         &std::fs::read_to_string(without_syscall(&dir, &profile, needed)).unwrap(),
     )
     .unwrap();
-    let refused = Sample::new(server, &rootfs.path, &pod, &crippled)
+    let refused = Sample::new(server, &rootfs.path, &pod, Some(&crippled))
+        .with_capabilities(&capabilities)
         .with_request_time(Duration::from_secs(3))
         .serve();
     match refused {

@@ -7,16 +7,18 @@ use syscribe::profile::{crd::SeccompProfileDoc, seccomp::Seccomp};
 use super::{ANNOTATION_PACKAGE, RUNTIME_SETUP_ONLY, Sample, Served, Server};
 use crate::{
     TempDir, allowed_names,
-    containers::{PodCgroup, PodRecording, profile_of, recording_profile},
+    containers::{PodCgroup, PodRecording, profile_of},
 };
 
-/// Records `server` under the load (in a pod's cgroup, from the container's first seccomp
-/// filter on); returns the container's profile as syscribe wrote it (OCI JSON).
+/// Records `server` under the load, Unconfined as a pod runs by default (in a pod's cgroup,
+/// from the container's first exec after its root switch on), with containerd's default
+/// capabilities; returns the container's profile as syscribe wrote it (OCI JSON, with the
+/// capabilities it used).
 pub fn record(server: Server, rootfs: &Path) -> Result<(serde_json::Value, Served), String> {
     let pod = PodCgroup::new();
     let out = TempDir::new(&format!("sample-record-{}", server.name()));
     let recording = PodRecording::start(&pod, out.path());
-    let sample = Sample::new(server, rootfs, &pod, &recording_profile());
+    let sample = Sample::new(server, rootfs, &pod, None);
     let served = sample.serve();
     let profile = served
         .is_ok()
@@ -32,11 +34,17 @@ pub fn record(server: Server, rootfs: &Path) -> Result<(serde_json::Value, Serve
     if !problems.is_empty() {
         return Err(format!("syscribe warned while recording: {problems:#?}"));
     }
-    // `filterSeen: true` today; `boundary.kind: filter` once the Unconfined boundary exists.
     let container = &profile["syscribe"]["container"];
-    if container["filterSeen"] != true && container["boundary"]["kind"] != "filter" {
+    if container["boundary"]["kind"] != "exec" {
         return Err(format!(
-            "the recording did not start at the container's seccomp filter: {}",
+            "the recording did not start at the container's exec: {}",
+            profile["syscribe"]
+        ));
+    }
+    if !profile["syscribe"]["capabilities"].is_array() {
+        return Err(format!(
+            "the recording has no capability set (does this kernel have the cap_capable \
+             tracepoint?): {}",
             profile["syscribe"]
         ));
     }
@@ -104,16 +112,16 @@ pub fn profile_document(
         ),
         String::new(),
         format!(
-            "How: `syscribe record --cgroup` on a runc container whose root filesystem is Debian's (debootstrap --variant=minbase, then apt-get install {}), running `{}` with Debian's configuration plus the site in tests/samples/, as root with containerd's default capabilities and no_new_privs off (a pod's defaults), on the host's network.",
+            "How: `syscribe record --cgroup` on a runc container whose root filesystem is Debian's (debootstrap --variant=minbase, then apt-get install {}), running `{}` with Debian's configuration plus the site in tests/samples/, as root, Unconfined, with containerd's default capabilities and no_new_privs off (a pod's defaults), on the host's network.",
             server.package(),
             server.args().join(" ")
         ),
         format!("Load: {}.", server.load_description()),
         format!(
-            "Boundary: recorded from the container's seccomp filter on (it ran under an allow-all filter, since Syscribe cannot yet find where an Unconfined container starts), so none of runc's setup is in the profile; what runc does after its filter is, and so is runc's Go hand-off set whether seen or not{not_seen}."
+            "Boundary: recorded from the container's first exec after runc switched its root (where runc would have installed a filter), so none of runc's setup is in the profile; what runc does between its filter and the exec is, and so is runc's Go hand-off set whether seen or not{not_seen}."
         ),
         String::new(),
-        "Capabilities: NOT RECORDED YET. Syscribe cannot yet say which capabilities a container uses (capability recording is being built, issue 17); this run had containerd's default set. Re-record once it exists to have the needed set here.".to_owned(),
+        capabilities_line(recorded),
         String::new(),
         format!(
             "Re-record (as root): cargo xtask samples {name}  (--rebuild: the release's newest package; --suite: another Debian release). Replayed by tests/samples.rs in cargo xtask test."
@@ -135,6 +143,27 @@ pub fn profile_document(
     }
     text.push_str(&yaml);
     Ok(text)
+}
+
+/// The header's line on the capabilities the server used, with the `securityContext` that
+/// grants exactly those.
+fn capabilities_line(recorded: &serde_json::Value) -> String {
+    let names: Vec<&str> = recorded["syscribe"]["capabilities"]
+        .as_array()
+        .map(|names| names.iter().filter_map(|n| n.as_str()).collect())
+        .unwrap_or_default();
+    let short: Vec<&str> = names
+        .iter()
+        .map(|n| n.strip_prefix("CAP_").unwrap_or(n))
+        .collect();
+    if short.is_empty() {
+        return "Capabilities: none used (of containerd's defaults). securityContext: {capabilities: {drop: [ALL]}}.".to_owned();
+    }
+    format!(
+        "Capabilities: of containerd's defaults it used {} (annotation syscribe.dev/capabilities); tests/samples.rs replays it with only these. securityContext: {{capabilities: {{drop: [ALL], add: [{}]}}}}.",
+        short.join(", "),
+        short.join(", ")
+    )
 }
 
 /// `line` cut at spaces into lines of at most `width` characters (a longer word stays whole).

@@ -38,15 +38,16 @@ pub struct Served {
 
 impl Sample {
     /// A container of `server` over `rootfs` in `pod`'s cgroup, under the seccomp profile
-    /// `seccomp` (OCI JSON), its site and configuration (v1) in place.
+    /// `seccomp` (OCI JSON; `None`: Unconfined, a pod's default), as root with containerd's
+    /// default capabilities, its site and configuration (v1) in place.
     pub fn new(
         server: Server,
         rootfs: &Path,
         pod: &PodCgroup,
-        seccomp: &serde_json::Value,
+        seccomp: Option<&serde_json::Value>,
     ) -> Self {
         let bundle = Bundle::over(rootfs, pod, server.args());
-        bundle.set_seccomp(Some(seccomp));
+        bundle.set_seccomp(seccomp);
         bundle.edit(|config| {
             let caps = serde_json::json!(DEFAULT_CAPABILITIES);
             config["process"]["capabilities"] = serde_json::json!({
@@ -67,6 +68,18 @@ impl Sample {
         sample.install_site();
         sample.configure("v1");
         sample
+    }
+
+    /// Only `capabilities` (`CAP_*` names) instead of containerd's defaults: every other one
+    /// dropped, as `securityContext.capabilities` {drop: [ALL], add: [...]} does.
+    pub fn with_capabilities(self, capabilities: &[String]) -> Self {
+        self.bundle.edit(|config| {
+            let caps = serde_json::json!(capabilities);
+            config["process"]["capabilities"] = serde_json::json!({
+                "bounding": caps, "effective": caps, "permitted": caps,
+            });
+        });
+        self
     }
 
     /// How long one round of requests may take (default 10 s): a run expected to fail need
