@@ -1,0 +1,58 @@
+//! Helpers more than one module of the cluster tests uses.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use syscribe_tests::cluster::Kube;
+
+pub const MINUTE: Duration = Duration::from_secs(60);
+
+/// A profile that allows everything but mkdir/mkdirat (EPERM): a pod under it runs normally
+/// and its `mkdir` fails, which proves the kubelet handed this very file to the runtime.
+pub fn no_mkdir_profile(name: &str) -> String {
+    format!(
+        r#"apiVersion: security-profiles-operator.x-k8s.io/v1
+kind: SeccompProfile
+metadata:
+  name: {name}
+spec:
+  defaultAction: SCMP_ACT_ALLOW
+  architectures: [SCMP_ARCH_X86_64, SCMP_ARCH_X86, SCMP_ARCH_X32]
+  syscalls:
+  - action: SCMP_ACT_ERRNO
+    errnoRet: 1
+    names: [mkdir, mkdirat]
+"#
+    )
+}
+
+/// A namespace labelled for recording (created, or labelled when it exists).
+pub fn recording_namespace(kube: &Kube, name: &str) {
+    kube.apply(&format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}, labels: {{spo.x-k8s.io/enable-recording: \"true\"}}}}\n"
+    ));
+}
+
+/// The SeccompProfile `name`, once it exists.
+pub fn seccomp_profile(kube: &Kube, name: &str) -> Option<Value> {
+    let out = kube.run(&["get", "seccompprofile", name, "-o", "json"]);
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+/// Every name a profile's rules allow (the recorded profiles' one ALLOW rule, or all rules).
+pub fn allowed_names(spec: &Value) -> Vec<String> {
+    spec["syscalls"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|rule| rule["action"] == "SCMP_ACT_ALLOW")
+        .flat_map(|rule| rule["names"].as_array().cloned().unwrap_or_default())
+        .filter_map(|n| n.as_str().map(str::to_owned))
+        .collect()
+}
+
+/// The installed file of a profile, parsed; None while there is none.
+pub fn installed_file(name: &str) -> Option<Value> {
+    let text = std::fs::read(format!("/var/lib/kubelet/seccomp/operator/{name}.json")).ok()?;
+    serde_json::from_slice(&text).ok()
+}
