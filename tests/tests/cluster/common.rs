@@ -35,8 +35,7 @@ pub fn recording_namespace(kube: &Kube, name: &str) {
 
 /// The SeccompProfile `name`, once it exists.
 pub fn seccomp_profile(kube: &Kube, name: &str) -> Option<Value> {
-    let out = kube.run(&["get", "seccompprofile", name, "-o", "json"]);
-    serde_json::from_slice(&out.stdout).ok()
+    kube.object("seccompprofile", name)
 }
 
 /// Every name a profile's rules allow (the recorded profiles' one ALLOW rule, or all rules).

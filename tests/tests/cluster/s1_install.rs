@@ -10,14 +10,7 @@ use super::common::{MINUTE, no_mkdir_profile};
 fn s1_deploy_applies_and_the_daemon_and_webhook_become_ready() {
     let kube = Kube::get();
     deployed(&kube);
-    let pods = kube.json(&[
-        "get",
-        "pods",
-        "-n",
-        "syscribe",
-        "-l",
-        "app.kubernetes.io/name=syscribe",
-    ]);
+    let pods = kube.syscribe_pods("syscribe");
     let pod = &pods["items"][0];
     assert_eq!(pod["spec"]["serviceAccountName"], "syscribe");
     assert_eq!(pod["spec"]["nodeName"], kube.node.as_str());
@@ -82,7 +75,7 @@ spec:
         "a valid profile was refused: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    kube.ok(&["delete", "seccompprofile", "date-printer", "--wait=true"]);
+    kube.delete(&["seccompprofile", "date-printer"]);
 }
 
 /// Waits until the profile is Installed with this node's status, then runs a pod under it with
@@ -93,10 +86,7 @@ fn installed_profile_confines_a_pod(runtime_class: Option<&str>) {
     let suffix = runtime_class.unwrap_or("runc");
     let name = format!("no-mkdir-{suffix}");
     kube.apply(&no_mkdir_profile(&name));
-    let status = kube.wait_for(&format!("SeccompProfile {name} Installed"), MINUTE, || {
-        let sp = kube.json(&["get", "seccompprofile", &name]);
-        (sp["status"]["status"] == "Installed").then_some(sp)
-    });
+    let status = kube.wait_status("seccompprofile", &name, "Installed", MINUTE);
     assert_eq!(
         status["status"]["localhostProfile"],
         format!("operator/{name}.json")
@@ -158,8 +148,8 @@ spec:
         logs.contains("Operation not permitted") && logs.contains("mkdir-status=1"),
         "mkdir was not refused under {name}: {logs}"
     );
-    kube.ok(&["delete", "pod", "-n", "default", &pod, "--wait=true"]);
-    kube.ok(&["delete", "seccompprofile", &name, "--wait=true"]);
+    kube.delete(&["pod", "-n", "default", &pod]);
+    kube.delete(&["seccompprofile", &name]);
     kube.wait_for(&format!("{file} removed"), MINUTE, || {
         (!std::path::Path::new(&file).exists()).then_some(())
     });
@@ -193,10 +183,7 @@ spec:
 "#,
     );
     kube.apply(&no_mkdir_profile("columns"));
-    kube.wait_for("SeccompProfile columns Installed", MINUTE, || {
-        (kube.ok(&["get", "sp", "columns", "-o", "jsonpath={.status.status}"]) == "Installed")
-            .then_some(())
-    });
+    kube.wait_status("seccompprofile", "columns", "Installed", MINUTE);
     let out = kube.ok(&["get", "sp,spns,profilerecordings", "-A"]);
     let headers: Vec<&str> = out
         .lines()
@@ -232,6 +219,6 @@ spec:
             .eq(["NAME", "STATUS", "AGE", "NODE", "MESSAGE"]),
         "{wide}"
     );
-    kube.ok(&["delete", "sp", "columns", "--wait=true"]);
-    kube.ok(&["delete", "namespace", "columns", "--wait=true"]);
+    kube.delete(&["sp", "columns"]);
+    kube.delete(&["namespace", "columns"]);
 }

@@ -1,6 +1,5 @@
 //! Ming records a pod by labelling its namespace and runs it under its own profile (s6–s6c).
 
-use serde_json::Value;
 use syscribe_tests::cluster::{Kube, deployed, image};
 
 use super::common::{MINUTE, allowed_names};
@@ -75,29 +74,16 @@ spec:
         "",
         &format!("{workload}; echo workload-done; exec sleep 3600"),
     ));
-    kube.wait_for("the recorded pod's workload done", MINUTE, || {
-        let logs = kube.run(&["logs", "-n", namespace, "web"]);
-        String::from_utf8_lossy(&logs.stdout)
-            .contains("workload-done")
-            .then_some(())
-    });
+    kube.wait_log(namespace, "web", "workload-done", MINUTE);
     let active = kube.json(&["get", "profilerecording", "-n", namespace, recording]);
     assert_eq!(
         active["status"]["activeWorkloads"],
         serde_json::json!([format!("{namespace}/web")]),
         "the recording names the pod it records: {active}"
     );
-    kube.ok(&["delete", "pod", "-n", namespace, "web", "--wait=true"]);
+    kube.delete(&["pod", "-n", namespace, "web"]);
     let name = format!("{recording}-web");
-    let profile = kube.wait_for(
-        &format!("SeccompProfile {name} published and Installed"),
-        MINUTE,
-        || {
-            let out = kube.run(&["get", "seccompprofile", &name, "-o", "json"]);
-            let sp: Value = serde_json::from_slice(&out.stdout).ok()?;
-            (sp["status"]["status"] == "Installed").then_some(sp)
-        },
-    );
+    let profile = kube.wait_status("seccompprofile", &name, "Installed", MINUTE);
     let labels = &profile["metadata"]["labels"];
     assert_eq!(labels["spo.x-k8s.io/recording-id"], recording, "{profile}");
     assert_eq!(
@@ -188,17 +174,9 @@ spec:
         refused.contains("Operation not permitted") && refused.contains("nc-status=1"),
         "a socket the recording never saw must be refused: {refused}"
     );
-    kube.ok(&[
-        "delete",
-        "pod",
-        "-n",
-        "default",
-        &replay,
-        &stranger,
-        "--wait=true",
-    ]);
-    kube.ok(&["delete", "namespace", namespace, "--wait=true"]);
-    kube.ok(&["delete", "seccompprofile", &name, "--wait=true"]);
+    kube.delete(&["pod", "-n", "default", &replay, &stranger]);
+    kube.delete(&["namespace", namespace]);
+    kube.delete(&["seccompprofile", &name]);
 }
 
 #[test]

@@ -1,7 +1,6 @@
 //! SELinux: profiles validated and reported on a node without SELinux (s7), and a pod's AVCs
 //! recorded into a SelinuxProfile (s7b).
 
-use serde_json::Value;
 use syscribe_tests::cluster::{Kube, TEST_AUDIT_LOG, deployed, image};
 
 use super::common::MINUTE;
@@ -109,7 +108,7 @@ spec:
                 .contains("SELinux is off on this node"),
             "{statuses:#}"
         );
-        kube.ok(&["delete", kind, name, "--wait=true"]);
+        kube.delete(&[kind, name]);
     }
 }
 
@@ -158,9 +157,7 @@ spec:
 "#,
         image = image("workload"),
     ));
-    kube.wait_for("the recorded pod Running", MINUTE, || {
-        (kube.pod_phase("selinux-shop", "web") == "Running").then_some(())
-    });
+    kube.wait_running("selinux-shop", "web", MINUTE);
     kube.wait_for("the recording naming the pod", MINUTE, || {
         let rec = kube.json(&["get", "profilerecording", "-n", "selinux-shop", "seli"]);
         (rec["status"]["activeWorkloads"] == serde_json::json!(["selinux-shop/web"])).then_some(())
@@ -233,10 +230,9 @@ spec:
             >= 3)
             .then_some(())
     });
-    kube.ok(&["delete", "pod", "-n", "selinux-shop", "web", "--wait=true"]);
+    kube.delete(&["pod", "-n", "selinux-shop", "web"]);
     let profile = kube.wait_for("SelinuxProfile seli-web published", MINUTE, || {
-        let out = kube.run(&["get", "selinuxprofile", "seli-web", "-o", "json"]);
-        serde_json::from_slice::<Value>(&out.stdout).ok()
+        kube.object("selinuxprofile", "seli-web")
     });
     assert_eq!(
         profile["spec"]["allow"],
@@ -255,8 +251,8 @@ spec:
         profile["metadata"]["annotations"]["syscribe.dev/recorded-denials"],
         "3"
     );
-    kube.ok(&["delete", "namespace", "selinux-shop", "--wait=true"]);
-    kube.ok(&["delete", "selinuxprofile", "seli-web", "--wait=true"]);
+    kube.delete(&["namespace", "selinux-shop"]);
+    kube.delete(&["selinuxprofile", "seli-web"]);
     // The test's lines leave the node with it.
     std::fs::remove_file(TEST_AUDIT_LOG).unwrap();
 }

@@ -37,10 +37,7 @@ spec:
   defaultAction: SCMP_ACT_ALLOW
 "#,
     );
-    kube.wait_for("SeccompProfile report-log Installed", MINUTE, || {
-        let sp = kube.json(&["get", "seccompprofile", "report-log"]);
-        (sp["status"]["status"] == "Installed").then_some(())
-    });
+    kube.wait_status("seccompprofile", "report-log", "Installed", MINUTE);
     let hostile = "<script>alert(1)</script>";
     let pod = |ns: &str, name: &str, pod_sc: &str, host: &str, container_sc: &str| {
         format!(
@@ -360,14 +357,7 @@ subjects: [{kind: ServiceAccount, name: report-reader, namespace: report-a}]
     );
 
     // The daemon's gauges, through the API server's pod proxy.
-    let daemon = kube.json(&[
-        "get",
-        "pods",
-        "-n",
-        "syscribe",
-        "-l",
-        "app.kubernetes.io/name=syscribe",
-    ]);
+    let daemon = kube.syscribe_pods("syscribe");
     let daemon = daemon["items"][0]["metadata"]["name"]
         .as_str()
         .unwrap()
@@ -404,22 +394,13 @@ subjects: [{kind: ServiceAccount, name: report-reader, namespace: report-a}]
             .then_some(())
     });
 
-    kube.ok(&[
-        "delete",
-        "namespace",
-        "report-a",
-        "report-b",
-        "--wait=true",
-        "--timeout=120s",
-    ]);
+    kube.delete(&["namespace", "report-a", "report-b", "--timeout=120s"]);
     kube.ok(&["delete", "clusterrolebinding", "report-reader"]);
     kube.ok(&["delete", "rolebinding", "-n", "syscribe", "report-reader"]);
-    kube.ok(&[
-        "delete",
+    kube.delete(&[
         "seccompprofile",
         "report-log",
         "report-rec-main",
-        "--wait=true",
         "--timeout=120s",
     ]);
 }

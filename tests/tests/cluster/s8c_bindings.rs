@@ -66,14 +66,7 @@ fn s8c_profile_bindings_confine_pods_that_never_named_a_profile() {
     kube.apply(&namespace_yaml(on, true));
     kube.apply(&namespace_yaml(off, false));
     kube.apply(&no_mkdir_profile(profile));
-    kube.wait_for(
-        &format!("SeccompProfile {profile} Installed"),
-        MINUTE,
-        || {
-            let sp = kube.json(&["get", "seccompprofile", profile]);
-            (sp["status"]["status"] == "Installed").then_some(())
-        },
-    );
+    kube.wait_status("seccompprofile", profile, "Installed", MINUTE);
     let workload = image("workload");
 
     // By podSelector: only the pod labelled tier=locked is bound; nothing in `off` is.
@@ -124,7 +117,7 @@ fn s8c_profile_bindings_confine_pods_that_never_named_a_profile() {
     let conflict = kube.wait_for("the conflicting pod refused", MINUTE, || {
         let out = kube.with_stdin(&["apply"], &check_pod(on, "locked-2", "locked"));
         if out.status.success() {
-            kube.ok(&["delete", "pod", "-n", on, "locked-2", "--wait=true"]);
+            kube.delete(&["pod", "-n", on, "locked-2"]);
             return None;
         }
         Some(String::from_utf8_lossy(&out.stderr).into_owned())
@@ -136,15 +129,7 @@ fn s8c_profile_bindings_confine_pods_that_never_named_a_profile() {
         "{conflict}"
     );
     println!("conflict: {}", conflict.trim());
-    kube.ok(&[
-        "delete",
-        "profilebinding",
-        "-n",
-        on,
-        "by-label",
-        "other",
-        "--wait=true",
-    ]);
+    kube.delete(&["profilebinding", "-n", on, "by-label", "other"]);
 
     // By image: a Deployment's pods, which say nothing of seccomp, run under the profile.
     kube.apply(&binding_yaml(on, "by-image", profile, &workload, ""));
@@ -171,10 +156,7 @@ spec:
         (pod["status"]["phase"] == "Running")
             .then(|| pod["metadata"]["name"].as_str().unwrap().to_owned())
     });
-    let logs = kube.wait_for("its check printed", MINUTE, || {
-        let logs = kube.ok(&["logs", "-n", on, &pod]);
-        logs.contains("mkdir-status").then_some(logs)
-    });
+    let logs = kube.wait_log(on, &pod, "mkdir-status", MINUTE);
     assert!(
         confined(&logs),
         "the Deployment's pod ran unconfined: {logs}"
@@ -203,7 +185,7 @@ spec:
             .any(|f| f == "syscribe.dev/bound"),
         "{sp}"
     );
-    kube.ok(&["delete", "deployment", "-n", on, "web", "--wait=true"]);
+    kube.delete(&["deployment", "-n", on, "web"]);
     kube.wait_for(
         "the Deployment's pods gone and activeWorkloads empty",
         MINUTE,
@@ -227,14 +209,7 @@ spec:
         "the bound profile's file went"
     );
     println!("deleted while bound: still Terminating with no pod left, file kept");
-    kube.ok(&[
-        "delete",
-        "profilebinding",
-        "-n",
-        on,
-        "by-image",
-        "--wait=true",
-    ]);
+    kube.delete(&["profilebinding", "-n", on, "by-image"]);
     kube.wait_for(&format!("SeccompProfile {profile} gone"), MINUTE, || {
         let out = kube.run(&["get", "seccompprofile", profile]);
         (!out.status.success()).then_some(())
@@ -263,14 +238,7 @@ fn s8d_with_the_webhook_stopped_pods_elsewhere_still_start() {
         "--replicas=0",
     ]);
     kube.wait_for("no webhook pod left", MINUTE, || {
-        let pods = kube.json(&[
-            "get",
-            "pods",
-            "-n",
-            "syscribe",
-            "-l",
-            "app.kubernetes.io/name=syscribe-webhook",
-        ]);
+        let pods = kube.syscribe_pods("syscribe-webhook");
         pods["items"].as_array().unwrap().is_empty().then_some(())
     });
     kube.apply(&check_pod(off, "free", "locked"));

@@ -183,19 +183,8 @@ spec:
 
     // Deleting the recording merges them.
     let deleted = std::time::Instant::now();
-    kube.ok(&[
-        "delete",
-        "profilerecording",
-        "-n",
-        ns,
-        "web",
-        "--wait=true",
-        "--timeout=120s",
-    ]);
-    let merged = kube.wait_for("the merged profile web-httpd Installed", 2 * MINUTE, || {
-        let sp = seccomp_profile(&kube, "web-httpd")?;
-        (sp["status"]["status"] == "Installed").then_some(sp)
-    });
+    kube.delete(&["profilerecording", "-n", ns, "web", "--timeout=120s"]);
+    let merged = kube.wait_status("seccompprofile", "web-httpd", "Installed", 2 * MINUTE);
     println!(
         "recording deleted: web-httpd merged and Installed after {:.1} s",
         deleted.elapsed().as_secs_f64()
@@ -377,9 +366,7 @@ spec:
         "the enriched line came {delay:.3} s after the denial"
     );
     // It runs on (the ERRNO is ignored by sync), and one denial is one line.
-    kube.wait_for("the stranger running", MINUTE, || {
-        (kube.pod_phase(ns, "stranger") == "Running").then_some(())
-    });
+    kube.wait_running(ns, "stranger", MINUTE);
     std::thread::sleep(Duration::from_secs(3));
     let lines: Vec<String> = kube
         .timed_logs("syscribe", &daemon)
@@ -400,6 +387,6 @@ spec:
         lines.join("\n")
     );
 
-    kube.ok(&["delete", "namespace", ns, "--wait=true", "--timeout=120s"]);
-    kube.ok(&["delete", "seccompprofile", "web-httpd", "--wait=true"]);
+    kube.delete(&["namespace", ns, "--timeout=120s"]);
+    kube.delete(&["seccompprofile", "web-httpd"]);
 }

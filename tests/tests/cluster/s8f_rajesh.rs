@@ -3,7 +3,7 @@
 use serde_json::Value;
 use syscribe_tests::cluster::{Kube, deployed, image};
 
-use super::common::{MINUTE, installed_file, seccomp_profile};
+use super::common::{MINUTE, installed_file};
 
 /// The names of the installed file's rule with this errno (the joined ERRNO rule).
 fn errno_names(file: &Value, errno: u64) -> Vec<String> {
@@ -101,10 +101,7 @@ spec:
         "{file}"
     );
     // Installed, on how many nodes, and Ready.
-    kube.wait_for("rajesh-app Installed", MINUTE, || {
-        let sp = seccomp_profile(&kube, "rajesh-app")?;
-        (sp["status"]["status"] == "Installed").then_some(())
-    });
+    kube.wait_status("seccompprofile", "rajesh-app", "Installed", MINUTE);
     let table = kube.ok(&["get", "sp", "rajesh-app"]);
     let mut lines = table.lines();
     assert!(
@@ -203,11 +200,7 @@ spec:
 "#,
         image = image("workload")
     ));
-    let logs = kube.wait_for("the holder pod running under rajesh-app", MINUTE, || {
-        let out = kube.run(&["logs", "-n", "rajesh", "holder"]);
-        let logs = String::from_utf8_lossy(&out.stdout).into_owned();
-        logs.contains("mkdir-status").then_some(logs)
-    });
+    let logs = kube.wait_log("rajesh", "holder", "mkdir-status", MINUTE);
     assert!(
         logs.contains("mkdir-status=1"),
         "the base's rule applies: {logs}"
@@ -238,7 +231,7 @@ spec:
         installed_file("rajesh-app").is_some(),
         "the file a pod uses was removed"
     );
-    kube.ok(&["delete", "pod", "-n", "rajesh", "holder", "--wait=true"]);
+    kube.delete(&["pod", "-n", "rajesh", "holder"]);
     kube.wait_for(
         "rajesh-app's file removed once the pod went",
         MINUTE,
@@ -248,5 +241,5 @@ spec:
         (node_status(&kube, "rajesh-app")["status"] == "Disabled").then_some(())
     });
     kube.ok(&["delete", "namespace", "rajesh", "--wait=false"]);
-    kube.ok(&["delete", "sp", "rajesh-app", "rajesh-base", "--wait=true"]);
+    kube.delete(&["sp", "rajesh-app", "rajesh-base"]);
 }

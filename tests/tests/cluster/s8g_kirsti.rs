@@ -104,7 +104,7 @@ status: Installed
 
     // The node goes.
     let deleted = std::time::Instant::now();
-    kube.ok(&["delete", "node", ghost, "--wait=true"]);
+    kube.delete(&["node", ghost]);
     kube.wait_for("ghost-a gone", MINUTE, || {
         seccomp_profile(&kube, "ghost-a").is_none().then_some(())
     });
@@ -174,12 +174,9 @@ spec:
   baseProfileName: kirsti-no-such-base
 "#,
     );
-    kube.wait_for("kirsti-log Installed", MINUTE, || {
-        (seccomp_profile(&kube, "kirsti-log")?["status"]["status"] == "Installed").then_some(())
-    });
-    kube.wait_for("kirsti-orphan refused", MINUTE, || {
-        (seccomp_profile(&kube, "kirsti-orphan")?["status"]["status"] == "Error").then_some(())
-    });
+    kube.wait_status("seccompprofile", "kirsti-log", "Installed", MINUTE);
+    // Refused: its base does not exist.
+    kube.wait_status("seccompprofile", "kirsti-orphan", "Error", MINUTE);
     // A recorded pod (started, finished) and a logged mkdir under kirsti-log.
     kube.apply(
         r#"apiVersion: security-profiles-operator.x-k8s.io/v1
@@ -222,12 +219,12 @@ spec:
     ));
     kube.wait_succeeded(ns, "once", MINUTE);
     kube.wait_succeeded(ns, "logger", MINUTE);
-    kube.ok(&["delete", "pod", "-n", ns, "once", "--wait=true"]);
+    kube.delete(&["pod", "-n", ns, "once"]);
     kube.wait_for("once-main published", MINUTE, || {
         seccomp_profile(&kube, "once-main")
     });
     // Removed: kirsti-log deleted once its pod is gone.
-    kube.ok(&["delete", "pod", "-n", ns, "logger", "--wait=true"]);
+    kube.delete(&["pod", "-n", ns, "logger"]);
     // The logged mkdir, counted under upstream's labels, in upstream's order.
     let node = kube.node.clone();
     let audit = |text: &str| -> f64 {
@@ -263,7 +260,7 @@ spec:
             .filter_map(|(_, value)| value.trim().parse::<f64>().ok())
             .sum()
     };
-    kube.ok(&["delete", "sp", "kirsti-log", "--wait=true"]);
+    kube.delete(&["sp", "kirsti-log"]);
     kube.wait_for("kirsti-log's file removed", MINUTE, || {
         installed_file("kirsti-log").is_none().then_some(())
     });
@@ -310,6 +307,6 @@ spec:
             .collect::<Vec<_>>()
             .join("\n")
     );
-    kube.ok(&["delete", "namespace", ns, "--wait=true", "--timeout=120s"]);
-    kube.ok(&["delete", "sp", "kirsti-orphan", "once-main", "--wait=true"]);
+    kube.delete(&["namespace", ns, "--timeout=120s"]);
+    kube.delete(&["sp", "kirsti-orphan", "once-main"]);
 }

@@ -55,9 +55,7 @@ spec:
         let rec = kube.json(&["get", "profilerecording", "-n", ns, "live"]);
         (rec["status"]["activeWorkloads"] == serde_json::json!(["live/live"])).then_some(())
     });
-    kube.wait_for("the recorded pod Running", MINUTE, || {
-        (kube.pod_phase(ns, "live") == "Running").then_some(())
-    });
+    kube.wait_running(ns, "live", MINUTE);
     let uid = kube.ok(&[
         "get",
         "pod",
@@ -164,7 +162,7 @@ spec:
     );
 
     // The pod ends: the final profile has them too.
-    kube.ok(&["delete", "pod", "-n", ns, "live", "--wait=true"]);
+    kube.delete(&["pod", "-n", ns, "live"]);
     kube.wait_for("the new daemon ending the pod's recording", MINUTE, || {
         kube.timed_logs("syscribe", &daemon)
             .iter()
@@ -177,8 +175,8 @@ spec:
     for syscall in ["sync", during, "syncfs"] {
         assert!(names.iter().any(|n| n == syscall), "{syscall}: {names:?}");
     }
-    kube.ok(&["delete", "namespace", ns, "--wait=true", "--timeout=120s"]);
-    kube.ok(&["delete", "sp", "live-main", "--wait=true"]);
+    kube.delete(&["namespace", ns, "--timeout=120s"]);
+    kube.delete(&["sp", "live-main"]);
 }
 
 /// Issue 15: a real API server restarts. Stopped for OUTAGE seconds, the daemon keeps calm —
@@ -217,9 +215,7 @@ fn s8j_the_daemon_rides_out_an_api_server_restart() {
 
     // Watches resume: a profile made now is installed.
     kube.apply(&no_mkdir_profile("after-restart"));
-    kube.wait_for("after-restart Installed", 2 * MINUTE, || {
-        (seccomp_profile(&kube, "after-restart")?["status"]["status"] == "Installed").then_some(())
-    });
+    kube.wait_status("seccompprofile", "after-restart", "Installed", 2 * MINUTE);
     let installed = now_seconds();
     let logs = kube.timed_logs("syscribe", &daemon);
     let outage: Vec<&String> = logs
@@ -279,5 +275,5 @@ fn s8j_the_daemon_rides_out_an_api_server_restart() {
             .join("\n")
     );
     assert!(failed >= 1.0, "no failed request counted:\n{metrics}");
-    kube.ok(&["delete", "sp", "after-restart", "--wait=true"]);
+    kube.delete(&["sp", "after-restart"]);
 }

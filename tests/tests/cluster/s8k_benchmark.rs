@@ -175,12 +175,6 @@ spec:
         println!("BENCH RSS is over the 32 MiB goal");
     }
     assert!(idle_rss > 0.0 && busy_rss > 0.0);
-    kube.ok(&["delete", "namespace", ns, "--wait=true", "--timeout=180s"]);
-    kube.ok(&[
-        "delete",
-        "sp",
-        "-l",
-        "spo.x-k8s.io/recording-id=bench",
-        "--wait=true",
-    ]);
+    kube.delete(&["namespace", ns, "--timeout=180s"]);
+    kube.delete(&["sp", "-l", "spo.x-k8s.io/recording-id=bench"]);
 }
