@@ -26,11 +26,50 @@ spec:
     )
 }
 
+/// The label that opts a namespace in to recording.
+pub const RECORDING: &str = "spo.x-k8s.io/enable-recording";
+/// The label that opts a namespace in to ProfileBindings.
+pub const BINDING: &str = "spo.x-k8s.io/enable-binding";
+
+/// A Namespace, with `label: "true"` when there is one.
+pub fn namespace_yaml(name: &str, label: Option<&str>) -> String {
+    let labels = label
+        .map(|label| format!(", labels: {{{label}: \"true\"}}"))
+        .unwrap_or_default();
+    format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}{labels}}}\n")
+}
+
 /// A namespace labelled for recording (created, or labelled when it exists).
 pub fn recording_namespace(kube: &Kube, name: &str) {
-    kube.apply(&format!(
-        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}, labels: {{spo.x-k8s.io/enable-recording: \"true\"}}}}\n"
-    ));
+    kube.apply(&namespace_yaml(name, Some(RECORDING)));
+}
+
+/// A namespace created, then labelled for recording with `kubectl label` as upstream's docs
+/// have a user do it.
+pub fn label_for_recording(kube: &Kube, name: &str) {
+    kube.apply(&namespace_yaml(name, None));
+    kube.ok(&[
+        "label",
+        "namespace",
+        name,
+        &format!("{RECORDING}=true"),
+        "--overwrite",
+    ]);
+}
+
+/// A ProfileRecording `name` in `namespace`: SeccompProfiles, by the BPF recorder, of the pods
+/// labelled `app: <app>`.
+pub fn recording_yaml(namespace: &str, name: &str, app: &str) -> String {
+    format!(
+        r#"apiVersion: security-profiles-operator.x-k8s.io/v1
+kind: ProfileRecording
+metadata: {{name: {name}, namespace: {namespace}}}
+spec:
+  kind: SeccompProfile
+  recorder: Bpf
+  podSelector: {{matchLabels: {{app: {app}}}}}
+"#
+    )
 }
 
 /// The SeccompProfile `name`, once it exists.

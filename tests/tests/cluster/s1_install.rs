@@ -4,7 +4,7 @@
 use serde_json::Value;
 use syscribe_tests::cluster::{Kube, deployed, image};
 
-use super::common::{MINUTE, no_mkdir_profile};
+use super::common::{MINUTE, no_mkdir_profile, recording_namespace, recording_yaml};
 
 #[test]
 fn s1_deploy_applies_and_the_daemon_and_webhook_become_ready() {
@@ -169,19 +169,8 @@ fn s4_an_installed_profile_confines_a_pod_run_by_crun() {
 fn s5_kubectl_get_prints_the_printer_columns() {
     let kube = Kube::get();
     deployed(&kube);
-    kube.apply(
-        "apiVersion: v1\nkind: Namespace\nmetadata: {name: columns, labels: {spo.x-k8s.io/enable-recording: \"true\"}}\n",
-    );
-    kube.apply(
-        r#"apiVersion: security-profiles-operator.x-k8s.io/v1
-kind: ProfileRecording
-metadata: {name: columns, namespace: columns}
-spec:
-  kind: SeccompProfile
-  recorder: Bpf
-  podSelector: {matchLabels: {app: nothing-here}}
-"#,
-    );
+    recording_namespace(&kube, "columns");
+    kube.apply(&recording_yaml("columns", "columns", "nothing-here"));
     kube.apply(&no_mkdir_profile("columns"));
     kube.wait_status("seccompprofile", "columns", "Installed", MINUTE);
     let out = kube.ok(&["get", "sp,spns,profilerecordings", "-A"]);

@@ -2,7 +2,7 @@
 
 use syscribe_tests::cluster::{Kube, deployed, image};
 
-use super::common::{MINUTE, allowed_names};
+use super::common::{MINUTE, allowed_names, label_for_recording, recording_yaml};
 
 /// Ming's flow: label a namespace, create a ProfileRecording, run the workload, delete its pod
 /// — and the recorded profile is published, installed, and runs the same workload under it,
@@ -23,26 +23,8 @@ fn recorded_pod_runs_under_its_own_profile(
     deployed(&kube);
     let workload = "uname -n; mkdir -p /tmp/d; echo recorded > /tmp/d/f; chown 1:1 /tmp/d/f; cat /tmp/d/f; \
          stat -c owner=%u /tmp/d/f; sleep 1";
-    kube.apply(&format!(
-        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {namespace}}}\n"
-    ));
-    kube.ok(&[
-        "label",
-        "namespace",
-        namespace,
-        "spo.x-k8s.io/enable-recording=true",
-        "--overwrite",
-    ]);
-    kube.apply(&format!(
-        r#"apiVersion: security-profiles-operator.x-k8s.io/v1
-kind: ProfileRecording
-metadata: {{name: {recording}, namespace: {namespace}}}
-spec:
-  kind: SeccompProfile
-  recorder: Bpf
-  podSelector: {{matchLabels: {{app: web}}}}
-"#
-    ));
+    label_for_recording(&kube, namespace);
+    kube.apply(&recording_yaml(namespace, recording, "web"));
     let runtime = runtime_class
         .map(|c| format!("  runtimeClassName: {c}\n"))
         .unwrap_or_default();

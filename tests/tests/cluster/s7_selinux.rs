@@ -3,7 +3,7 @@
 
 use syscribe_tests::cluster::{Kube, TEST_AUDIT_LOG, deployed, image};
 
-use super::common::MINUTE;
+use super::common::{MINUTE, label_for_recording};
 
 /// Rajesh deploys SELinux profiles as upstream documents them: an invalid RawSelinuxProfile is
 /// refused at `kubectl apply` with the line of the missing parenthesis; upstream's examples
@@ -122,14 +122,7 @@ spec:
 fn s7b_a_pods_avcs_become_its_recorded_selinux_profile() {
     let kube = Kube::get();
     deployed(&kube);
-    kube.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: selinux-shop}\n");
-    kube.ok(&[
-        "label",
-        "namespace",
-        "selinux-shop",
-        "spo.x-k8s.io/enable-recording=true",
-        "--overwrite",
-    ]);
+    label_for_recording(&kube, "selinux-shop");
     kube.apply(
         r#"apiVersion: security-profiles-operator.x-k8s.io/v1
 kind: ProfileRecording

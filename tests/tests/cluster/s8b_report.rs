@@ -3,7 +3,7 @@
 use serde_json::Value;
 use syscribe_tests::cluster::{Kube, deployed, image};
 
-use super::common::MINUTE;
+use super::common::{MINUTE, namespace_yaml};
 
 /// `syscribe report` on pods of known settings in two fresh namespaces: exact counts and
 /// coverage in its JSON, read by a ServiceAccount holding only deploy/report-rbac.yaml's
@@ -61,8 +61,8 @@ spec:
         image("workload")
     );
     let docs = [
-        "apiVersion: v1\nkind: Namespace\nmetadata: {name: report-a}\n".to_owned(),
-        "apiVersion: v1\nkind: Namespace\nmetadata: {name: report-b}\n".to_owned(),
+        namespace_yaml("report-a", None),
+        namespace_yaml("report-b", None),
         pod(
             "report-a",
             "unconfined",

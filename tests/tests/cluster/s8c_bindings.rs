@@ -4,16 +4,7 @@ use std::time::Duration;
 
 use syscribe_tests::cluster::{Kube, deployed, image};
 
-use super::common::{MINUTE, no_mkdir_profile};
-
-fn namespace_yaml(name: &str, opted_in: bool) -> String {
-    let labels = if opted_in {
-        "\n  labels: {spo.x-k8s.io/enable-binding: \"true\"}"
-    } else {
-        ""
-    };
-    format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}{labels}\n")
-}
+use super::common::{BINDING, MINUTE, namespace_yaml, no_mkdir_profile};
 
 fn binding_yaml(namespace: &str, name: &str, profile: &str, image: &str, selector: &str) -> String {
     format!(
@@ -63,8 +54,8 @@ fn s8c_profile_bindings_confine_pods_that_never_named_a_profile() {
     let kube = Kube::get();
     deployed(&kube);
     let (on, off, profile) = ("bind-on", "bind-off", "no-mkdir-bound");
-    kube.apply(&namespace_yaml(on, true));
-    kube.apply(&namespace_yaml(off, false));
+    kube.apply(&namespace_yaml(on, Some(BINDING)));
+    kube.apply(&namespace_yaml(off, None));
     kube.apply(&no_mkdir_profile(profile));
     kube.wait_status("seccompprofile", profile, "Installed", MINUTE);
     let workload = image("workload");
@@ -228,8 +219,8 @@ fn s8d_with_the_webhook_stopped_pods_elsewhere_still_start() {
     let kube = Kube::get();
     deployed(&kube);
     let (on, off) = ("down-on", "down-off");
-    kube.apply(&namespace_yaml(on, true));
-    kube.apply(&namespace_yaml(off, false));
+    kube.apply(&namespace_yaml(on, Some(BINDING)));
+    kube.apply(&namespace_yaml(off, None));
     kube.ok(&[
         "scale",
         "-n",

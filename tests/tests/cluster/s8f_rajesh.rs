@@ -3,7 +3,7 @@
 use serde_json::Value;
 use syscribe_tests::cluster::{Kube, deployed, image};
 
-use super::common::{MINUTE, installed_file};
+use super::common::{MINUTE, installed_file, namespace_yaml};
 
 /// The names of the installed file's rule with this errno (the joined ERRNO rule).
 fn errno_names(file: &Value, errno: u64) -> Vec<String> {
@@ -184,7 +184,7 @@ spec:
     });
 
     // Disabled while a pod uses it: kept, and the node status says who holds it.
-    kube.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: rajesh}\n");
+    kube.apply(&namespace_yaml("rajesh", None));
     kube.apply(&format!(
         r#"apiVersion: v1
 kind: Pod

@@ -5,7 +5,7 @@ use std::time::Duration;
 use syscribe_tests::cluster::{Kube, deployed, image, metric};
 
 use super::common::{
-    MINUTE, installed_file, no_mkdir_profile, recording_namespace, seccomp_profile,
+    MINUTE, installed_file, no_mkdir_profile, recording_namespace, recording_yaml, seccomp_profile,
 };
 
 /// The finalizers of a SeccompProfile (empty when it is gone).
@@ -178,16 +178,7 @@ spec:
     // Refused: its base does not exist.
     kube.wait_status("seccompprofile", "kirsti-orphan", "Error", MINUTE);
     // A recorded pod (started, finished) and a logged mkdir under kirsti-log.
-    kube.apply(
-        r#"apiVersion: security-profiles-operator.x-k8s.io/v1
-kind: ProfileRecording
-metadata: {name: once, namespace: kirsti}
-spec:
-  kind: SeccompProfile
-  recorder: Bpf
-  podSelector: {matchLabels: {app: once}}
-"#,
-    );
+    kube.apply(&recording_yaml(ns, "once", "once"));
     let pod = |name: &str, labels: &str, security: &str, command: &str| {
         format!(
             r#"apiVersion: v1

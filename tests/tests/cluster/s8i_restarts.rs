@@ -7,7 +7,7 @@ use syscribe_tests::cluster::{
 };
 
 use super::common::{
-    MINUTE, allowed_names, no_mkdir_profile, recording_namespace, seccomp_profile,
+    MINUTE, allowed_names, no_mkdir_profile, recording_namespace, recording_yaml, seccomp_profile,
 };
 
 /// The syscalls allowed by a SeccompProfile's rules, once it exists.
@@ -26,16 +26,7 @@ fn s8i_a_restart_of_the_daemon_mid_recording_loses_nothing_and_a_snapshot_keeps_
     deployed(&kube);
     let ns = "live";
     recording_namespace(&kube, ns);
-    kube.apply(
-        r#"apiVersion: security-profiles-operator.x-k8s.io/v1
-kind: ProfileRecording
-metadata: {name: live, namespace: live}
-spec:
-  kind: SeccompProfile
-  recorder: Bpf
-  podSelector: {matchLabels: {app: live}}
-"#,
-    );
+    kube.apply(&recording_yaml(ns, "live", "live"));
     kube.apply(&format!(
         r#"apiVersion: v1
 kind: Pod

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use syscribe_tests::cluster::{Kube, cpu_seconds, daemon_pids, deployed, image, rss_kib};
 
-use super::common::{MINUTE, recording_namespace};
+use super::common::{MINUTE, recording_namespace, recording_yaml};
 
 /// The daemon's resident memory and CPU use over `window`, sampled every 250 ms: (peak RSS in
 /// MiB, mean CPU in % of one core).
@@ -58,16 +58,7 @@ fn s8k_benchmark_the_daemon_recording_twenty_pods() {
     let idle_breakdown = daemon_memory_breakdown();
     let ns = "bench";
     recording_namespace(&kube, ns);
-    kube.apply(
-        r#"apiVersion: security-profiles-operator.x-k8s.io/v1
-kind: ProfileRecording
-metadata: {name: bench, namespace: bench}
-spec:
-  kind: SeccompProfile
-  recorder: Bpf
-  podSelector: {matchLabels: {app: bench}}
-"#,
-    );
+    kube.apply(&recording_yaml(ns, "bench", "bench"));
     // generateName, as a Deployment's pods have: each pod's profile is `bench-main-<suffix>`.
     let pod = format!(
         r#"apiVersion: v1
