@@ -156,29 +156,18 @@ spec:
     );
 
     // Disabled while unused: the file goes.
-    let state = |s: &str| format!(r#"{{"spec":{{"state":"{s}"}}}}"#);
-    kube.ok(&[
-        "patch",
-        "sp",
-        "rajesh-app",
-        "--type=merge",
-        "-p",
-        &state("Disabled"),
-    ]);
+    let set_state = |state: &str| {
+        let patch = format!(r#"{{"spec":{{"state":"{state}"}}}}"#);
+        kube.ok(&["patch", "sp", "rajesh-app", "--type=merge", "-p", &patch]);
+    };
+    set_state("Disabled");
     kube.wait_for("rajesh-app's file removed", MINUTE, || {
         installed_file("rajesh-app").is_none().then_some(())
     });
     kube.wait_for("rajesh-app Disabled", MINUTE, || {
         (node_status(&kube, "rajesh-app")["status"] == "Disabled").then_some(())
     });
-    kube.ok(&[
-        "patch",
-        "sp",
-        "rajesh-app",
-        "--type=merge",
-        "-p",
-        &state("Enabled"),
-    ]);
+    set_state("Enabled");
     kube.wait_for("rajesh-app installed again", MINUTE, || {
         installed_file("rajesh-app")
     });
@@ -205,14 +194,7 @@ spec:
         logs.contains("mkdir-status=1"),
         "the base's rule applies: {logs}"
     );
-    kube.ok(&[
-        "patch",
-        "sp",
-        "rajesh-app",
-        "--type=merge",
-        "-p",
-        &state("Disabled"),
-    ]);
+    set_state("Disabled");
     let wide = kube.wait_for("the node status naming the holder", MINUTE, || {
         let wide = kube.ok(&["get", "spns", "-o", "wide"]);
         wide.lines()
