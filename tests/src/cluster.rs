@@ -197,6 +197,62 @@ impl Kube {
         });
     }
 
+    /// Waits until a pod is Running.
+    pub fn wait_running(&self, namespace: &str, pod: &str, timeout: Duration) {
+        self.wait_for(&format!("pod {namespace}/{pod} Running"), timeout, || {
+            (self.pod_phase(namespace, pod) == "Running").then_some(())
+        });
+    }
+
+    /// Waits until a pod's log contains `needle`; returns the log.
+    pub fn wait_log(&self, namespace: &str, pod: &str, needle: &str, timeout: Duration) -> String {
+        self.wait_for(
+            &format!("the log of pod {namespace}/{pod} saying {needle:?}"),
+            timeout,
+            || {
+                let out = self.run(&["logs", "-n", namespace, pod]);
+                let logs = String::from_utf8_lossy(&out.stdout).into_owned();
+                logs.contains(needle).then_some(logs)
+            },
+        )
+    }
+
+    /// `kubectl get <kind> <name> -o json`, parsed; None while there is no such object.
+    pub fn object(&self, kind: &str, name: &str) -> Option<Value> {
+        let out = self.run(&["get", kind, name, "-o", "json"]);
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    /// Waits until the object `kind/name` exists with `.status.status` == `status` (a profile
+    /// Installed, Error, …); returns it.
+    pub fn wait_status(&self, kind: &str, name: &str, status: &str, timeout: Duration) -> Value {
+        self.wait_for(&format!("{kind} {name} {status}"), timeout, || {
+            self.object(kind, name)
+                .filter(|object| object["status"]["status"] == status)
+        })
+    }
+
+    /// `kubectl delete ARGS --wait=true`: returns once what it names is gone.
+    pub fn delete(&self, args: &[&str]) {
+        let mut all = vec!["delete"];
+        all.extend(args);
+        all.push("--wait=true");
+        self.ok(&all);
+    }
+
+    /// Syscribe's pods of `app.kubernetes.io/name=<app>` (`syscribe`: the DaemonSet's,
+    /// `syscribe-webhook`: the webhook's).
+    pub fn syscribe_pods(&self, app: &str) -> Value {
+        self.json(&[
+            "get",
+            "pods",
+            "-n",
+            "syscribe",
+            "-l",
+            &format!("app.kubernetes.io/name={app}"),
+        ])
+    }
+
     /// The phase of a pod.
     pub fn pod_phase(&self, namespace: &str, pod: &str) -> String {
         self.ok(&[
@@ -449,14 +505,7 @@ impl Kube {
     /// The name of the daemon's pod that is Ready (waits for one).
     pub fn daemon_pod(&self) -> String {
         self.wait_for("a Ready daemon pod", Duration::from_secs(120), || {
-            let pods = self.json(&[
-                "get",
-                "pods",
-                "-n",
-                "syscribe",
-                "-l",
-                "app.kubernetes.io/name=syscribe",
-            ]);
+            let pods = self.syscribe_pods("syscribe");
             pods["items"].as_array()?.iter().find_map(|p| {
                 let ready = p["status"]["conditions"]
                     .as_array()?
