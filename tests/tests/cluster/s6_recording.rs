@@ -5,10 +5,8 @@ use syscribe_tests::cluster::{Kube, deployed, image};
 use super::common::{MINUTE, allowed_names, label_for_recording, recording_yaml};
 
 /// Ming's flow: label a namespace, create a ProfileRecording, run the workload, delete its pod
-/// — and the recorded profile is published, installed, and runs the same workload under it,
-/// while what the workload never did is refused.
-/// Ming records a pod by labelling its namespace and naming it in a ProfileRecording, then runs
-/// the same workload under the published profile — with only the capabilities it recorded.
+/// — and the recorded profile is published, installed, and runs the same workload under it
+/// with only the capabilities it recorded, while what the workload never did is refused.
 /// `seccomp` is the recorded pod's own seccomp type: RuntimeDefault (the runtime's filter marks
 /// where the container begins) or Unconfined (Kubernetes' default without `seccompDefault`: the
 /// recording starts at the container's first exec after its root switch — docs/design.md, "The
