@@ -856,6 +856,11 @@ fn containers_without_a_boundary_get_everything_and_a_warning() {
             !names.contains("sync"),
             "{runtime}: never started: {names:?}"
         );
+        assert!(
+            profile["syscribe"].get("capabilities").is_none(),
+            "{runtime}: without a boundary the capabilities are unknown, not none: {}",
+            profile["syscribe"]
+        );
     }
 
     // A process moved into a container's cgroup: no runtime, no root switch.
@@ -891,6 +896,11 @@ fn containers_without_a_boundary_get_everything_and_a_warning() {
     assert!(
         names.contains("sync") && names.contains("execve"),
         "{names:?}"
+    );
+    assert!(
+        profile["syscribe"].get("capabilities").is_none(),
+        "{}",
+        profile["syscribe"]
     );
 
     let log = recording.stop();

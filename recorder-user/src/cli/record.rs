@@ -159,7 +159,8 @@ fn record_cgroup(
                 container = %recording.name,
                 reason = reason.code(),
                 "where the container's own syscalls begin was not found ({reason}), so its profile \
-                 holds everything recorded in it, the runtime's setup included"
+                 holds everything recorded in it, the runtime's setup included, and the capabilities it \
+                 used are unknown"
             );
         }
         if let Err(err) = out_dir

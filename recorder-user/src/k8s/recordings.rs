@@ -460,7 +460,7 @@ fn profiles_of(key: &Key, active: &Active, recordings: &[&ContainerRecording], o
             add_runtime_handoff(&mut built.seccomp);
         }
         if let Boundary::None { reason } = boundary {
-            tracing::warn!(namespace = %key.0, pod = %key.1, %container, reason = reason.code(), "where the container's own syscalls begin was not found ({reason}), so its profile holds everything recorded in it, the runtime's setup included");
+            tracing::warn!(namespace = %key.0, pod = %key.1, %container, reason = reason.code(), "where the container's own syscalls begin was not found ({reason}), so its profile holds everything recorded in it, the runtime's setup included, and the capabilities it used are unknown");
         }
         let mut annotations = BTreeMap::from([
             (

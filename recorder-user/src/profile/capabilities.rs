@@ -116,7 +116,7 @@ pub fn security_context(capabilities: Option<&[String]>, profile: Option<&str>) 
             }
         }
         None => out.push_str(
-            "  # capabilities: not recorded (the kernel's BPF LSM was not available; see syscribe's log)\n",
+            "  # capabilities: not recorded (no cap_capable tracepoint in this kernel, or the\n  # container's boundary was not found; see syscribe's log)\n",
         ),
     }
     if let Some(profile) = profile {

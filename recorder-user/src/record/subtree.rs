@@ -496,6 +496,10 @@ fn read(
         .unwrap_or_else(|| format!("cgroup-{cgroup_id}"));
     // The whole path: the pod's UID is in the subtree's part of it.
     let identity = container_of_path(&dir.join(&name).to_string_lossy());
+    let boundary = boundary(set.flags);
+    // Without a boundary nothing was counted (the runtime's own checks would have been):
+    // unknown, not "none used".
+    let capabilities = capabilities && boundary.found();
     Ok(ContainerRecording {
         container_id: identity.as_ref().map(|c| c.container_id.clone()),
         pod_uid: identity.and_then(|c| c.pod_uid),
@@ -507,7 +511,7 @@ fn read(
             capabilities: capabilities.then(|| set.capability_mask()),
         },
         running,
-        boundary: boundary(set.flags),
+        boundary,
     })
 }
 
