@@ -50,6 +50,9 @@ pub struct Metrics {
     pub totals: Vec<(&'static str, &'static str, u64)>,
     /// Gauges set by the daemon (its node's containers by seccomp mode: `k8s::coverage`).
     pub gauges: Vec<Gauge>,
+    /// Still starting: `/readyz` answers 503 (the daemon clears it once its recorder is
+    /// loaded and its watches are made; `syscribe enrich` is ready at once).
+    pub starting: bool,
 }
 
 /// A gauge family set as a whole by its owner (bounded there).
@@ -60,6 +63,16 @@ pub struct Gauge {
     pub labels: &'static [&'static str],
     /// Label values (as many as `labels`) and value.
     pub series: Vec<(Vec<String>, u64)>,
+}
+
+impl Metrics {
+    /// No counters yet, and not ready (`/readyz` 503) until `starting` is cleared.
+    pub fn starting() -> Self {
+        Self {
+            starting: true,
+            ..Self::default()
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -107,6 +120,7 @@ impl Default for Metrics {
             series_overflow: 0,
             totals: Vec::new(),
             gauges: Vec::new(),
+            starting: false,
         }
     }
 }
@@ -318,6 +332,10 @@ fn answer(
             http::StatusCode::OK,
             metrics.lock().map(|m| m.render()).unwrap_or_default(),
         ),
+        "/readyz" if metrics.lock().map_or(true, |m| m.starting) => (
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            "starting\n".to_owned(),
+        ),
         "/healthz" | "/readyz" => (http::StatusCode::OK, "ok\n".to_owned()),
         _ => (http::StatusCode::NOT_FOUND, "not found\n".to_owned()),
     };
@@ -384,7 +402,7 @@ mod tests {
     fn serves_metrics_and_health_over_http() {
         let metrics = Arc::new(Mutex::new(Metrics::default()));
         metrics.lock().unwrap().observe(&seccomp_line("sync"));
-        let addr = serve("127.0.0.1:0".parse().unwrap(), metrics).unwrap();
+        let addr = serve("127.0.0.1:0".parse().unwrap(), metrics.clone()).unwrap();
         let get = |path: &str| {
             let mut stream = std::net::TcpStream::connect(addr).unwrap();
             write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
@@ -396,6 +414,14 @@ mod tests {
         assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
         assert!(response.contains(r#"syscall="sync"} 1"#), "{response}");
         assert!(get("/healthz").ends_with("ok\n"));
+        assert!(get("/readyz").ends_with("ok\n"));
         assert!(get("/nope").starts_with("HTTP/1.1 404"));
+        // A daemon still starting is alive but not ready.
+        metrics.lock().unwrap().starting = true;
+        let starting = get("/readyz");
+        assert!(starting.starts_with("HTTP/1.1 503"), "{starting}");
+        assert!(get("/healthz").ends_with("ok\n"));
+        metrics.lock().unwrap().starting = false;
+        assert!(get("/readyz").ends_with("ok\n"));
     }
 }

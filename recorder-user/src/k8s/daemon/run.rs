@@ -42,8 +42,9 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
     // Pods' AVCs from the enricher, for SelinuxProfile recordings.
     let mut avcs: Option<mpsc::Receiver<SelinuxDenial>> = None;
     // /metrics: the enricher's counters (when it runs) and this node's coverage gauges.
+    // Not ready (/readyz 503) until the recorder is loaded and the watches are made.
     let metrics = std::sync::Arc::new(std::sync::Mutex::new(
-        crate::audit::metrics::Metrics::default(),
+        crate::audit::metrics::Metrics::starting(),
     ));
     // The enrichers' stop: requested when this loop ends (they install no signal handler).
     let stop = Stop::default();
@@ -126,7 +127,7 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
         installed,
     )
     .with_state_dir(args.state_dir.clone())
-    .with_coverage_gauges(args.node.clone(), metrics);
+    .with_coverage_gauges(args.node.clone(), metrics.clone());
     if !args.no_install {
         let selinux_on = crate::selinux::enabled();
         if !selinux_on {
@@ -199,6 +200,9 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|source| RecordError::Wait { source })?;
+    if let Ok(mut metrics) = metrics.lock() {
+        metrics.starting = false;
+    }
     tracing::info!(node = %args.node, "daemon started");
     loop {
         tokio::select! {
