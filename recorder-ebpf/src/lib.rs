@@ -212,6 +212,8 @@ pub struct ExitEntry {
 ///   installs its filter: the runtime still starts under the profile. A filter install →
 ///   `SET_FILTER_SEEN` as above. `execve`/`execveat` entered → `SET_EXECED`: the boundary was
 ///   the last setup step; the exec itself is recorded.
+/// - `SET_FILTER_SEEN`: a later `execve`/`execveat` adds `SET_EXECED` — where the container's
+///   own process starts, from which its capability checks count ([`counts_capabilities`]).
 /// - `SET_FILTER_SEEN` or `SET_EXECED`: final; nothing is emptied again. A filter the workload
 ///   installs itself after its exec is not a boundary, and processes that join the container
 ///   later (`runc exec`, `kubectl exec`) never switch root: they only add to the set.
@@ -233,7 +235,8 @@ pub const SET_FILTER_SEEN: u64 = 2;
 /// `SyscallSet::flags`: the container's root was switched (`pivot_root`/`chroot`).
 pub const SET_ROOT_SWITCHED: u64 = 4;
 /// `SyscallSet::flags`: after the root switch, something was exec'd: recorded from the last
-/// setup step before it.
+/// setup step before it. After a filter (with `SET_FILTER_SEEN`): the container's process was
+/// exec'd.
 pub const SET_EXECED: u64 = 8;
 
 /// `SyscallSet::seen` bit: entered since the boundary (or since the recording began).
@@ -379,9 +382,9 @@ pub const SET_WHOLE_CGROUP: u64 = 1 << 16;
 ///   layers beneath a container's root (`CAP_SYS_ADMIN` to read its trusted xattrs at each
 ///   lookup, `CAP_DAC_READ_SEARCH`, `CAP_DAC_OVERRIDE` on copy-up), which the container
 ///   neither has nor needs;
-/// - the set counts capabilities ([`counts_capabilities`]): the runtime's own steps before the
-///   container's boundary (runc's `setgroups`/`setuid`/`capset`, bounding-set drops) are the
-///   runtime's.
+/// - the set counts capabilities ([`counts_capabilities`]): from the exec of the container's
+///   own process; the runtime's steps before it (runc's `setgroups`/`setuid`/`capset`, even
+///   under the filter, and bounding-set drops) are the runtime's.
 ///
 /// (The design asked for the BPF LSM hook `capable`, attached per cgroup: this kernel lists the
 /// BPF LSM as active but refuses to load any `BPF_PROG_TYPE_LSM` program, or fentry/fexit,
@@ -411,11 +414,14 @@ pub struct CodeRange {
 }
 
 /// Whether a set's capability checks count yet: in a cgroup registered by userspace, always;
-/// in a discovered container, from its boundary on: its seccomp filter (`SET_FILTER_SEEN`) or,
-/// without one, the exec after its root switch (`SET_EXECED`). The one place that decides.
+/// in a discovered container, from the exec of its own process on (`SET_EXECED`: after its
+/// root switch, or after its filter). Not from the filter itself: with `noNewPrivileges`
+/// false runc installs the filter first and then drops privileges (`setgroups`, `setresuid`,
+/// `capset`: SETGID, SETUID, SETPCAP), which are the runtime's, not the container's. The one
+/// place that decides.
 #[inline(always)]
 pub const fn counts_capabilities(flags: u64) -> bool {
-    flags & (SET_WHOLE_CGROUP | SET_FILTER_SEEN | SET_EXECED) != 0
+    flags & (SET_WHOLE_CGROUP | SET_EXECED) != 0
 }
 
 /// What one recorded cgroup did: a value of `SETS`.
@@ -728,10 +734,16 @@ mod tests {
     }
 
     #[test]
-    fn capabilities_count_only_past_the_boundary() {
+    fn capabilities_count_only_from_the_containers_exec() {
         assert!(counts_capabilities(SET_WHOLE_CGROUP));
-        assert!(counts_capabilities(SET_FILTER_SEEN));
+        // Under the filter, before the exec: runc dropping privileges (NNP false).
+        assert!(!counts_capabilities(SET_FILTER_SEEN));
+        assert!(counts_capabilities(SET_FILTER_SEEN | SET_EXECED));
+        assert!(counts_capabilities(SET_ROOT_SWITCHED | SET_EXECED));
+        assert!(!counts_capabilities(SET_AWAIT_BOUNDARY | SET_ROOT_SWITCHED));
         assert!(!counts_capabilities(SET_AWAIT_BOUNDARY));
+        // A filter-boundary container that exec'd still reports the filter as its boundary.
+        assert_eq!(boundary_of(SET_FILTER_SEEN | SET_EXECED), Boundary::Filter);
         // Claimed by the kernel side, flags not written yet: the runtime's, not counted.
         assert!(!counts_capabilities(0));
     }

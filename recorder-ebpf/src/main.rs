@@ -199,8 +199,16 @@ pub fn syscribe_sys_enter(ctx: RawTracePointContext) -> i32 {
     // SAFETY: `set` points into a map value that stays valid for this program run.
     let set = unsafe { &mut *set };
     let nr: u64 = ctx.arg(1);
-    if set.flags & SET_AWAIT_BOUNDARY != 0 && boundary_step(set, regs, nr) {
-        return 0;
+    if set.flags & SET_EXECED == 0 {
+        if set.flags & SET_AWAIT_BOUNDARY != 0 {
+            if boundary_step(set, regs, nr) {
+                return 0;
+            }
+        } else if set.flags & SET_FILTER_SEEN != 0 && (nr == ABI.execve || nr == ABI.execveat) {
+            // Under its filter, the container's own process starts at this exec: its
+            // capability checks count from here (`counts_capabilities`).
+            set.flags |= SET_EXECED;
+        }
     }
     if let Some(seen) = set.seen.get_mut(nr as usize) {
         if *seen & SEEN == 0 {

@@ -959,15 +959,21 @@ fn a_root_containers_capabilities_are_exactly_what_it_used() {
     capabilities_are_exactly_what_it_used(false);
 }
 
-/// The same on an overlay root, as containerd's snapshotter makes them: overlayfs checks its
-/// *mounter's* capabilities on the layers beneath (CAP_SYS_ADMIN for its trusted xattrs at
-/// lookups, CAP_DAC_OVERRIDE and others at the copy-up of /tmp) — none of them the container's.
+/// The same as a pod runs, where more checks are made in the container's tasks that are not
+/// the container's needs: its root is an overlay, as containerd's snapshotter makes them, and
+/// overlayfs checks its *mounter's* capabilities on the layers beneath (CAP_SYS_ADMIN for its
+/// trusted xattrs at lookups, CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH at the copy-up of
+/// /tmp); and with `noNewPrivileges` false and the image's supplementary groups (containerd
+/// sets `additionalGids` from its /etc/group), runc installs the filter and then drops
+/// privileges — counted from the filter on, that added CAP_SETGID, CAP_SETPCAP and CAP_SETUID
+/// (as on the cluster); they count from the container's exec.
 #[test]
-fn an_overlay_roots_own_checks_are_not_the_containers() {
+fn a_pods_overlay_root_and_runcs_privilege_drop_are_not_the_containers() {
     capabilities_are_exactly_what_it_used(true);
 }
 
-fn capabilities_are_exactly_what_it_used(overlay: bool) {
+/// `as_a_pod`: an overlay root and `noNewPrivileges: false` (see above).
+fn capabilities_are_exactly_what_it_used(as_a_pod: bool) {
     require_root();
     let start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start").unwrap();
     let port = 600 + std::process::id() % 300;
@@ -984,11 +990,15 @@ fn capabilities_are_exactly_what_it_used(overlay: bool) {
          timeout 0.5 nc -l -p {port} || echo \"nc: $?\""
     );
     let args = ["/bin/sh", "-c", &script];
-    let lower = overlay.then(|| Bundle::new(&pod, &args));
+    let lower = as_a_pod.then(|| Bundle::new(&pod, &args));
     let container = match &lower {
         Some(lower) => {
             let container = Bundle::over(&lower.rootfs(), &pod, &args);
             container.set_seccomp(Some(&recording_profile()));
+            container.edit(|config| {
+                config["process"]["noNewPrivileges"] = false.into();
+                config["process"]["user"]["additionalGids"] = serde_json::json!([0, 10]);
+            });
             container
         }
         None => bundle(&pod, &args),
