@@ -47,8 +47,8 @@ const CONFIGS: [&str; 11] = [
 /// The pod counts of the pod configurations (each with the task outside, then inside).
 const POD_COUNTS: [usize; 3] = [1, 10, 110];
 
-/// Rounds of the program-body pass.
-const BODY_ROUNDS: usize = 3;
+/// Rounds of the program-body pass (each builds the 110 pods again).
+const BODY_ROUNDS: usize = 7;
 
 const CAPABILITY_CONFIGS: [&str; 3] = [
     "bare (nothing attached)",
@@ -84,6 +84,10 @@ struct Bench<'a> {
     /// machine): never taken for its own.
     loaded_before: std::cell::RefCell<std::collections::HashSet<u32>>,
 }
+
+/// The capability pass: ns per call of each configuration (one row per round), and the hook's
+/// body, task not recorded and recorded (one row per body round).
+type CapabilityRuns = (Vec<[f64; 3]>, Vec<[f64; 2]>);
 
 /// What one run measured: ns per syscall end to end, and (body pass) ns per program run.
 struct Sample {
@@ -178,8 +182,8 @@ impl Bench<'_> {
         }
     }
 
-    /// ns per program run of the attached configurations (median of `BODY_ROUNDS`).
-    fn bodies(&self) -> Result<[f64; CONFIGS.len() - 1]> {
+    /// ns per program run of the attached configurations, one row per round (`BODY_ROUNDS`).
+    fn bodies(&self) -> Result<Vec<[f64; CONFIGS.len() - 1]>> {
         // Statistics are on while this fd is open; programs loaded meanwhile start from zero.
         let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime)
             .context("enabling BPF run-time statistics")?;
@@ -195,15 +199,13 @@ impl Bench<'_> {
             }
             rows.push(row);
         }
-        Ok(std::array::from_fn(|i| {
-            median(rows.iter().map(|r| r[i]).collect())
-        }))
+        Ok(rows)
     }
 
     /// The capability hook, end to end (ns per kill(child, 0), one row per round, bare first
     /// and last as above), and the hook's body (ns per run, task not recorded and recorded:
-    /// medians of `BODY_ROUNDS`, with statistics on).
-    fn capabilities(&self, rounds: usize) -> Result<(Vec<[f64; 3]>, [f64; 2])> {
+    /// one row per `BODY_ROUNDS` round, with statistics on).
+    fn capabilities(&self, rounds: usize) -> Result<CapabilityRuns> {
         let mut rows = Vec::with_capacity(rounds);
         for round in 1..=rounds {
             eprintln!("bench: capability hook round {round}/{rounds}");
@@ -225,10 +227,7 @@ impl Bench<'_> {
             self.mark_loaded();
             bodies.push([unrecorded, body(self.recorded(Workload::CapKill, true))?]);
         }
-        Ok((
-            rows,
-            std::array::from_fn(|i| median(bodies.iter().map(|b| b[i]).collect())),
-        ))
+        Ok((rows, bodies))
     }
 
     fn loop_cmd(&self, workload: Workload) -> Command {
@@ -535,47 +534,59 @@ impl Bench<'_> {
     }
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+fn median(values: Vec<f64>) -> f64 {
+    spread(values).0
+}
+
+/// The median of `values` and half their interquartile range: how far a round typically
+/// strays — the noise a difference between two rows must clear to mean something.
+fn spread(mut values: Vec<f64>) -> (f64, f64) {
     values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
+    let n = values.len();
+    (values[n / 2], (values[(3 * n) / 4] - values[n / 4]) / 2.0)
 }
 
 fn print_report(
     rows: &[[f64; CONFIGS.len()]],
-    bodies: &[f64; CONFIGS.len() - 1],
+    bodies: &[[f64; CONFIGS.len() - 1]],
     iterations: u64,
     rounds: usize,
 ) {
     let col = |i: usize| -> Vec<f64> { rows.iter().map(|r| r[i]).collect() };
-    let added = |i: usize| median(rows.iter().map(|r| r[i] - r[0]).collect());
-    let floor_added = added(1);
+    let added = |i: usize| spread(rows.iter().map(|r| r[i] - r[0]).collect());
+    let body = |i: usize| spread(bodies.iter().map(|r| r[i]).collect());
+    let floor_added = added(1).0;
+    let floor_body = body(0).0;
     println!();
     println!(
         "recorder overhead: getppid x {iterations} on one CPU, {rounds} interleaved rounds (medians);"
     );
     println!(
-        "program body: ns per program run with BPF run-time statistics on ({BODY_ROUNDS} rounds)"
+        "program body: ns per program run with BPF run-time statistics on ({BODY_ROUNDS} rounds);"
     );
+    println!("± is half the interquartile range over the rounds (the run's own noise)");
     println!(
-        "{:<40} {:>10} {:>9} {:>13} {:>9} {:>15}",
+        "{:<40} {:>10} {:>15} {:>13} {:>13} {:>13}",
         "configuration", "ns/syscall", "added ns", "added / floor", "body ns", "est. / floor"
     );
     for (i, name) in CONFIGS.iter().enumerate() {
         let ns = median(col(i));
         if i == 0 {
             println!(
-                "{name:<40} {ns:>10.1} {:>9} {:>13} {:>9} {:>15}",
+                "{name:<40} {ns:>10.1} {:>15} {:>13} {:>13} {:>13}",
                 "-", "-", "-", "-"
             );
             continue;
         }
-        let added_i = added(i);
-        let body = bodies[i - 1];
+        let (added_i, added_noise) = added(i);
+        let (body_i, body_noise) = body(i - 1);
         // The floor's added cost plus what this configuration's body costs beyond the floor's.
-        let estimate = (floor_added + body - bodies[0]) / floor_added;
+        let estimate = (floor_added + body_i - floor_body) / floor_added;
         println!(
-            "{name:<40} {ns:>10.1} {added_i:>+9.1} {:>12.2}x {body:>9.1} {estimate:>14.2}x",
-            added_i / floor_added
+            "{name:<40} {ns:>10.1} {:>15} {:>12.2}x {:>13} {estimate:>12.2}x",
+            format!("{added_i:+.1} ±{added_noise:.1}"),
+            added_i / floor_added,
+            format!("{body_i:.1} ±{body_noise:.1}"),
         );
     }
     println!();
@@ -584,31 +595,29 @@ fn print_report(
     println!("(est. / floor = (floor's added ns + body ns - floor's body ns) / floor's added ns)");
 }
 
-fn print_capability_report(
-    (rows, bodies): &(Vec<[f64; 3]>, [f64; 2]),
-    iterations: u64,
-    rounds: usize,
-) {
+fn print_capability_report((rows, bodies): &CapabilityRuns, iterations: u64, rounds: usize) {
     let col = |i: usize| median(rows.iter().map(|r| r[i]).collect());
-    let added = |i: usize| median(rows.iter().map(|r| r[i] - r[0]).collect());
+    let added = |i: usize| spread(rows.iter().map(|r| r[i] - r[0]).collect());
+    let body = |i: usize| spread(bodies.iter().map(|b| b[i]).collect());
     println!();
     println!(
         "capability hook (cap_capable tracepoint): kill(child, 0) x {iterations}, one CAP_KILL check each, {rounds} interleaved rounds (medians)"
     );
     println!(
-        "{:<40} {:>10} {:>9} {:>9} {:>13}",
+        "{:<40} {:>10} {:>15} {:>9} {:>13}",
         "configuration", "ns/call", "added ns", "x bare", "hook body ns"
     );
     for (i, name) in CAPABILITY_CONFIGS.iter().enumerate() {
         let ns = col(i);
         if i == 0 {
-            println!("{name:<40} {ns:>10.1} {:>9} {:>9} {:>13}", "-", "-", "-");
+            println!("{name:<40} {ns:>10.1} {:>15} {:>9} {:>13}", "-", "-", "-");
         } else {
+            let ((added_i, added_noise), (body_i, body_noise)) = (added(i), body(i - 1));
             println!(
-                "{name:<40} {ns:>10.1} {:>+9.1} {:>8.2}x {:>13.1}",
-                added(i),
+                "{name:<40} {ns:>10.1} {:>15} {:>8.2}x {:>13}",
+                format!("{added_i:+.1} ±{added_noise:.1}"),
                 ns / col(0),
-                bodies[i - 1]
+                format!("{body_i:.1} ±{body_noise:.1}"),
             );
         }
     }
@@ -665,4 +674,20 @@ fn cgroup2_mount() -> Result<PathBuf> {
         .and_then(|line| line.split(' ').nth(4))
         .map(PathBuf::from)
         .context("no cgroup2 mount")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_is_the_median_and_half_the_interquartile_range() {
+        let values: Vec<f64> = (1..=8).map(f64::from).collect();
+        assert_eq!(spread(values), (5.0, 2.0));
+        assert_eq!(spread(vec![3.0]), (3.0, 0.0));
+        // One wild round moves neither.
+        let (median, noise) = spread(vec![10.0, 11.0, 10.5, 900.0, 10.2]);
+        assert_eq!(median, 10.5);
+        assert!((noise - 0.4).abs() < 1e-9, "{noise}");
+    }
 }
