@@ -332,10 +332,17 @@ fn answer(
             http::StatusCode::OK,
             metrics.lock().map(|m| m.render()).unwrap_or_default(),
         ),
-        "/readyz" if metrics.lock().map_or(true, |m| m.starting) => (
-            http::StatusCode::SERVICE_UNAVAILABLE,
-            "starting\n".to_owned(),
-        ),
+        "/readyz"
+            if metrics
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .starting =>
+        {
+            (
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                "starting\n".to_owned(),
+            )
+        }
         "/healthz" | "/readyz" => (http::StatusCode::OK, "ok\n".to_owned()),
         _ => (http::StatusCode::NOT_FOUND, "not found\n".to_owned()),
     };

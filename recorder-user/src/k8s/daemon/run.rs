@@ -200,9 +200,10 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|source| RecordError::Wait { source })?;
-    if let Ok(mut metrics) = metrics.lock() {
-        metrics.starting = false;
-    }
+    metrics
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .starting = false;
     tracing::info!(node = %args.node, "daemon started");
     loop {
         tokio::select! {
