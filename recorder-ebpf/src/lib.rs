@@ -61,8 +61,10 @@ pub const DISCOVERY_SLOTS: u32 = MAX_RECORDED_CGROUPS / 2;
 
 /// The layout of the pinned maps (`record --pin`, the daemon): a recorder finding maps pinned
 /// with another layout (a syscribe from before a map changed type or size) does not adopt
-/// them. Bump it whenever a pinned map changes.
-pub const PIN_LAYOUT: u32 = 2;
+/// them. Bump it whenever a pinned map changes, or what its values mean (3: `SET_EXECED` is
+/// also set at the exec after a filter, and capabilities count from it — a set of layout 2
+/// with a filter would never count one again).
+pub const PIN_LAYOUT: u32 = 3;
 
 /// Index in the per-CPU `COUNTERS`: a discovered container found no free set to claim.
 pub const COUNTER_CLAIM_FAILED: u32 = 0;

@@ -522,8 +522,8 @@ mod capabilities {
     /// Whether the check was made with the current task's own credentials (`cred` is its
     /// `real_cred`), not with credentials the kernel put on for it: overlayfs checks the
     /// *mounter's* (the runtime's) capabilities on the layers beneath a container's root —
-    /// `CAP_SYS_ADMIN` for its trusted xattrs, `CAP_DAC_READ_SEARCH` for file handles — which
-    /// the container neither has nor needs. Unknown offset or unreadable: counts as own.
+    /// `CAP_SYS_ADMIN` for its trusted xattrs at lookups, `CAP_DAC_OVERRIDE` and
+    /// `CAP_DAC_READ_SEARCH` at copy-up — which the container neither has nor needs. Unknown offset or unreadable: counts as own.
     #[inline(always)]
     fn own_credentials(ctx: &RawTracePointContext) -> bool {
         let offset = match CAP_TASK.get(0) {

@@ -12,6 +12,10 @@ const MAX_BTF_BYTES: u64 = 64 << 20;
 const MAGIC: u16 = 0xeb9f;
 /// Anonymous structs and unions nested in each other, followed at most this deep.
 const MAX_NESTING: usize = 8;
+/// Members looked at in one search at most (task_struct has ~250, with its anonymous ones): a
+/// blob whose anonymous members point back at their own struct is refused, not followed
+/// vlen^8 times.
+const MAX_MEMBER_VISITS: usize = 1 << 16;
 
 const KIND_STRUCT: u8 = 4;
 const KIND_UNION: u8 = 5;
@@ -62,7 +66,8 @@ pub fn member_offset(data: &[u8], structure: &str, member: &str) -> Result<u64, 
         .iter()
         .position(|t| t.kind == KIND_STRUCT && t.vlen > 0 && btf.name(t.name_off) == structure)
         .ok_or_else(|| BtfError::NoStruct(structure.to_owned()))?;
-    btf.find_member(id, member, 0, 0)?
+    let mut budget = MAX_MEMBER_VISITS;
+    btf.find_member(id, member, 0, 0, &mut budget)?
         .map(|bits| bits / 8)
         .ok_or_else(|| BtfError::NoMember {
             structure: structure.to_owned(),
@@ -180,9 +185,15 @@ impl<'a> Btf<'a> {
         member: &str,
         base: u64,
         depth: usize,
+        budget: &mut usize,
     ) -> Result<Option<u64>, BtfError> {
         let ty = &self.types[index];
         for m in self.types_data[ty.trailing.clone()].chunks_exact(12) {
+            *budget = budget.checked_sub(1).ok_or_else(|| {
+                BtfError::Format(format!(
+                    "more than {MAX_MEMBER_VISITS} members looked at for {member} (anonymous members that loop?)"
+                ))
+            })?;
             let (name_off, type_id, offset) = (
                 u32_at(m, 0).unwrap_or_default(),
                 u32_at(m, 4).unwrap_or_default(),
@@ -210,7 +221,7 @@ impl<'a> Btf<'a> {
                 && name.is_empty()
                 && depth < MAX_NESTING
                 && matches!(self.types[i].kind, KIND_STRUCT | KIND_UNION)
-                && let Some(found) = self.find_member(i, member, base + bits, depth + 1)?
+                && let Some(found) = self.find_member(i, member, base + bits, depth + 1, budget)?
             {
                 return Ok(Some(found));
             }
@@ -339,14 +350,30 @@ mod tests {
         ));
     }
 
-    /// The running kernel's own BTF (every kernel syscribe supports has it): `real_cred`
-    /// sits just before `cred`, both pointers.
+    /// The running kernel's own BTF (every kernel syscribe supports has it): both credential
+    /// pointers found, aligned, apart (their order is the kernel's, and randomized with
+    /// CONFIG_RANDSTRUCT), well inside the struct.
     #[test]
-    fn the_running_kernels_task_struct_has_real_cred_before_cred() {
+    fn the_running_kernels_task_struct_has_both_credentials() {
         let path = Path::new(VMLINUX);
         let real = member_offset_in(path, "task_struct", "real_cred").unwrap();
         let cred = member_offset_in(path, "task_struct", "cred").unwrap();
-        assert_eq!(cred, real + 8, "real_cred at {real}, cred at {cred}");
-        assert_eq!(real % 8, 0);
+        assert_ne!(real, cred);
+        for offset in [real, cred] {
+            assert_eq!(offset % 8, 0, "real_cred at {real}, cred at {cred}");
+            assert!(offset > 0 && offset < 64 << 10, "{offset}");
+        }
+    }
+
+    #[test]
+    fn anonymous_members_that_loop_are_refused() {
+        // 1: struct task_struct { anonymous member of type 1 itself, ×200 }.
+        let mut looping = vec![6, info(KIND_STRUCT.into(), 200, false), 8];
+        for _ in 0..200 {
+            looping.extend([0, 1, 0]);
+        }
+        let err =
+            member_offset(&blob(&[looping], STRINGS), "task_struct", "real_cred").unwrap_err();
+        assert!(err.to_string().contains("loop"), "{err}");
     }
 }

@@ -60,9 +60,10 @@ enum Link {
 }
 
 impl Capable {
-    /// Loads the program and gives it the probing functions' code; says once why
+    /// Loads the program and gives it the probing functions' code and where a task's
+    /// `real_cred` is (from the kernel BTF at `btf_path`, the recorder's); says once why
     /// capabilities will not be recorded, or may be overstated.
-    pub(super) fn load(ebpf: &mut Ebpf) -> Self {
+    pub(super) fn load(ebpf: &mut Ebpf, btf_path: &Path) -> Self {
         let loaded = program(ebpf).and_then(|prog| {
             prog.load().map_err(|source| BpfError::Program {
                 name: CAPABLE_PROGRAM,
@@ -86,10 +87,9 @@ impl Capable {
                 "the kernel's silent capability probes cannot be told from real checks: recorded capabilities may include some a container has but does not need"
             ),
         }
-        let own_credentials =
-            btf::member_offset_in(Path::new(btf::VMLINUX), "task_struct", "real_cred")
-                .map_err(|err| err.to_string())
-                .and_then(|offset| write_task_offset(ebpf, offset).map_err(|err| err.to_string()));
+        let own_credentials = btf::member_offset_in(btf_path, "task_struct", "real_cred")
+            .map_err(|err| err.to_string())
+            .and_then(|offset| write_task_offset(ebpf, offset).map_err(|err| err.to_string()));
         if let Err(reason) = own_credentials {
             tracing::warn!(
                 reason = %reason,

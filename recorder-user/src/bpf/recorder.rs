@@ -93,7 +93,7 @@ impl Recorder {
             None => false,
         };
         let mut ebpf = load_object_pinned(btf_path, pin_dir)?;
-        let capable = capable::Capable::load(&mut ebpf);
+        let capable = capable::Capable::load(&mut ebpf, btf_path);
         if pin_dir.is_some() {
             array::<u32>(&mut ebpf, LAYOUT_MAP)?
                 .set(0, PIN_LAYOUT, 0)

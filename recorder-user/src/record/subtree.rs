@@ -496,10 +496,9 @@ fn read(
         .unwrap_or_else(|| format!("cgroup-{cgroup_id}"));
     // The whole path: the pod's UID is in the subtree's part of it.
     let identity = container_of_path(&dir.join(&name).to_string_lossy());
-    let boundary = boundary(set.flags);
-    // Without a boundary nothing was counted (the runtime's own checks would have been):
-    // unknown, not "none used".
-    let capabilities = capabilities && boundary.found();
+    // Nothing counted yet (no exec after the boundary, or no boundary at all): unknown, not
+    // "none used".
+    let capabilities = capabilities && recorder_ebpf::counts_capabilities(set.flags);
     Ok(ContainerRecording {
         container_id: identity.as_ref().map(|c| c.container_id.clone()),
         pod_uid: identity.and_then(|c| c.pod_uid),
@@ -511,7 +510,7 @@ fn read(
             capabilities: capabilities.then(|| set.capability_mask()),
         },
         running,
-        boundary,
+        boundary: boundary(set.flags),
     })
 }
 

@@ -11,7 +11,7 @@ use crate::{
 };
 
 /// Records `server` under the load, Unconfined as a pod runs by default (in a pod's cgroup,
-/// from the container's first exec after its root switch on), with containerd's default
+/// from runc's last setup step after its root switch on: the boundary `exec`), with containerd's default
 /// capabilities; returns the container's profile as syscribe wrote it (OCI JSON, with the
 /// capabilities it used).
 pub fn record(server: Server, rootfs: &Path) -> Result<(serde_json::Value, Served), String> {
@@ -118,7 +118,7 @@ pub fn profile_document(
         ),
         format!("Load: {}.", server.load_description()),
         format!(
-            "Boundary: recorded from the container's first exec after runc switched its root (where runc would have installed a filter), so none of runc's setup is in the profile; what runc does between its filter and the exec is, and so is runc's Go hand-off set whether seen or not{not_seen}."
+            "Boundary: exec. The container ran Unconfined, so the recording starts at runc's last root or namespace setup step after it switched the container's root (no later than where runc installs a filter), and the profile holds none of runc's setup; what runc does after that step is (a confined start needs it), and so is runc's Go hand-off set whether seen or not{not_seen}. Capabilities count from the server's exec."
         ),
         String::new(),
         capabilities_line(recorded),

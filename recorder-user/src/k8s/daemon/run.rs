@@ -42,7 +42,7 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
     // Pods' AVCs from the enricher, for SelinuxProfile recordings.
     let mut avcs: Option<mpsc::Receiver<SelinuxDenial>> = None;
     // /metrics: the enricher's counters (when it runs) and this node's coverage gauges.
-    // Not ready (/readyz 503) until the recorder is loaded and the watches are made.
+    // Not ready (/readyz 503) until the recorder is loaded and every pod to record is known.
     let metrics = std::sync::Arc::new(std::sync::Mutex::new(
         crate::audit::metrics::Metrics::starting(),
     ));
@@ -200,10 +200,7 @@ pub async fn run(paths: HostPaths, args: DaemonArgs) -> Result<(), DaemonError> 
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|source| RecordError::Wait { source })?;
-    metrics
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .starting = false;
+    // Ready once the pods, namespaces and recordings are listed (`DaemonState::changed`).
     tracing::info!(node = %args.node, "daemon started");
     loop {
         tokio::select! {

@@ -296,6 +296,14 @@ impl Daemon {
             // Every pod to record was added by the sync above (or is not there yet to be
             // added: its cgroup missing means it is not running anything to keep).
             self.pruned = true;
+            // Ready (/readyz 200): from here every pod to record on this node is recorded.
+            if let Some((_, metrics)) = &self.coverage {
+                metrics
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .starting = false;
+            }
+            tracing::info!("ready: pods, namespaces and recordings listed");
             if let Err(err) = self.recordings.subtrees_mut().prune_adopted() {
                 tracing::warn!(error = %err, "pruning subtrees of ended pods");
             }
