@@ -433,23 +433,7 @@ fn pins_of_another_layout_are_not_adopted() {
         "{:?}",
         second.log
     );
-    let container = bundle(&pod, &["/bin/sh", "-c", "sync"]);
-    let ran = container.run("runc");
-    assert!(ran.status.success(), "{}", stderr(&ran));
-    let names = allowed_names(&profile_of(out.path(), &container));
-    assert!(names.contains("sync"), "{names:?}");
-    let log = second.stop();
-    let (layout, others): (Vec<&String>, Vec<&String>) = log
-        .iter()
-        .filter(|l| l.contains("\"level\":\"WARN\"") || l.contains("\"level\":\"ERROR\""))
-        .partition(|l| l.contains("has another layout"));
-    assert_eq!(layout.len(), 1, "said once: {log:#?}");
-    assert!(others.is_empty(), "{others:#?}");
-    assert!(!Path::new(&pin).exists(), "a clean end removes the pins");
-    drop(container);
-    assert_no_container_leftovers(pod);
-    drop(bpffs);
-    assert_no_leftovers();
+    records_as_usual_with_one_warning(pod, &out, second, &pin, bpffs, "has another layout");
 }
 
 /// A killed syscribe's subtree whose pod ended while nothing ran is not wanted by the next
@@ -471,19 +455,34 @@ fn an_orphaned_subtree_is_pruned_by_the_next_recorder() {
     let pod = PodCgroup::new();
     let second = PodRecording::start_with(&pod, out.path(), &["--pin", &pin]);
     second.assert_adopted();
+    // The orphan is pruned, said once.
+    records_as_usual_with_one_warning(pod, &out, second, &pin, bpffs, "were not wanted again");
+}
+
+/// The end of a pinned-state test: a container of `pod` is recorded as usual by `second`,
+/// whose log has exactly one warning, the one containing `warning`; a clean end removes the
+/// pins at `pin` and leaves nothing behind.
+fn records_as_usual_with_one_warning(
+    pod: PodCgroup,
+    out: &TempDir,
+    second: PodRecording,
+    pin: &str,
+    bpffs: BpfFs,
+    warning: &str,
+) {
     let container = bundle(&pod, &["/bin/sh", "-c", "sync"]);
     let ran = container.run("runc");
     assert!(ran.status.success(), "{}", stderr(&ran));
     let names = allowed_names(&profile_of(out.path(), &container));
     assert!(names.contains("sync"), "{names:?}");
     let log = second.stop();
-    let (pruned, others): (Vec<&String>, Vec<&String>) = log
+    let (expected, others): (Vec<&String>, Vec<&String>) = log
         .iter()
         .filter(|l| l.contains("\"level\":\"WARN\"") || l.contains("\"level\":\"ERROR\""))
-        .partition(|l| l.contains("were not wanted again"));
-    assert_eq!(pruned.len(), 1, "the orphan is pruned, said once: {log:#?}");
+        .partition(|l| l.contains(warning));
+    assert_eq!(expected.len(), 1, "`{warning}` said once: {log:#?}");
     assert!(others.is_empty(), "{others:#?}");
-    assert!(!Path::new(&pin).exists(), "a clean end removes the pins");
+    assert!(!Path::new(pin).exists(), "a clean end removes the pins");
     drop(container);
     assert_no_container_leftovers(pod);
     drop(bpffs);

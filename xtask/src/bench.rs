@@ -28,7 +28,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::run;
+use crate::{bench_enricher::median, run};
 
 const CONFIGS: [&str; 11] = [
     "bare (nothing attached)",
@@ -532,10 +532,6 @@ impl Bench<'_> {
             ),
         }
     }
-}
-
-fn median(values: Vec<f64>) -> f64 {
-    spread(values).0
 }
 
 /// The median of `values` and half their interquartile range: how far a round typically
