@@ -100,6 +100,12 @@ spec:
             .find(|(_, l)| l.contains("daemon started"))
             .map(|(at, _)| *at)
             .unwrap_or_else(|| panic!("the new daemon did not say it started:\n{logs:?}"));
+        // Ready (what `rollout status` waited for) only once every pod to record is known.
+        assert!(
+            logs.iter().any(|(at, l)| *at >= started
+                && l.contains("ready: pods, namespaces and recordings listed")),
+            "the rollout was Ready before the new daemon had listed what to record:\n{logs:?}"
+        );
         println!(
             "restart: old daemon gone {:.1} s after `rollout restart`; {syscall} exec'd then; the new daemon started {:.2} s after it returned",
             gap_seen.as_secs_f64(),
